@@ -1,0 +1,96 @@
+"""Development sessions. Plain ``nox`` runs what CI runs: lint, typing, tests, interop."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import nox
+
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["lint", "typing", "tests", "interop"]
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+PYTHONS = ["3.11", "3.12", "3.13"]
+PEERS = ROOT / "tests" / "interop" / "peers"
+
+#: The sans-IO Bayeux modules: held to 100 % branch coverage.
+PURE_MODULES = [
+    "*/sfstream/exceptions.py",
+    "*/sfstream/bayeux/_advice.py",
+    "*/sfstream/bayeux/_backoff.py",
+    "*/sfstream/bayeux/_channels.py",
+    "*/sfstream/bayeux/_codec.py",
+    "*/sfstream/bayeux/_engine.py",
+    "*/sfstream/bayeux/_events.py",
+    "*/sfstream/bayeux/_extensions.py",
+    "*/sfstream/bayeux/_messages.py",
+    "*/sfstream/bayeux/_state.py",
+]
+
+
+def _expose_pyenv_versions() -> None:
+    """Let nox find python3.12 and python3.13 through pyenv's shims on a machine using pyenv."""
+    pyenv = shutil.which("pyenv")
+    if pyenv is None or os.environ.get("PYENV_VERSION"):
+        return
+    installed = subprocess.run(
+        [pyenv, "versions", "--bare"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    chosen = []
+    for wanted in PYTHONS:
+        matching = [v for v in installed if v.startswith(wanted + ".")]
+        if matching:
+            chosen.append(max(matching, key=lambda v: tuple(int(p) for p in v.split("."))))
+    if chosen:
+        os.environ["PYENV_VERSION"] = ":".join(chosen)
+
+
+_expose_pyenv_versions()
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """Unit, driver, transport and integration tests with branch coverage gates."""
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        "-m",
+        "not interop and not live",
+        *session.posargs,
+    )
+    session.run("coverage", "report", "--fail-under=90")
+    session.run("coverage", "report", "--fail-under=100", "--include=" + ",".join(PURE_MODULES))
+
+
+@nox.session(python="3.11")
+def interop(session: nox.Session) -> None:
+    """Against real third-party peers: Faye and the CometD JavaScript client (Node.js)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        session.error("the interop session needs Node.js and npm on PATH")
+    with session.chdir(PEERS):
+        session.run(npm, "ci", "--no-audit", "--no-fund", external=True)
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", "-m", "interop", "tests/interop", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff format --check and ruff check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python="3.11")
+def typing(session: nox.Session) -> None:
+    """mypy --strict on the package and the tests."""
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "typing"))
+    session.run("mypy")

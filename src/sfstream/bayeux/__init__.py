@@ -1,0 +1,112 @@
+"""A Bayeux 1.0 (CometD) client for asyncio, usable against any Bayeux server.
+
+The protocol itself is a sans-IO engine (:class:`BayeuxEngine`) with a state table, a codec and
+one function that decides reconnects; :class:`BayeuxClient` drives it over a
+:class:`Transport` (:class:`LongPollingTransport` on aiohttp, or :class:`MockTransport` in
+tests).
+"""
+
+from __future__ import annotations
+
+from sfstream.bayeux._advice import (
+    DEFAULT_ADVICE,
+    Action,
+    Advice,
+    Connect,
+    Handshake,
+    Operation,
+    Outcome,
+    Reauthenticate,
+    ReconnectPolicy,
+    Stop,
+    decide,
+)
+from sfstream.bayeux._backoff import Backoff, ConstantBackoff, ExponentialBackoff
+from sfstream.bayeux._channels import (
+    is_meta,
+    is_service,
+    is_wildcard,
+    matches,
+    validate_channel,
+    validate_subscription,
+)
+from sfstream.bayeux._codec import decode, encode
+from sfstream.bayeux._engine import LONG_POLLING, BayeuxEngine
+from sfstream.bayeux._events import (
+    Deliveries,
+    Event,
+    HandshakeSucceeded,
+    PublishReplied,
+    Request,
+    SessionLost,
+    SubscribeFailed,
+    SubscribeSucceeded,
+    UnsubscribeFailed,
+    UnsubscribeSucceeded,
+)
+from sfstream.bayeux._extensions import Extension
+from sfstream.bayeux._messages import (
+    AdviceDict,
+    ConnectRequest,
+    DisconnectRequest,
+    EventMessage,
+    HandshakeRequest,
+    Message,
+    MetaReply,
+    PublishRequest,
+    SubscribeRequest,
+    UnsubscribeRequest,
+)
+from sfstream.bayeux._state import TRANSITIONS, Input, State, StateMachine
+
+__all__ = [
+    "DEFAULT_ADVICE",
+    "LONG_POLLING",
+    "TRANSITIONS",
+    "Action",
+    "Advice",
+    "AdviceDict",
+    "Backoff",
+    "BayeuxEngine",
+    "Connect",
+    "ConnectRequest",
+    "ConstantBackoff",
+    "Deliveries",
+    "DisconnectRequest",
+    "Event",
+    "EventMessage",
+    "ExponentialBackoff",
+    "Extension",
+    "Handshake",
+    "HandshakeRequest",
+    "HandshakeSucceeded",
+    "Input",
+    "Message",
+    "MetaReply",
+    "Operation",
+    "Outcome",
+    "PublishReplied",
+    "PublishRequest",
+    "Reauthenticate",
+    "ReconnectPolicy",
+    "Request",
+    "SessionLost",
+    "State",
+    "StateMachine",
+    "Stop",
+    "SubscribeFailed",
+    "SubscribeRequest",
+    "SubscribeSucceeded",
+    "UnsubscribeFailed",
+    "UnsubscribeRequest",
+    "UnsubscribeSucceeded",
+    "decide",
+    "decode",
+    "encode",
+    "is_meta",
+    "is_service",
+    "is_wildcard",
+    "matches",
+    "validate_channel",
+    "validate_subscription",
+]

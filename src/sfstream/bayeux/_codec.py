@@ -1,0 +1,128 @@
+"""The one place where untrusted bytes become Bayeux messages, and messages become bytes.
+
+A reply that is not a JSON array of objects with a string ``channel`` and correctly typed
+fields is refused with a :class:`~sfstream.exceptions.ProtocolError` that names what was wrong:
+a malformed reply never surfaces as a ``KeyError`` or ``TypeError`` deeper down. Pure module:
+no IO.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Final, cast
+
+from sfstream.bayeux._messages import Message
+from sfstream.exceptions import ProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGES",
+    "JSONDumps",
+    "JSONLoads",
+    "decode",
+    "encode",
+]
+
+#: A JSON serialiser: ``json.dumps`` (returns str) or ``orjson.dumps`` (returns bytes).
+JSONDumps = Callable[[Any], str | bytes]
+#: A JSON parser taking the reply body.
+JSONLoads = Callable[[str | bytes], Any]
+
+#: How many messages one reply may carry before it is refused.
+DEFAULT_MAX_MESSAGES: Final = 100_000
+
+# Optional fields and the types they must have when present. ``id`` is normalised to str.
+_FIELD_TYPES: Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
+    ("clientId", str),
+    ("successful", bool),
+    ("error", str),
+    ("advice", dict),
+    ("ext", dict),
+    ("subscription", (str, list)),
+    ("version", str),
+    ("supportedConnectionTypes", list),
+)
+_ADVICE_TYPES: Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
+    ("reconnect", str),
+    ("interval", (int, float)),
+    ("timeout", (int, float)),
+    ("maxInterval", (int, float)),
+)
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def encode(messages: Sequence[Message], dumps: JSONDumps = json.dumps) -> bytes:
+    """Serialise a batch of messages as the JSON array Bayeux expects."""
+    body = dumps(list(messages))
+    return body.encode() if isinstance(body, str) else body
+
+
+def decode(
+    body: str | bytes,
+    loads: JSONLoads = json.loads,
+    *,
+    max_messages: int = DEFAULT_MAX_MESSAGES,
+) -> list[Message]:
+    """Parse and validate a reply body into a list of messages.
+
+    A single JSON object is accepted as a batch of one (Bayeux allows it). Raises
+    ProtocolError when the body is not JSON, not an array of objects, carries more than
+    ``max_messages`` messages, or a message lacks a string ``channel`` or has a field of the
+    wrong type.
+    """
+    try:
+        payload = loads(body)
+    except RecursionError:
+        raise ProtocolError("the reply is nested too deeply to parse") from None
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(f"the reply is not valid JSON: {exc}") from None
+    if isinstance(payload, dict):
+        payload = [payload]
+    elif not isinstance(payload, list):
+        raise ProtocolError(f"the reply is a JSON {_type_name(payload)}, not an array of messages")
+    if len(payload) > max_messages:
+        raise ProtocolError(
+            f"the reply carries {len(payload)} messages, more than the limit of {max_messages}"
+        )
+    for index, message in enumerate(payload):
+        _check_message(index, message)
+    return cast("list[Message]", payload)
+
+
+def _check_message(index: int, message: object) -> None:
+    if not isinstance(message, dict):
+        raise ProtocolError(
+            f"message {index} of the reply is a {_type_name(message)}, not an object"
+        )
+    channel = message.get("channel")
+    if not isinstance(channel, str) or not channel.startswith("/"):
+        if channel is None:
+            raise ProtocolError(f"message {index} of the reply has no channel")
+        raise ProtocolError(f"message {index} of the reply has an invalid channel {channel!r}")
+    if "id" in message:
+        ident = message["id"]
+        if isinstance(ident, int) and not isinstance(ident, bool):
+            message["id"] = str(ident)
+        elif not isinstance(ident, str):
+            raise ProtocolError(
+                f"message {index} ({channel}) has an id of type {_type_name(ident)}"
+            )
+    if not channel.startswith("/meta/") and len(message) <= 3 and "data" in message:
+        return  # a plain delivery: nothing else to check
+    for key, expected in _FIELD_TYPES:
+        if key in message and not isinstance(message[key], expected):
+            raise ProtocolError(
+                f"message {index} ({channel}) has a field {key!r} of type "
+                f"{_type_name(message[key])}"
+            )
+    advice = message.get("advice")
+    if advice is not None:
+        for key, expected in _ADVICE_TYPES:
+            value = advice.get(key)
+            if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+                raise ProtocolError(
+                    f"message {index} ({channel}) has advice.{key} of type {_type_name(value)}"
+                )

@@ -1,0 +1,190 @@
+"""Every exception sfstream raises, in one tree.
+
+::
+
+    SfstreamError                    (alias: AiosfstreamException)
+    ├── AuthenticationError          the token endpoint refused us, or re-authentication failed
+    ├── ClientError                  the client was used in a way it cannot serve
+    │   └── ClientInvalidOperation   e.g. ``receive()`` on a closed client
+    ├── TransportError               a request did not produce a usable reply
+    │   ├── TransportInvalidOperation   the transport was used after ``close()``
+    │   ├── TransportTimeoutError       no reply in time / no connection within connection_timeout
+    │   ├── TransportConnectionClosed   the server or the network dropped the connection
+    │   ├── HTTPStatusError             the server answered with a non-2xx HTTP status
+    │   └── ProtocolError               the reply is not valid Bayeux (names what is wrong)
+    ├── ServerError                  the server answered ``successful: false``
+    └── ReplayError                  a replay marker could not be extracted or stored
+
+The names are those of aiosfstream, so ``except`` clauses written for it keep working after
+changing the import line. Messages never contain a secret (password, token, client secret, key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+__all__ = [
+    "AiosfstreamException",
+    "AuthenticationError",
+    "ClientError",
+    "ClientInvalidOperation",
+    "ErrorField",
+    "HTTPStatusError",
+    "ProtocolError",
+    "ReplayError",
+    "ServerError",
+    "SfstreamError",
+    "TransportConnectionClosed",
+    "TransportError",
+    "TransportInvalidOperation",
+    "TransportTimeoutError",
+    "failure_reason",
+    "parse_error_field",
+]
+
+
+class SfstreamError(Exception):
+    """Root of every exception raised by sfstream."""
+
+
+#: The root exception under the name aiosfstream used, for code that migrates.
+AiosfstreamException = SfstreamError
+
+
+class AuthenticationError(SfstreamError):
+    """The OAuth token endpoint refused the credentials, or re-authentication failed.
+
+    ``error`` and ``error_description`` carry Salesforce's own fields when it sent them
+    (for example ``invalid_grant`` / ``authentication failure``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        error_description: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.error_description = error_description
+        self.status = status
+
+
+class ClientError(SfstreamError):
+    """Client side error."""
+
+
+class ClientInvalidOperation(ClientError):
+    """The requested operation can't be executed in the current state of the client."""
+
+
+class TransportError(SfstreamError):
+    """A request did not produce a usable reply (network, HTTP or framing problem)."""
+
+
+class TransportInvalidOperation(TransportError):
+    """The requested operation can't be executed in the current state of the transport."""
+
+
+class TransportTimeoutError(TransportError):
+    """No reply in time, or no working connection within ``connection_timeout``."""
+
+
+class TransportConnectionClosed(TransportError):
+    """The connection was closed unexpectedly."""
+
+
+class HTTPStatusError(TransportError):
+    """The server answered with an HTTP status outside 2xx.
+
+    ``status`` is the HTTP status code; ``reason`` its reason phrase.
+    """
+
+    def __init__(self, message: str, *, status: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+class ProtocolError(TransportError):
+    """The server's reply is not valid Bayeux; the message says what was wrong."""
+
+
+class ErrorField(NamedTuple):
+    """The parts of a Bayeux ``error`` field ``code:args:message``."""
+
+    code: int | None
+    args: list[str]
+    message: str
+
+
+def parse_error_field(error: str) -> ErrorField:
+    """Split a Bayeux ``error`` field into code, arguments and message.
+
+    The grammar is ``code ":" args ":" message`` with a three-digit code and comma-separated
+    args. Real servers bend it: Salesforce sends ``403::Unknown client``, Faye
+    ``401:<clientId>:Unknown client``, and some extensions a free text with no code. A text that
+    does not follow the grammar becomes the message with no code. The message keeps any further
+    colons (``400::The replayId {1} you provided was invalid...``).
+
+    >>> parse_error_field("403:xj3sjdsjdsjad,/foo/bar:Subscription denied")
+    ErrorField(code=403, args=['xj3sjdsjdsjad', '/foo/bar'], message='Subscription denied')
+    """
+    head, sep, rest = error.partition(":")
+    if not sep or len(head) != 3 or not head.isdigit():
+        return ErrorField(None, [], error)
+    args_text, sep, message = rest.partition(":")
+    if not sep:
+        return ErrorField(int(head), [], rest)
+    args = args_text.split(",") if args_text else []
+    return ErrorField(int(head), args, message)
+
+
+def failure_reason(response: Mapping[str, Any] | None) -> str | None:
+    """Salesforce's ``ext.sfdc.failureReason`` of a reply, if it has one.
+
+    Salesforce puts the real cause there (a ``503::Server is too busy`` can hide behind a
+    ``401::Authentication invalid`` ``error``), so it is read before ``error``.
+    """
+    if response is None:
+        return None
+    ext = response.get("ext")
+    sfdc = ext.get("sfdc") if isinstance(ext, Mapping) else None
+    reason = sfdc.get("failureReason") if isinstance(sfdc, Mapping) else None
+    return reason if isinstance(reason, str) else None
+
+
+class ServerError(SfstreamError):
+    """The server rejected a request (``successful: false``).
+
+    ``response`` is the server's reply message; ``error`` its ``error`` field, parsed into
+    ``error_code``, ``error_args`` and ``error_message`` (see :func:`parse_error_field`);
+    ``failure_reason`` is Salesforce's ``ext.sfdc.failureReason`` when present.
+    """
+
+    def __init__(self, message: str, response: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, response)
+        self.message = message
+        self.response: Mapping[str, Any] | None = response
+        error = response.get("error") if response is not None else None
+        self.error: str | None = error if isinstance(error, str) else None
+        field = parse_error_field(self.error) if self.error is not None else None
+        self.error_code: int | None = field.code if field else None
+        self.error_args: list[str] | None = field.args if field else None
+        self.error_message: str | None = field.message if field else None
+        self.failure_reason: str | None = failure_reason(response)
+
+    def __str__(self) -> str:
+        parts = [self.message]
+        if self.error is not None:
+            parts.append(self.error)
+        if self.failure_reason is not None:
+            parts.append(f"failureReason {self.failure_reason}")
+        return ": ".join(parts)
+
+
+class ReplayError(SfstreamError):
+    """A replay marker could not be extracted from a message or could not be stored."""
