@@ -134,7 +134,7 @@ def parse_error_field(error: str) -> ErrorField:
     ErrorField(code=403, args=['xj3sjdsjdsjad', '/foo/bar'], message='Subscription denied')
     """
     head, sep, rest = error.partition(":")
-    if not sep or len(head) != 3 or not head.isdigit():
+    if not sep or len(head) != 3 or not (head.isascii() and head.isdigit()):
         return ErrorField(None, [], error)
     args_text, sep, message = rest.partition(":")
     if not sep:

@@ -21,6 +21,7 @@ from sfstream.bayeux._advice import (
     Stop,
     decide,
 )
+from sfstream.bayeux._aiohttp import LongPollingTransport
 from sfstream.bayeux._backoff import Backoff, ConstantBackoff, ExponentialBackoff
 from sfstream.bayeux._channels import (
     is_meta,
@@ -30,6 +31,7 @@ from sfstream.bayeux._channels import (
     validate_channel,
     validate_subscription,
 )
+from sfstream.bayeux._client import BayeuxClient
 from sfstream.bayeux._codec import decode, encode
 from sfstream.bayeux._engine import LONG_POLLING, BayeuxEngine
 from sfstream.bayeux._events import (
@@ -58,6 +60,7 @@ from sfstream.bayeux._messages import (
     UnsubscribeRequest,
 )
 from sfstream.bayeux._state import TRANSITIONS, Input, State, StateMachine
+from sfstream.bayeux._transport import MockTransport, Transport
 
 __all__ = [
     "DEFAULT_ADVICE",
@@ -67,6 +70,7 @@ __all__ = [
     "Advice",
     "AdviceDict",
     "Backoff",
+    "BayeuxClient",
     "BayeuxEngine",
     "Connect",
     "ConnectRequest",
@@ -81,8 +85,10 @@ __all__ = [
     "HandshakeRequest",
     "HandshakeSucceeded",
     "Input",
+    "LongPollingTransport",
     "Message",
     "MetaReply",
+    "MockTransport",
     "Operation",
     "Outcome",
     "PublishReplied",
@@ -97,6 +103,7 @@ __all__ = [
     "SubscribeFailed",
     "SubscribeRequest",
     "SubscribeSucceeded",
+    "Transport",
     "UnsubscribeFailed",
     "UnsubscribeRequest",
     "UnsubscribeSucceeded",

@@ -46,7 +46,7 @@ class ExponentialBackoff:
 
     The un-jittered delay for attempt ``n >= 1`` is ``min(maximum, initial * factor**(n-1))``.
     ``jitter`` is the fraction of it that is random: with ``jitter=0.5`` the delay lies in
-    ``[d/2, d)``, which spreads the retries of many clients without ever retrying at once.
+    ``(d/2, d]``, which spreads the retries of many clients without ever retrying at once.
     ``random`` returns floats in ``[0, 1)`` (``random.random`` in production); the default
     always returns 0.5, so a strategy built without it is deterministic.
     """

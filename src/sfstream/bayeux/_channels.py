@@ -45,7 +45,7 @@ def validate_channel(channel: object) -> str:
     """Return ``channel`` if it is a valid concrete channel name, else raise ValueError."""
     if not isinstance(channel, str):
         raise TypeError(f"a channel name must be a str, not {type(channel).__name__}")
-    if not _CHANNEL_RE.match(channel):
+    if not _CHANNEL_RE.fullmatch(channel):
         raise ValueError(
             f"invalid channel name {channel!r}: expected '/' followed by segments "
             "of letters, digits and - _ ! ~ ( ) $ @ ."
@@ -58,9 +58,8 @@ def validate_subscription(channel: object) -> str:
 
     Meta channels are refused: the protocol reserves them.
     """
-    if isinstance(channel, str) and _PATTERN_RE.match(channel):
-        return channel
-    validate_channel(channel)
+    if not (isinstance(channel, str) and _PATTERN_RE.fullmatch(channel)):
+        validate_channel(channel)
     assert isinstance(channel, str)
     if is_meta(channel):
         raise ValueError(f"cannot subscribe to the meta channel {channel!r}")

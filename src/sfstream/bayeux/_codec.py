@@ -42,6 +42,8 @@ _FIELD_TYPES: Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
     ("version", str),
     ("supportedConnectionTypes", list),
 )
+#: A message with only these keys has nothing more to check (the usual event delivery).
+_PLAIN_DELIVERY_KEYS: Final = frozenset({"channel", "data", "id"})
 _ADVICE_TYPES: Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
     ("reconnect", str),
     ("interval", (int, float)),
@@ -110,7 +112,7 @@ def _check_message(index: int, message: object) -> None:
             raise ProtocolError(
                 f"message {index} ({channel}) has an id of type {_type_name(ident)}"
             )
-    if not channel.startswith("/meta/") and len(message) <= 3 and "data" in message:
+    if not channel.startswith("/meta/") and message.keys() <= _PLAIN_DELIVERY_KEYS:
         return  # a plain delivery: nothing else to check
     for key, expected in _FIELD_TYPES:
         if key in message and not isinstance(message[key], expected):

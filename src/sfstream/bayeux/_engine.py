@@ -243,9 +243,14 @@ class BayeuxEngine:
             return None
         return self._subscribe_request(channel, automatic=False)
 
-    def resubscribe(self) -> list[Request]:
-        """Subscribe requests for every wanted channel; to send after a new handshake."""
-        return [self._subscribe_request(channel, automatic=True) for channel in self._wanted]
+    def resubscribe(self, channels: Iterable[str] | None = None) -> list[Request]:
+        """Subscribe requests for every wanted channel (or those of ``channels`` still wanted)
+        in the current session; to send after a new handshake.
+        """
+        if not self._machine.has_session:
+            return []
+        targets = self._wanted if channels is None else [c for c in channels if c in self._wanted]
+        return [self._subscribe_request(channel, automatic=True) for channel in targets]
 
     def _subscribe_request(self, channel: str, *, automatic: bool) -> Request:
         assert self._client_id is not None
@@ -458,6 +463,8 @@ class BayeuxEngine:
             return
         error = ServerError(f"{kind} to {channel} refused", message)
         if kind == _SUBSCRIBE:
+            # A refused channel is no longer wanted: it is not tried again at the next session.
+            self._wanted.pop(channel, None)
             events.append(SubscribeFailed(channel, error, automatic))
         else:
             events.append(UnsubscribeFailed(channel, error))
@@ -528,11 +535,18 @@ class BayeuxEngine:
                 self._disconnect_id = None
                 self._machine.process(Input.DISCONNECT_DONE)
             elif ident is not None and ident in self._pending:
-                automatic = self._pending.pop(ident)[2]
+                kind, target, automatic = self._pending.pop(ident)
                 if automatic and self._machine.has_session:
+                    # The subscription may be missing on the server: a new session makes
+                    # every wanted subscription again.
                     self._lose_session(
                         Outcome(Operation.CONNECT, error=error, session_lost=True), events
                     )
+                elif kind == _SUBSCRIBE and not automatic:
+                    # The caller sees the error: the channel is not wanted (a late reply's
+                    # deliveries are dropped).
+                    self._wanted.pop(target, None)
+                    self._unsubscribed.add(target)
         return events
 
     # -- deciding --------------------------------------------------------------------------

@@ -1,0 +1,199 @@
+"""Bayeux long polling over aiohttp.
+
+One :class:`aiohttp.ClientSession` per transport (created here and closed here, or supplied by
+the user and never closed here), one cookie jar per Bayeux session, JSON POSTs with an explicit
+timeout on every request, at most two requests in flight (the held ``/meta/connect`` and one
+control request), a cap on the reply size, and every aiohttp error mapped to the
+:class:`~sfstream.exceptions.TransportError` tree in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import ssl as ssl_module
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads, decode, encode
+from sfstream.bayeux._events import Request
+from sfstream.bayeux._messages import Message
+from sfstream.bayeux._transport import Transport
+from sfstream.exceptions import (
+    HTTPStatusError,
+    ProtocolError,
+    TransportConnectionClosed,
+    TransportError,
+    TransportInvalidOperation,
+    TransportTimeoutError,
+)
+
+__all__ = ["DEFAULT_MAX_RESPONSE_SIZE", "LongPollingTransport"]
+
+logger = logging.getLogger(__name__)
+
+#: The largest reply body accepted by default: 64 MiB.
+DEFAULT_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
+
+_JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class LongPollingTransport(Transport):
+    """Sends Bayeux batches as HTTP POSTs to ``url``.
+
+    Args:
+        url: the Bayeux endpoint, e.g. ``https://example.my.salesforce.com/cometd/62.0``.
+        session: an aiohttp session to use (proxies, ``trust_env``, TLS settings); it is never
+            closed by the transport. By default the transport creates and closes its own.
+        json_dumps: serialiser for request bodies (``json.dumps`` or e.g. ``orjson.dumps``).
+        json_loads: parser for reply bodies.
+        headers: extra headers sent with every request.
+        ssl: passed to aiohttp for every request (an ``ssl.SSLContext``, or ``True`` for the
+            default verification); TLS verification is on by default.
+        max_response_size: the largest reply body accepted, in bytes.
+        max_messages: the most messages one reply may carry.
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        json_dumps: JSONDumps = json.dumps,
+        json_loads: JSONLoads = json.loads,
+        headers: Mapping[str, str] | None = None,
+        ssl: ssl_module.SSLContext | bool = True,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
+    ) -> None:
+        self.url = URL(url)
+        if self.url.scheme not in ("http", "https") or not self.url.host:
+            raise ValueError(f"the Bayeux URL must be an absolute http(s) URL, not {str(url)!r}")
+        self._session = session
+        self._owns_session = session is None
+        self._dumps = json_dumps
+        self._loads = json_loads
+        self._headers = {**_JSON_HEADERS, **(headers or {})}
+        self._ssl = ssl
+        self.max_response_size = max_response_size
+        self.max_messages = max_messages
+        # Created on first use: aiohttp's cookie jar needs a running loop.
+        self._jar: aiohttp.CookieJar | None = None
+        self._poll_lock: asyncio.Lock | None = None
+        self._control_lock: asyncio.Lock | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<LongPollingTransport {self.url}>"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            # Cookies are handled per Bayeux session by our own jar, not by the session's.
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        return self._session
+
+    def new_session(self) -> None:
+        """Forget the cookies of the previous Bayeux session (e.g. ``BAYEUX_BROWSER``)."""
+        if self._jar is not None:
+            self._jar.clear()
+
+    async def send(
+        self, request: Request, headers: Mapping[str, str] | None = None
+    ) -> list[Message]:
+        if self._closed:
+            raise TransportInvalidOperation("the transport is closed")
+        if request.long_poll:
+            if self._poll_lock is None:
+                self._poll_lock = asyncio.Lock()
+            lock = self._poll_lock
+        else:
+            if self._control_lock is None:
+                self._control_lock = asyncio.Lock()
+            lock = self._control_lock
+        body = encode(request.messages, self._dumps)
+        all_headers = {**self._headers, **headers} if headers else self._headers
+        async with lock:
+            with self._map_errors(request.timeout):
+                payload = await self._post(body, all_headers, request.timeout)
+        return decode(payload, self._loads, max_messages=self.max_messages)
+
+    async def _post(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: float,  # noqa: ASYNC109 - aiohttp's per-request ClientTimeout
+    ) -> bytes:
+        session = self._get_session()
+        if self._jar is None:
+            # unsafe: keep cookies from IP hosts too (a server on 127.0.0.1 sets them)
+            self._jar = aiohttp.CookieJar(unsafe=True)
+        async with session.post(
+            self.url,
+            data=body,
+            headers=headers,
+            cookies=self._jar.filter_cookies(self.url),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+            ssl=self._ssl,
+        ) as response:
+            if response.cookies:
+                self._jar.update_cookies(response.cookies, response.url)
+            if not 200 <= response.status < 300:
+                raise HTTPStatusError(
+                    f"the server answered HTTP {response.status} {response.reason or ''}".rstrip(),
+                    status=response.status,
+                    reason=response.reason or "",
+                )
+            return await self._read(response)
+
+    async def _read(self, response: aiohttp.ClientResponse) -> bytes:
+        limit = self.max_response_size
+        length = response.content_length
+        if length is not None:
+            if length > limit:
+                raise ProtocolError(
+                    f"the reply is {length} bytes, more than the limit of {limit} bytes"
+                )
+            return await response.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise ProtocolError(f"the reply is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @contextmanager
+    def _map_errors(self, timeout: float) -> Iterator[None]:
+        """Translate aiohttp's and asyncio's errors into the TransportError tree."""
+        where = f"{self.url.host}:{self.url.port}"
+        try:
+            yield
+        except TransportError:
+            raise
+        except TimeoutError:
+            raise TransportTimeoutError(f"no reply from {where} within {timeout:g} s") from None
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
+            raise TransportConnectionClosed(
+                f"the connection to {where} closed before the reply was complete: {exc}"
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(f"cannot connect to {where}: {exc.os_error}") from exc
+        except (aiohttp.ClientOSError, ConnectionError) as exc:
+            raise TransportConnectionClosed(f"the connection to {where} failed: {exc}") from exc
+        except aiohttp.ClientError as exc:
+            raise TransportError(f"the request to {where} failed: {exc!r}") from exc
+
+    async def close(self) -> None:
+        """Close the session if this transport created it. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()

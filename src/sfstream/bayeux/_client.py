@@ -1,0 +1,630 @@
+"""BayeuxClient: the asyncio driver of the sans-IO engine.
+
+The driver owns one background task, the connect loop, which executes the actions that
+:func:`~sfstream.bayeux.decide` returns (via :meth:`BayeuxEngine.next_action`): handshake,
+connect, re-authenticate, stop. It never reads advice itself. Subscribe, unsubscribe and publish
+go out on the control lane beside the held connect. Delivered messages wait in a prefetch queue
+for :meth:`BayeuxClient.receive`; when ``max_pending_count`` of them wait, the loop stops polling
+until the consumer catches up (backpressure, never dropping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from enum import Enum
+from types import TracebackType
+from typing import Any, Final, Self
+
+import aiohttp
+from yarl import URL
+
+from sfstream.bayeux._advice import (
+    Action,
+    Connect,
+    Handshake,
+    Reauthenticate,
+    ReconnectPolicy,
+    Stop,
+)
+from sfstream.bayeux._aiohttp import LongPollingTransport
+from sfstream.bayeux._backoff import Backoff, ExponentialBackoff
+from sfstream.bayeux._codec import JSONDumps, JSONLoads
+from sfstream.bayeux._engine import BayeuxEngine
+from sfstream.bayeux._events import (
+    Deliveries,
+    Event,
+    HandshakeSucceeded,
+    PublishReplied,
+    Request,
+    SessionLost,
+    SubscribeFailed,
+    SubscribeSucceeded,
+    UnsubscribeFailed,
+)
+from sfstream.bayeux._extensions import Extension
+from sfstream.bayeux._messages import Message
+from sfstream.bayeux._state import State
+from sfstream.bayeux._transport import Transport
+from sfstream.exceptions import (
+    AuthenticationError,
+    ClientError,
+    ClientInvalidOperation,
+    ProtocolError,
+    ServerError,
+    SfstreamError,
+    TransportError,
+    TransportTimeoutError,
+)
+
+__all__ = ["BayeuxClient"]
+
+logger = logging.getLogger(__name__)
+
+HeadersProvider = Callable[[], Mapping[str, str]]
+#: Called when an automatic resubscription is refused; return True to subscribe once more
+#: (after preparing a fallback, e.g. another replay id), False to report the error.
+ResubscribeHook = Callable[[str, ServerError], bool]
+
+#: Seconds ``close()`` waits for the server to answer the disconnect.
+_DISCONNECT_TIMEOUT: Final = 2.0
+
+
+class _Lifecycle(Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class BayeuxClient:
+    """A Bayeux (CometD) client for asyncio.
+
+    >>> async def main():  # doctest: +SKIP
+    ...     async with BayeuxClient("http://127.0.0.1:8000/bayeux") as client:
+    ...         await client.subscribe("/chat/*")
+    ...         async for message in client:
+    ...             print(message["channel"], message["data"])
+
+    Args:
+        url: the Bayeux endpoint.
+        connection_timeout: seconds without a working connection after which ``receive()``
+            raises :class:`~sfstream.exceptions.TransportTimeoutError` (the client keeps
+            trying in the background). ``None`` waits forever.
+        max_pending_count: how many received messages may wait for ``receive()`` before the
+            client stops polling the server until the consumer catches up. ``<= 0``: no limit.
+        json_dumps: serialiser for requests (e.g. ``orjson.dumps``).
+        json_loads: parser for replies (e.g. ``orjson.loads``).
+        extensions: :class:`~sfstream.bayeux.Extension` objects applied to every message.
+        session: an aiohttp session for the default transport (never closed by the client).
+        transport: a :class:`~sfstream.bayeux.Transport` to use instead of long polling over
+            aiohttp (e.g. a :class:`~sfstream.bayeux.MockTransport` in tests).
+        headers: extra HTTP headers, or a function returning them, called for every request.
+        backoff: the retry delays; by default exponential from 0.5 s to 30 s with jitter.
+        handshake_after: consecutive failed connect requests before a new session is started.
+        request_timeout: seconds to wait for a reply to anything but a held connect.
+        reauthenticate: a coroutine function fetching new credentials, called once when the
+            server answers 401 (see :func:`~sfstream.bayeux.decide`).
+        on_resubscribe_failed: see :data:`ResubscribeHook`.
+        handshake_ext: an ``ext`` object sent with every handshake.
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        connection_timeout: float | None = 10.0,
+        max_pending_count: int = 100,
+        json_dumps: JSONDumps = json.dumps,
+        json_loads: JSONLoads = json.loads,
+        extensions: Iterable[Extension] = (),
+        session: aiohttp.ClientSession | None = None,
+        transport: Transport | None = None,
+        headers: Mapping[str, str] | HeadersProvider | None = None,
+        backoff: Backoff | None = None,
+        handshake_after: int = 3,
+        request_timeout: float = 30.0,
+        reauthenticate: Callable[[], Awaitable[None]] | None = None,
+        on_resubscribe_failed: ResubscribeHook | None = None,
+        handshake_ext: dict[str, Any] | None = None,
+    ) -> None:
+        if connection_timeout is not None and connection_timeout <= 0:
+            connection_timeout = None
+        self.url = url
+        self.connection_timeout = connection_timeout
+        self.max_pending_count = max_pending_count
+        self._json_dumps = json_dumps
+        self._json_loads = json_loads
+        self._extensions = list(extensions)
+        self._session = session
+        self._transport = transport
+        self._owns_transport = transport is None
+        self._headers = headers
+        self._policy = ReconnectPolicy(
+            backoff=backoff if backoff is not None else ExponentialBackoff(random=random.random),
+            handshake_after=handshake_after,
+        )
+        self._request_timeout = request_timeout
+        self._reauthenticate = reauthenticate
+        self._on_resubscribe_failed = on_resubscribe_failed
+        self._handshake_ext = handshake_ext
+        self._lifecycle = _Lifecycle.UNOPENED
+        self._engine = self._new_engine()
+        self._queue: deque[Message] = deque()
+        self._errors: deque[SfstreamError] = deque()
+        self._fatal: SfstreamError | None = None
+        self._task: asyncio.Task[None] | None = None
+        # Created in open(), inside the running loop.
+        self._activity: asyncio.Event | None = None
+        self._capacity: asyncio.Event | None = None
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._retry_channels: list[str] = []
+        self._down_since: float | None = None
+
+    def _new_engine(self) -> BayeuxEngine:
+        return BayeuxEngine(
+            extensions=self._extensions,
+            policy=self._policy,
+            can_reauthenticate=self._reauthenticate is not None,
+            request_timeout=self._request_timeout,
+            handshake_ext=self._handshake_ext,
+        )
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True unless the client is open."""
+        return self._lifecycle is not _Lifecycle.OPEN
+
+    @property
+    def state(self) -> State:
+        """The Bayeux session state (see :class:`~sfstream.bayeux.State`)."""
+        return self._engine.state
+
+    @property
+    def client_id(self) -> str | None:
+        """The server's id for the current session."""
+        return self._engine.client_id
+
+    @property
+    def subscriptions(self) -> set[str]:
+        """The channels this client is subscribed to (made again after every new session)."""
+        return set(self._engine.subscriptions)
+
+    @property
+    def connection_type(self) -> str | None:
+        """The connection type in use while open (``long-polling``), else None."""
+        if self.closed or self._transport is None:
+            return None
+        return self._transport.connection_type
+
+    @property
+    def pending_count(self) -> int:
+        """How many received messages wait for ``receive()``."""
+        return len(self._queue)
+
+    @property
+    def has_pending_messages(self) -> bool:
+        """True when ``receive()`` would return at once."""
+        return bool(self._queue)
+
+    def __repr__(self) -> str:
+        return (
+            f"<BayeuxClient {self.url} {self._lifecycle.value} state={self._engine.state.value} "
+            f"subscriptions={len(self._engine.subscriptions)} pending={len(self._queue)}>"
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Handshake and make the first connect, then keep connecting in the background.
+
+        Raises:
+            ClientInvalidOperation: the client is already open, or closed.
+            ClientError: the server offers no connection type this client speaks.
+            TransportError: a network, HTTP or framing error.
+            ServerError: the server refused the handshake or the first connect.
+            AuthenticationError: re-authentication failed.
+        """
+        if self._lifecycle is not _Lifecycle.UNOPENED:
+            raise ClientInvalidOperation(
+                "the client is already open"
+                if self._lifecycle is _Lifecycle.OPEN
+                else "a closed client cannot be opened again; create a new one"
+            )
+        self._lifecycle = _Lifecycle.OPEN
+        self._activity = asyncio.Event()
+        self._capacity = asyncio.Event()
+        if self._transport is None:
+            self._transport = LongPollingTransport(
+                self.url,
+                session=self._session,
+                json_dumps=self._json_dumps,
+                json_loads=self._json_loads,
+            )
+        try:
+            action: Action = Handshake()
+            while not self._engine.established:
+                action = await self._step(action)
+                if isinstance(action, Stop):
+                    raise action.error
+        except BaseException:
+            await self._shutdown(disconnect=False)
+            raise
+        logger.info("connected to %s (clientId %s)", self.url, self._engine.client_id)
+        self._task = asyncio.create_task(self._run(action), name=f"bayeux connect loop {self.url}")
+
+    async def close(self) -> None:
+        """Disconnect and stop the background task. Idempotent.
+
+        Messages already received stay available to ``receive()``.
+        """
+        if self._lifecycle is _Lifecycle.CLOSED:
+            return
+        if self._lifecycle is _Lifecycle.UNOPENED:
+            self._lifecycle = _Lifecycle.CLOSED
+            return
+        await self._shutdown(disconnect=True)
+
+    async def _shutdown(self, *, disconnect: bool) -> None:
+        self._lifecycle = _Lifecycle.CLOSED
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # close() itself was cancelled
+        transport = self._transport
+        request = self._engine.disconnect() if disconnect else None
+        if request is not None and transport is not None:
+            try:
+                replies = await asyncio.wait_for(
+                    transport.send(request, self._request_headers()), _DISCONNECT_TIMEOUT
+                )
+                self._engine.receive(replies)
+            except (SfstreamError, TimeoutError) as exc:
+                logger.debug("the disconnect got no reply: %s", exc)
+        if not self._engine.closed:
+            self._engine.fail()
+        if transport is not None and self._owns_transport:
+            await transport.close()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(ClientInvalidOperation("the client was closed"))
+        self._waiters.clear()
+        self._wake()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- the connect loop ------------------------------------------------------------------
+
+    async def _run(self, action: Action) -> None:
+        try:
+            while not isinstance(action, Stop):
+                action = await self._step(action)
+            self._stop(action.error)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: never let the loop die silently
+            logger.exception("the Bayeux connect loop failed")
+            self._stop(ClientError(f"the connect loop failed unexpectedly: {exc!r}"))
+
+    async def _step(self, action: Action) -> Action:
+        """Execute ``action`` and return what should follow."""
+        try:
+            if isinstance(action, Handshake):
+                await self._sleep(action.delay)
+                await self._handshake()
+            elif isinstance(action, Connect):
+                await self._sleep(action.delay)
+                await self._wait_for_capacity()
+                await self._connect()
+            else:
+                assert isinstance(action, Reauthenticate)
+                assert self._reauthenticate is not None
+                logger.info("the server refused the credentials: re-authenticating")
+                try:
+                    await self._reauthenticate()
+                except AuthenticationError as exc:
+                    self._engine.fail()
+                    return Stop(exc)
+                self._engine.reauthenticated()
+                await self._handshake()
+        except ProtocolError as exc:
+            self._engine.fail()
+            return Stop(exc)
+        return self._engine.next_action()
+
+    async def _sleep(self, delay: float) -> None:
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def _wait_for_capacity(self) -> None:
+        limit = self.max_pending_count
+        if limit <= 0 or len(self._queue) < limit:
+            return
+        assert self._capacity is not None
+        logger.info("%d messages wait for the consumer: polling paused", len(self._queue))
+        while len(self._queue) >= limit:
+            self._capacity.clear()
+            await self._capacity.wait()
+        logger.info("the consumer caught up: polling resumed")
+
+    async def _handshake(self) -> None:
+        assert self._transport is not None
+        self._transport.new_session()
+        request = self._engine.handshake()
+        logger.debug("handshake with %s", self.url)
+        events = await self._exchange(request, raise_errors=False)
+        if any(isinstance(event, HandshakeSucceeded) for event in events):
+            await self._resubscribe(None)
+
+    async def _resubscribe(self, channels: list[str] | None) -> None:
+        for request in self._engine.resubscribe(channels):
+            if not self._engine.has_session:
+                return
+            await self._exchange(request, raise_errors=False)
+        if self._retry_channels and self._engine.has_session:
+            retry, self._retry_channels = self._retry_channels, []
+            for channel in retry:
+                again = self._engine.subscribe(channel)
+                if again is not None:
+                    await self._exchange(again, raise_errors=False)
+
+    async def _connect(self) -> None:
+        if self._engine.state not in (State.HANDSHAKEN, State.CONNECTED):
+            return  # the session was lost meanwhile; the next action says what to do
+        request = self._engine.connect()
+        await self._exchange(request, raise_errors=False)
+
+    # -- exchanging messages ---------------------------------------------------------------
+
+    def _request_headers(self) -> Mapping[str, str] | None:
+        headers = self._headers
+        if headers is None or isinstance(headers, Mapping):
+            return headers
+        return headers()
+
+    async def _exchange(self, request: Request, *, raise_errors: bool) -> list[Event]:
+        """Send ``request``, feed the reply (or the failure) to the engine, act on the events."""
+        assert self._transport is not None
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("sending %s", [m["channel"] for m in request.messages])
+        try:
+            replies = await self._transport.send(request, self._request_headers())
+        except TransportError as exc:
+            events = self._engine.request_failed(request, exc)
+            self._note_failure(request, exc)
+            self._dispatch(events)
+            if raise_errors:
+                raise
+            return events
+        events = self._engine.receive(replies)
+        self._dispatch(events)
+        return events
+
+    def _note_failure(self, request: Request, exc: TransportError) -> None:
+        if request.long_poll or request.messages[0]["channel"] == "/meta/handshake":
+            logger.info("request to %s failed: %s", self.url, exc)
+
+    def _dispatch(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Deliveries):
+                self._queue.extend(event.messages)
+                self._wake()
+            elif isinstance(event, SubscribeSucceeded):
+                self._resolve(event.channel, None)
+            elif isinstance(event, SubscribeFailed):
+                self._subscribe_failed(event)
+            elif isinstance(event, SessionLost):
+                logger.info("session lost: %s", event.reason)
+            elif isinstance(event, HandshakeSucceeded):
+                logger.debug("handshake accepted, clientId %s", event.client_id)
+        state = self._engine.state
+        if state is State.CONNECTED:
+            self._down_since = None
+        elif (
+            self._down_since is None
+            and self._engine.established
+            and self._engine.failures
+            and not self._engine.closed
+        ):
+            self._down_since = asyncio.get_running_loop().time()
+            self._wake()
+
+    def _subscribe_failed(self, event: SubscribeFailed) -> None:
+        if (
+            event.automatic
+            and self._on_resubscribe_failed is not None
+            and isinstance(event.error, ServerError)
+            and self._on_resubscribe_failed(event.channel, event.error)
+        ):
+            self._retry_channels.append(event.channel)
+            return
+        if self._waiters.get(event.channel):
+            self._resolve(event.channel, event.error)
+            return
+        logger.warning("resubscription to %s failed: %s", event.channel, event.error)
+        self._errors.append(event.error)
+        self._wake()
+
+    def _resolve(self, channel: str, error: SfstreamError | None) -> None:
+        for waiter in self._waiters.pop(channel, []):
+            if waiter.done():
+                continue
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+
+    def _stop(self, error: SfstreamError) -> None:
+        logger.error("the Bayeux client stopped: %s", error)
+        self._fatal = error
+        for channel in list(self._waiters):
+            self._resolve(channel, error)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._activity is not None:
+            self._activity.set()
+
+    # -- operations ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._lifecycle is not _Lifecycle.OPEN:
+            raise ClientInvalidOperation(
+                "the client is not open"
+                if self._lifecycle is _Lifecycle.UNOPENED
+                else "the client is closed"
+            )
+        if self._fatal is not None:
+            raise ClientInvalidOperation(f"the client has stopped: {self._fatal}")
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe to ``channel`` (wildcards ``/foo/*`` and ``/foo/**`` allowed).
+
+        The subscription is made again after every new session.
+
+        Raises:
+            ClientInvalidOperation: the client is not open.
+            ValueError: ``channel`` is not a valid channel name.
+            ServerError: the server refused the subscription.
+            TransportError: the request failed.
+            TransportTimeoutError: no session could be established within
+                ``connection_timeout``.
+        """
+        self._check_open()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        request = self._engine.subscribe(channel)
+        self._waiters.setdefault(channel, []).append(waiter)
+        try:
+            if request is not None:
+                await self._exchange(request, raise_errors=True)
+            async with asyncio.timeout(self.connection_timeout):
+                await waiter
+        except TimeoutError:
+            raise TransportTimeoutError(
+                f"could not subscribe to {channel} within {self.connection_timeout} s: "
+                "no session with the server"
+            ) from None
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+            waiters = self._waiters.get(channel)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Unsubscribe from ``channel``; later deliveries on it are dropped.
+
+        Raises:
+            ClientInvalidOperation: the client is not open.
+            ServerError: the server refused.
+            TransportError: the request failed.
+        """
+        self._check_open()
+        request = self._engine.unsubscribe(channel)
+        if request is None:
+            return
+        for event in await self._exchange(request, raise_errors=True):
+            if isinstance(event, UnsubscribeFailed):
+                raise event.error
+
+    async def publish(self, channel: str, data: Any) -> Message:
+        """Publish ``data`` on ``channel`` and return the server's reply.
+
+        Raises:
+            ClientInvalidOperation: the client is not open.
+            ServerError: the server refused the publish.
+            TransportError: the request failed.
+        """
+        self._check_open()
+        request = self._engine.publish(channel, data)
+        ident = request.messages[0]["id"]
+        for event in await self._exchange(request, raise_errors=True):
+            if isinstance(event, PublishReplied) and event.message_id == ident:
+                if event.error is not None:
+                    raise event.error
+                return event.reply
+        raise ProtocolError(f"the server did not answer the publish to {channel}")
+
+    async def receive(self) -> Message:
+        """Wait for the next message on a subscribed channel.
+
+        Raises:
+            ClientInvalidOperation: the client is closed (or was never opened) and no message
+                is pending.
+            ServerError: a subscription was refused when it was made again, or the server
+                ended the session for good.
+            TransportTimeoutError: no working connection for ``connection_timeout`` seconds.
+            AuthenticationError: the server refused the credentials, even fresh ones.
+        """
+        while True:
+            if self._errors:
+                raise self._errors.popleft()
+            queue = self._queue
+            if queue:
+                message = queue.popleft()
+                capacity = self._capacity
+                if capacity is not None and len(queue) < self.max_pending_count:
+                    capacity.set()
+                return message
+            if self._fatal is not None:
+                raise self._fatal
+            if self._lifecycle is not _Lifecycle.OPEN:
+                raise ClientInvalidOperation(
+                    "the client is closed and has no pending messages"
+                    if self._lifecycle is _Lifecycle.CLOSED
+                    else "the client is not open"
+                )
+            timeout = self._time_left()
+            if timeout is not None and timeout <= 0:
+                # The next call waits a whole connection_timeout again, not zero seconds.
+                self._down_since = asyncio.get_running_loop().time()
+                raise TransportTimeoutError(
+                    f"lost the connection with the server and could not re-establish it within "
+                    f"{self.connection_timeout} s"
+                )
+            activity = self._activity
+            assert activity is not None
+            activity.clear()
+            try:
+                async with asyncio.timeout(timeout):
+                    await activity.wait()
+            except TimeoutError:
+                continue
+
+    def _time_left(self) -> float | None:
+        if self._down_since is None or self.connection_timeout is None:
+            return None
+        elapsed = asyncio.get_running_loop().time() - self._down_since
+        return self.connection_timeout - elapsed
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.receive()
+        except ClientInvalidOperation:
+            if self._lifecycle is _Lifecycle.CLOSED and not self._queue:
+                raise StopAsyncIteration from None
+            raise
