@@ -710,3 +710,44 @@ async def test_repr_and_state(server: FakeBayeuxServer) -> None:
         assert "open" in repr(client)
         assert client.client_id == "client1"
     assert "closed" in repr(client)
+
+
+async def test_status_events_and_stats(server: FakeBayeuxServer) -> None:
+    from sfstream.bayeux import Status, StatusKind
+
+    seen: list[Status] = []
+    async with make_client(server, on_status=seen.append, max_pending_count=1) as client:
+        await client.subscribe("/a")
+        server.forget_all()
+        await asyncio.sleep(0.2)
+        server.publish("/a", 1)
+        server.publish("/a", 2)
+        await asyncio.sleep(0.2)
+        assert (await receive(client))["data"] == 1
+        assert (await receive(client))["data"] == 2
+        await asyncio.sleep(0.1)
+    kinds = [s.kind for s in seen]
+    assert kinds[0] is StatusKind.CONNECTED
+    assert kinds[-1] is StatusKind.CLOSED
+    for kind in (
+        StatusKind.SESSION_LOST,
+        StatusKind.CONNECTION_LOST,
+        StatusKind.RECONNECTED,
+        StatusKind.PAUSED,
+        StatusKind.RESUMED,
+    ):
+        assert kind in kinds
+        assert client.stats[kind] == kinds.count(kind)
+    lost = next(s for s in seen if s.kind is StatusKind.SESSION_LOST)
+    assert "403::Unknown client" in lost.detail
+
+
+async def test_a_failing_status_callback_is_logged_not_raised(
+    server: FakeBayeuxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(status: object) -> None:
+        raise RuntimeError("oops")
+
+    async with make_client(server, on_status=broken) as client:
+        await client.subscribe("/a")
+    assert "on_status callback failed" in caplog.text

@@ -34,7 +34,7 @@ async def serve() -> Any:
     servers: list[TestServer] = []
 
     async def start(handler: Handler) -> TestServer:
-        app = web.Application()
+        app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_post("/bayeux", handler)
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
@@ -319,3 +319,22 @@ def test_rejects_non_http_urls() -> None:
     with pytest.raises(ValueError, match="absolute http"):
         LongPollingTransport("/cometd/62.0")
     assert "127.0.0.1" in repr(LongPollingTransport("http://127.0.0.1:1/x"))
+
+
+async def test_a_body_over_one_mebibyte_is_streamed_without_warning(serve: ServerFactory) -> None:
+    sizes: list[int] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        body = await request.read()
+        sizes.append(len(body))
+        return web.json_response([{"channel": "/big", "id": "1", "successful": True}])
+
+    server = await serve(handler)
+    transport = LongPollingTransport(url(server))
+    big = Request([{"channel": "/big", "id": "1", "data": "x" * 1_500_000}], timeout=5)
+    try:
+        replies = await transport.send(big)
+    finally:
+        await transport.close()
+    assert replies[0]["successful"] is True
+    assert sizes[0] > 1_500_000

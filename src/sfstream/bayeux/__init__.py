@@ -32,7 +32,7 @@ from sfstream.bayeux._channels import (
     validate_subscription,
 )
 from sfstream.bayeux._client import BayeuxClient
-from sfstream.bayeux._codec import decode, encode
+from sfstream.bayeux._codec import JSONDumps, JSONLoads, decode, encode
 from sfstream.bayeux._engine import LONG_POLLING, BayeuxEngine
 from sfstream.bayeux._events import (
     Deliveries,
@@ -60,6 +60,7 @@ from sfstream.bayeux._messages import (
     UnsubscribeRequest,
 )
 from sfstream.bayeux._state import TRANSITIONS, Input, State, StateMachine
+from sfstream.bayeux._status import Status, StatusCallback, StatusKind, StatusStats
 from sfstream.bayeux._transport import MockTransport, Transport
 
 __all__ = [
@@ -85,6 +86,8 @@ __all__ = [
     "HandshakeRequest",
     "HandshakeSucceeded",
     "Input",
+    "JSONDumps",
+    "JSONLoads",
     "LongPollingTransport",
     "Message",
     "MetaReply",
@@ -99,6 +102,10 @@ __all__ = [
     "SessionLost",
     "State",
     "StateMachine",
+    "Status",
+    "StatusCallback",
+    "StatusKind",
+    "StatusStats",
     "Stop",
     "SubscribeFailed",
     "SubscribeRequest",

@@ -14,9 +14,10 @@ handshake accepted                                     ``Connect(0)`` (the conne
 connect accepted, advice ``retry`` or none given       ``Connect(interval)``
 connect accepted, advice ``handshake``                 ``Handshake(interval)``
 refusal whose cause (``failureReason`` first, then     ``Reauthenticate`` once when an
-``error``) is a 401 with advice ``none``, or an        authenticator can; a second time
-HTTP 401                                               ``Stop(AuthenticationError)``; with no
-                                                       authenticator ``Stop(ServerError)``
+``error``) is a 401 not advising ``handshake`` or      authenticator can; a second time
+``retry``, or an HTTP 401                              ``Stop(AuthenticationError)``; with no
+                                                       authenticator ``Stop`` with the refusal
+                                                       (``ServerError``) or the HTTP error
 the server offers no connection type we speak          ``Stop(ClientError)``
 any other failure before the first connect succeeded   ``Stop(error)``: ``open()`` fails fast
 session lost (unknown client with advice            ``Handshake(backoff(failures - 1))``: at
@@ -167,9 +168,17 @@ class ReconnectPolicy:
     handshake_after: int = 3
 
 
-def _is_auth_refusal(reply: Message, advice: Advice) -> bool:
+def _is_auth_refusal(reply: Message) -> bool:
+    """A 401 (``failureReason`` first, then ``error``) that does not advise a new handshake.
+
+    Salesforce sends ``401::Authentication invalid`` with ``reconnect: none``, and
+    ``403::Handshake denied`` with a 401 ``failureReason`` with or without advice. Faye's
+    ``401:<clientId>:Unknown client`` comes with ``reconnect: handshake``: not an auth problem.
+    """
     reason = failure_reason(reply) or reply.get("error") or ""
-    return advice.reconnect == "none" and parse_error_field(reason).code == 401
+    advice = reply.get("advice")
+    reconnect = advice.get("reconnect") if isinstance(advice, dict) else None
+    return reconnect in (None, "none") and parse_error_field(reason).code == 401
 
 
 def decide(
@@ -204,7 +213,7 @@ def decide(
     if isinstance(error, ClientError):
         return Stop(error)  # this client cannot talk to this server: retrying cannot help
 
-    auth_refusal = (reply is not None and _is_auth_refusal(reply, advice)) or (
+    auth_refusal = (reply is not None and _is_auth_refusal(reply)) or (
         isinstance(error, HTTPStatusError) and error.status == 401
     )
     if auth_refusal and can_reauthenticate:
@@ -219,11 +228,11 @@ def decide(
     if auth_refusal or not established:
         return Stop(_failure(outcome))
 
+    if outcome.operation is Operation.HANDSHAKE:
+        return Handshake(backoff(failures))
     if outcome.session_lost or (reply is not None and advice.reconnect == "handshake"):
         return Handshake(backoff(failures - 1))
     if reply is not None and advice.reconnect == "none":
-        return Handshake(backoff(failures))
-    if outcome.operation is Operation.HANDSHAKE:
         return Handshake(backoff(failures))
     if reply is not None:
         return Connect(max(advice.interval, backoff(failures)))

@@ -10,6 +10,7 @@ control request), a cap on the reply size, and every aiohttp error mapped to the
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import ssl as ssl_module
@@ -37,6 +38,8 @@ __all__ = ["DEFAULT_MAX_RESPONSE_SIZE", "LongPollingTransport"]
 
 logger = logging.getLogger(__name__)
 
+#: Bodies above this size are streamed from a buffer (aiohttp warns about large raw bytes).
+_STREAM_BODY_OVER: Final = 1024 * 1024
 #: The largest reply body accepted by default: 64 MiB.
 DEFAULT_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
 
@@ -134,7 +137,7 @@ class LongPollingTransport(Transport):
             self._jar = aiohttp.CookieJar(unsafe=True)
         async with session.post(
             self.url,
-            data=body,
+            data=body if len(body) <= _STREAM_BODY_OVER else io.BytesIO(body),
             headers=headers,
             cookies=self._jar.filter_cookies(self.url),
             timeout=aiohttp.ClientTimeout(total=timeout),

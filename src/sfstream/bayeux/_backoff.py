@@ -33,8 +33,8 @@ class ConstantBackoff:
     delay: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.delay < 0:
-            raise ValueError("delay must not be negative")
+        if not 0 <= self.delay < float("inf"):
+            raise ValueError("delay must be a finite number of seconds, not negative")
 
     def compute(self, attempt: int) -> float:
         return 0.0 if attempt <= 0 else self.delay
@@ -58,10 +58,10 @@ class ExponentialBackoff:
     random: Callable[[], float] = field(default=_half, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.initial < 0 or self.maximum < 0:
-            raise ValueError("initial and maximum must not be negative")
-        if self.factor < 1:
-            raise ValueError("factor must be at least 1")
+        if not (0 <= self.initial < float("inf") and 0 <= self.maximum < float("inf")):
+            raise ValueError("initial and maximum must be finite and not negative")
+        if not 1 <= self.factor < float("inf"):
+            raise ValueError("factor must be a finite number, at least 1")
         if not 0 <= self.jitter <= 1:
             raise ValueError("jitter must be between 0 and 1")
 

@@ -49,6 +49,7 @@ from sfstream.bayeux._events import (
 from sfstream.bayeux._extensions import Extension
 from sfstream.bayeux._messages import Message
 from sfstream.bayeux._state import State
+from sfstream.bayeux._status import Status, StatusCallback, StatusKind, StatusStats
 from sfstream.bayeux._transport import Transport
 from sfstream.exceptions import (
     AuthenticationError,
@@ -110,6 +111,8 @@ class BayeuxClient:
             server answers 401 (see :func:`~sfstream.bayeux.decide`).
         on_resubscribe_failed: see :data:`ResubscribeHook`.
         handshake_ext: an ``ext`` object sent with every handshake.
+        on_status: called with a :class:`~sfstream.bayeux.Status` for every connection change
+            (handshakes, lost connections, pauses...); counts are in :attr:`stats`.
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class BayeuxClient:
         reauthenticate: Callable[[], Awaitable[None]] | None = None,
         on_resubscribe_failed: ResubscribeHook | None = None,
         handshake_ext: dict[str, Any] | None = None,
+        on_status: StatusCallback | None = None,
     ) -> None:
         if connection_timeout is not None and connection_timeout <= 0:
             connection_timeout = None
@@ -151,6 +155,9 @@ class BayeuxClient:
         self._reauthenticate = reauthenticate
         self._on_resubscribe_failed = on_resubscribe_failed
         self._handshake_ext = handshake_ext
+        self._on_status = on_status
+        #: How many times each kind of status change happened.
+        self.stats = StatusStats()
         self._lifecycle = _Lifecycle.UNOPENED
         self._engine = self._new_engine()
         self._queue: deque[Message] = deque()
@@ -256,6 +263,7 @@ class BayeuxClient:
             await self._shutdown(disconnect=False)
             raise
         logger.info("connected to %s (clientId %s)", self.url, self._engine.client_id)
+        self.report_status(StatusKind.CONNECTED, f"clientId {self._engine.client_id}")
         self._task = asyncio.create_task(self._run(action), name=f"bayeux connect loop {self.url}")
 
     async def close(self) -> None:
@@ -301,6 +309,8 @@ class BayeuxClient:
                     waiter.set_exception(ClientInvalidOperation("the client was closed"))
         self._waiters.clear()
         self._wake()
+        if disconnect:
+            self.report_status(StatusKind.CLOSED)
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -347,6 +357,7 @@ class BayeuxClient:
                     self._engine.fail()
                     return Stop(exc)
                 self._engine.reauthenticated()
+                self.report_status(StatusKind.REAUTHENTICATED)
                 await self._handshake()
         except ProtocolError as exc:
             self._engine.fail()
@@ -363,10 +374,12 @@ class BayeuxClient:
             return
         assert self._capacity is not None
         logger.info("%d messages wait for the consumer: polling paused", len(self._queue))
+        self.report_status(StatusKind.PAUSED, f"{len(self._queue)} messages wait")
         while len(self._queue) >= limit:
             self._capacity.clear()
             await self._capacity.wait()
         logger.info("the consumer caught up: polling resumed")
+        self.report_status(StatusKind.RESUMED)
 
     async def _handshake(self) -> None:
         assert self._transport is not None
@@ -436,11 +449,14 @@ class BayeuxClient:
                 self._subscribe_failed(event)
             elif isinstance(event, SessionLost):
                 logger.info("session lost: %s", event.reason)
+                self.report_status(StatusKind.SESSION_LOST, event.reason)
             elif isinstance(event, HandshakeSucceeded):
                 logger.debug("handshake accepted, clientId %s", event.client_id)
         state = self._engine.state
         if state is State.CONNECTED:
-            self._down_since = None
+            if self._down_since is not None:
+                self._down_since = None
+                self.report_status(StatusKind.RECONNECTED)
         elif (
             self._down_since is None
             and self._engine.established
@@ -448,6 +464,7 @@ class BayeuxClient:
             and not self._engine.closed
         ):
             self._down_since = asyncio.get_running_loop().time()
+            self.report_status(StatusKind.CONNECTION_LOST, self._engine.last_failure())
             self._wake()
 
     def _subscribe_failed(self, event: SubscribeFailed) -> None:
@@ -463,6 +480,7 @@ class BayeuxClient:
             self._resolve(event.channel, event.error)
             return
         logger.warning("resubscription to %s failed: %s", event.channel, event.error)
+        self.report_status(StatusKind.RESUBSCRIBE_FAILED, str(event.error), event.channel)
         self._errors.append(event.error)
         self._wake()
 
@@ -478,9 +496,19 @@ class BayeuxClient:
     def _stop(self, error: SfstreamError) -> None:
         logger.error("the Bayeux client stopped: %s", error)
         self._fatal = error
+        self.report_status(StatusKind.STOPPED, str(error))
         for channel in list(self._waiters):
             self._resolve(channel, error)
         self._wake()
+
+    def report_status(self, kind: StatusKind, detail: str = "", channel: str | None = None) -> None:
+        """Count a status change and pass it to ``on_status`` (for layers built on this client)."""
+        self.stats[kind] += 1
+        if self._on_status is not None:
+            try:
+                self._on_status(Status(kind, detail, channel))
+            except Exception:
+                logger.exception("the on_status callback failed")
 
     def _wake(self) -> None:
         if self._activity is not None:

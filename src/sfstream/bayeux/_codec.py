@@ -9,6 +9,7 @@ no IO.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
@@ -124,7 +125,11 @@ def _check_message(index: int, message: object) -> None:
     if advice is not None:
         for key, expected in _ADVICE_TYPES:
             value = advice.get(key)
-            if value is not None and (not isinstance(value, expected) or isinstance(value, bool)):
+            if value is not None and (
+                not isinstance(value, expected)
+                or isinstance(value, bool)
+                or (isinstance(value, float) and not math.isfinite(value))
+            ):
                 raise ProtocolError(
                     f"message {index} ({channel}) has advice.{key} of type {_type_name(value)}"
                 )

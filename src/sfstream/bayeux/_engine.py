@@ -56,6 +56,8 @@ from sfstream.exceptions import (
     ProtocolError,
     ServerError,
     SfstreamError,
+    failure_reason,
+    parse_error_field,
 )
 
 __all__ = ["LONG_POLLING", "BayeuxEngine"]
@@ -66,6 +68,13 @@ logger = logging.getLogger(__name__)
 LONG_POLLING: Final = "long-polling"
 
 _SUBSCRIBE, _UNSUBSCRIBE, _PUBLISH = "subscribe", "unsubscribe", "publish"
+
+
+def _is_transient(reply: Message) -> bool:
+    """True when a refusal's cause (``failureReason`` first) is a 5xx: worth retrying."""
+    reason = failure_reason(reply) or reply.get("error") or ""
+    code = parse_error_field(reason).code
+    return code is not None and code >= 500
 
 
 def _strip_filter(channel: str) -> str:
@@ -186,6 +195,7 @@ class BayeuxEngine:
 
     def handshake(self) -> Request:
         """Begin a new session (abandoning the current one, if any)."""
+        self._check_usable()
         if self._machine.has_session:
             self._machine.process(Input.SESSION_LOST)
         self._machine.process(Input.SEND_HANDSHAKE)
@@ -212,6 +222,7 @@ class BayeuxEngine:
         After a handshake or a failure it asks the server to answer at once
         (``advice.timeout = 0``); otherwise the server may hold it for ``advice.timeout``.
         """
+        self._check_usable()
         first = self._machine.state is State.HANDSHAKEN
         self._machine.process(Input.SEND_CONNECT)
         assert self._client_id is not None
@@ -305,10 +316,11 @@ class BayeuxEngine:
 
         Without a session the engine is closed at once.
         """
-        if self._machine.is_final:
+        if self._machine.is_final or self._machine.state is State.DISCONNECTING:
             return None
         if not self._machine.has_session:
             self._machine.process(Input.CLOSE)
+            self._handshake_id = None  # a late handshake reply or failure is then ignored
             self._drop_pending()
             return None
         self._machine.process(Input.SEND_DISCONNECT)
@@ -347,8 +359,7 @@ class BayeuxEngine:
                 try:
                     self._meta(message, events)
                 except ProtocolError:
-                    if not self._machine.is_final:
-                        self._machine.process(Input.FAIL)
+                    self.fail()
                     raise
             elif "data" in message:
                 if not self._unsubscribed or self._is_wanted(channel):
@@ -369,21 +380,30 @@ class BayeuxEngine:
         )
 
     def _meta(self, message: Message, events: list[Event]) -> None:
-        if "advice" in message:
-            self._advice = self._advice.updated(message["advice"])
         channel = message["channel"]
         ident = message.get("id")
         if channel == META_CONNECT:
             if self._connect_id is not None and ident in (self._connect_id, None):
+                self._take_advice(message)
                 self._connect_reply(message, events)
         elif channel == META_HANDSHAKE:
             if self._handshake_id is not None and ident in (self._handshake_id, None):
+                self._take_advice(message)
                 self._handshake_reply(message, events)
         elif channel == META_DISCONNECT:
+            self._take_advice(message)
             self._disconnect_message(message, events)
         elif channel in (META_SUBSCRIBE, META_UNSUBSCRIBE):
-            self._subscription_reply(message, events)
-        # Other meta channels carry nothing for a client.
+            entry = self._match_pending(message)
+            if entry is not None:
+                self._take_advice(message)
+                self._subscription_reply(message, entry, events)
+        # Other meta channels, and replies to requests of an abandoned session, carry nothing
+        # for this client (not even advice).
+
+    def _take_advice(self, message: Message) -> None:
+        if "advice" in message:
+            self._advice = self._advice.updated(message["advice"])
 
     def _handshake_reply(self, message: Message, events: list[Event]) -> None:
         self._handshake_id = None
@@ -442,10 +462,9 @@ class BayeuxEngine:
             # Salesforce (API 64.0+) may end a session by itself: start a new one.
             self._lose_session(Outcome(Operation.CONNECT, reply=message, session_lost=True), events)
 
-    def _subscription_reply(self, message: Message, events: list[Event]) -> None:
-        entry = self._match_pending(message)
-        if entry is None:
-            return
+    def _subscription_reply(
+        self, message: Message, entry: tuple[str, str, bool], events: list[Event]
+    ) -> None:
         kind, channel, automatic = entry
         if message.get("successful") is True:
             if kind == _SUBSCRIBE:
@@ -453,7 +472,8 @@ class BayeuxEngine:
                     self._confirmed.add(channel)
                 events.append(SubscribeSucceeded(channel, automatic))
             else:
-                self._confirmed.discard(channel)
+                if channel not in self._wanted:  # not subscribed again meanwhile
+                    self._confirmed.discard(channel)
                 events.append(UnsubscribeSucceeded(channel))
             return
         if self._advice.reconnect == "handshake" and self._machine.has_session:
@@ -462,20 +482,29 @@ class BayeuxEngine:
             self._lose_session(Outcome(Operation.CONNECT, reply=message, session_lost=True), events)
             return
         error = ServerError(f"{kind} to {channel} refused", message)
-        if kind == _SUBSCRIBE:
-            # A refused channel is no longer wanted: it is not tried again at the next session.
-            self._wanted.pop(channel, None)
-            events.append(SubscribeFailed(channel, error, automatic))
-        else:
+        if kind == _UNSUBSCRIBE:
             events.append(UnsubscribeFailed(channel, error))
+            return
+        if automatic and _is_transient(message) and self._machine.has_session:
+            # e.g. 503::Server is too busy: keep the channel and make a new session later
+            # (with backoff) rather than lose the subscription for good.
+            self._lose_session(Outcome(Operation.CONNECT, error=error, session_lost=True), events)
+            return
+        # A refused channel is no longer wanted: it is not tried again at the next session.
+        self._wanted.pop(channel, None)
+        self._unsubscribed.add(channel)
+        events.append(SubscribeFailed(channel, error, automatic))
 
     def _match_pending(self, message: Message) -> tuple[str, str, bool] | None:
+        kind = _SUBSCRIBE if message["channel"] == META_SUBSCRIBE else _UNSUBSCRIBE
         ident = message.get("id")
         if ident is not None:
-            return self._pending.pop(ident, None)
+            entry = self._pending.get(ident)
+            if entry is None or entry[0] != kind:
+                return None
+            return self._pending.pop(ident)
         # A server that does not echo ids: match on the subscription.
         subscription = message.get("subscription")
-        kind = _SUBSCRIBE if message["channel"] == META_SUBSCRIBE else _UNSUBSCRIBE
         for key, (pending_kind, channel, _) in self._pending.items():
             if pending_kind == kind and channel == subscription:
                 return self._pending.pop(key)
@@ -568,6 +597,15 @@ class BayeuxEngine:
             self.fail()
         return action
 
+    def last_failure(self) -> str:
+        """A description of the last failed handshake or connect ('' if none)."""
+        outcome = self._outcome
+        if outcome is None or outcome.successful:
+            return ""
+        if outcome.error is not None:
+            return str(outcome.error)
+        return str(ServerError(f"{outcome.operation.value} refused", outcome.reply))
+
     def reauthenticated(self) -> None:
         """Record that fresh credentials were fetched; a second 401 will then stop the client."""
         self._reauthenticated = True
@@ -576,6 +614,7 @@ class BayeuxEngine:
         """Stop for good (an unrecoverable error outside the protocol, e.g. a refused login)."""
         if not self._machine.is_final:
             self._machine.process(Input.FAIL)
+        self._handshake_id = self._connect_id = self._disconnect_id = None
         self._drop_pending()
 
     def __repr__(self) -> str:

@@ -1,0 +1,632 @@
+"""Replay: where a subscription starts, what is stored, and how resubscriptions lose nothing.
+
+Two halves that a client composes:
+
+* **Storage** (:class:`ReplayMarkerStorage` and its implementations) keeps one
+  :class:`ReplayMarker` per channel across restarts. It is asynchronous, user-extensible and
+  aiosfstream-compatible. Markers are keyed by channel without a PushTopic filter
+  (``/topic/X?Field=value`` is stored as ``/topic/X``) and never move backwards: dates are
+  normalised to aware datetimes before they are compared.
+* **The replay extension** (:class:`ReplayExtension`, a pure
+  :class:`~sfstream.bayeux.Extension`) stamps ``ext.replay = {channel: id}`` on each outgoing
+  ``/meta/subscribe`` for that subscription only, and records the replay id of every event
+  received, so that each automatic resubscription (after a re-handshake, a token refresh, a
+  server disconnect) resumes right after the last event the client received.
+
+The flow a client follows:
+
+1. ``storage = create_replay_storage(replay)``; ``extension = ReplayExtension()``; register
+   the extension with the Bayeux client.
+2. On ``subscribe(channel)``: ``await extension.load_replay_id(storage, channel)`` (the stored
+   marker's id, else the storage's default id), then send the subscribe. The extension adds
+   ``ext.replay`` synchronously from what was loaded.
+3. On every automatic resubscription: nothing to do. The extension sends the last received id
+   of each channel (or the loaded one if no event came yet).
+4. If a subscribe fails and :func:`is_replay_error` says the replay id was refused: with a
+   ``replay_fallback``, call ``extension.use_fallback(channel, fallback)`` and subscribe that
+   channel again (the fallback is used once, for that channel only, and replaces the refused
+   id); without one, report the :class:`~sfstream.exceptions.ServerError`.
+5. When an event is handed to the user (AUTOMATIC policy) or when the user says so (MANUAL:
+   ``await storage.extract_replay_id(message)`` or ``async with storage(message): ...``), the
+   storage stores its marker. A :class:`~sfstream.exceptions.ReplayError` there is reported,
+   and the message is still delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import pickle
+import re
+import shelve
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, MutableMapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from enum import Enum, IntEnum
+from typing import Any, Final, NamedTuple, TypeAlias
+
+from sfstream.bayeux import Extension, Message
+from sfstream.exceptions import ReplayError, ServerError, failure_reason
+
+__all__ = [
+    "ConstantReplayId",
+    "DefaultMappingStorage",
+    "MappingStorage",
+    "ReplayExtension",
+    "ReplayMarker",
+    "ReplayMarkerStorage",
+    "ReplayMarkerStoragePolicy",
+    "ReplayOption",
+    "ReplayParameter",
+    "channel_key",
+    "create_replay_storage",
+    "is_replay_error",
+    "marker_from_message",
+    "parse_marker_date",
+]
+
+logger = logging.getLogger(__name__)
+
+_META_SUBSCRIBE: Final = "/meta/subscribe"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_REPLAY_ERROR_PATTERNS: Final = (
+    re.compile(r"replayId\s+\{?[^{}\s]*\}?\s+you provided was invalid", re.IGNORECASE),
+    re.compile(
+        r"replayId for channel .*? wasn.t found using the provided replay ID map",
+        re.IGNORECASE | re.DOTALL,
+    ),
+)
+#: Where aiosfstream (and its fork) pickled their ReplayMarker, for old shelves.
+_LEGACY_MARKER_CLASSES: Final = frozenset(
+    {
+        ("aiosfstream.replay", "ReplayMarker"),
+        ("aiosfstream", "ReplayMarker"),
+        ("aiosfstream_ng.replay", "ReplayMarker"),
+        ("aiosfstream_ng", "ReplayMarker"),
+    }
+)
+
+
+class ReplayOption(IntEnum):
+    """Where a subscription starts when there is no stored replay id."""
+
+    ALL_EVENTS = -2
+    """Every event still retained (24 h, or 72 h for high-volume events), then new ones."""
+    NEW_EVENTS = -1
+    """Only events sent after the subscription (Salesforce's default)."""
+
+
+class ReplayMarkerStoragePolicy(Enum):
+    """When the replay marker of a received message is stored."""
+
+    AUTOMATIC = 1
+    """As soon as the message is handed to the user, even if processing it then fails."""
+    MANUAL = 2
+    """Only when the user says the message was processed (``extract_replay_id`` or
+    ``async with client.replay_storage(message)``)."""
+
+
+class ReplayMarker(NamedTuple):
+    """The replay id of a message and its creation date."""
+
+    date: str
+    """Creation date of the message: an ISO 8601 string, or (Change Data Capture) milliseconds
+    since the epoch as a string. Compared after :func:`parse_marker_date`."""
+    replay_id: int
+    """Replay id of the message."""
+
+
+def channel_key(channel: str) -> str:
+    """The key replay state is kept under: the channel without a PushTopic filter.
+
+    >>> channel_key("/topic/Accounts?Type=Partner")
+    '/topic/Accounts'
+    """
+    return channel.partition("?")[0]
+
+
+def parse_marker_date(value: str | int | float | datetime) -> datetime:
+    """Normalise a replay marker date to an aware UTC datetime.
+
+    Accepts ISO 8601 text (``2016-03-29T16:40:08.208Z``, the pre-37.0
+    ``2016-03-29T16:40:08.208+0000``, a naive time taken as UTC) and epoch milliseconds, as a
+    number or a string of digits (Change Data Capture ``commitTimestamp``, stored by
+    aiosfstream as ``str(ms)``).
+
+    Raises:
+        ReplayError: the value is not a date in one of these forms.
+    """
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, bool):
+        raise ReplayError(f"not a replay marker date: {value!r}")
+    elif isinstance(value, int | float):
+        parsed = _from_millis(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            parsed = _from_millis(int(text))
+        else:
+            try:
+                parsed = datetime.fromisoformat(text)
+            except ValueError:
+                raise ReplayError(f"not a replay marker date: {value!r}") from None
+    else:
+        raise ReplayError(f"not a replay marker date: {value!r}")
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _from_millis(value: int | float) -> datetime:
+    try:
+        return _EPOCH + timedelta(milliseconds=value)
+    except (OverflowError, ValueError):
+        raise ReplayError(f"not a replay marker date: {value!r}") from None
+
+
+def _get(mapping: Any, *path: str) -> Any:
+    for name in path:
+        if not isinstance(mapping, Mapping):
+            return None
+        mapping = mapping.get(name)
+    return mapping
+
+
+def _replay_id(message: Mapping[str, Any]) -> int | None:
+    value = _get(message, "data", "event", "replayId")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return None
+
+
+def marker_from_message(message: Mapping[str, Any]) -> ReplayMarker:
+    """The replay marker of a delivered event, for every channel kind.
+
+    The replay id is ``data.event.replayId``. The date is, in this order:
+    ``data.event.createdDate`` (PushTopic, generic streaming), the Change Data Capture
+    ``data.payload.ChangeEventHeader.commitTimestamp`` (epoch ms, kept as ``str(ms)``), or
+    ``data.payload.CreatedDate`` (platform events). The date must parse
+    (:func:`parse_marker_date`).
+
+    Raises:
+        ReplayError: no usable replay id or date; the message names what is missing and the
+            channel.
+    """
+    channel = message.get("channel")
+    where = f"the message on channel {channel!r}" if isinstance(channel, str) else "the message"
+    if not isinstance(message.get("data"), Mapping):
+        raise ReplayError(f"no replay marker in {where}: it has no data object")
+    replay_id = _replay_id(message)
+    if replay_id is None:
+        raw = _get(message, "data", "event", "replayId")
+        problem = "is missing" if raw is None else f"is not an integer ({type(raw).__name__})"
+        raise ReplayError(f"no replay id in {where}: data.event.replayId {problem}")
+    date: str
+    created = _get(message, "data", "event", "createdDate")
+    commit = _get(message, "data", "payload", "ChangeEventHeader", "commitTimestamp")
+    payload_created = _get(message, "data", "payload", "CreatedDate")
+    if isinstance(created, str):
+        date, source = created, "data.event.createdDate"
+    elif isinstance(commit, int | float | str) and not isinstance(commit, bool):
+        date = str(int(commit)) if isinstance(commit, int | float) else commit
+        source = "data.payload.ChangeEventHeader.commitTimestamp"
+    elif isinstance(payload_created, str):
+        date, source = payload_created, "data.payload.CreatedDate"
+    else:
+        raise ReplayError(
+            f"no creation date in {where}: none of data.event.createdDate, "
+            f"data.payload.ChangeEventHeader.commitTimestamp or data.payload.CreatedDate "
+            f"is present"
+        )
+    try:
+        parse_marker_date(date)
+    except ReplayError:
+        raise ReplayError(f"unusable creation date in {where}: {source} is {date!r}") from None
+    return ReplayMarker(date, replay_id)
+
+
+def _as_marker(value: Any, key: str) -> ReplayMarker:
+    """A stored value as a ReplayMarker (JSON-backed mappings give back lists)."""
+    if isinstance(value, ReplayMarker):
+        return value
+    if isinstance(value, tuple | list) and len(value) == 2:
+        date, replay_id = value
+        if (
+            isinstance(date, str | int)
+            and isinstance(replay_id, int)
+            and not isinstance(date, bool)
+            and not isinstance(replay_id, bool)
+        ):
+            return ReplayMarker(str(date), replay_id)
+    raise ReplayError(
+        f"the value stored for channel {key!r} is not a replay marker ({type(value).__name__})"
+    )
+
+
+def _not_older(new: ReplayMarker, last: ReplayMarker, key: str) -> bool:
+    """True if ``new`` may replace ``last``: a later date, or the same date and no lower id."""
+    new_date = parse_marker_date(new.date)
+    try:
+        last_date = parse_marker_date(last.date)
+    except ReplayError:
+        logger.warning(
+            "the stored replay marker of %s has an unreadable date %r; replacing it", key, last.date
+        )
+        return True
+    if new_date != last_date:
+        return new_date > last_date
+    return new.replay_id >= last.replay_id
+
+
+class _LegacyUnpickler(pickle.Unpickler):
+    """Reads shelves written by aiosfstream without aiosfstream installed."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _LEGACY_MARKER_CLASSES:
+            return ReplayMarker
+        return super().find_class(module, name)
+
+
+def _load_legacy(mapping: MutableMapping[str, Any], key: str) -> Any:
+    if not isinstance(mapping, shelve.Shelf):
+        raise ReplayError(f"the value stored for channel {key!r} cannot be read")
+    shelf: Any = mapping  # typeshed does not declare Shelf.dict / Shelf.keyencoding
+    raw = shelf.dict[key.encode(shelf.keyencoding)]
+    try:
+        return _LegacyUnpickler(io.BytesIO(raw)).load()
+    except Exception as exc:
+        raise ReplayError(f"the value stored for channel {key!r} cannot be read") from exc
+
+
+class ReplayMarkerStorage(ABC):
+    """Base class of replay marker storages: one :class:`ReplayMarker` per channel.
+
+    Implement :meth:`get_replay_marker` and :meth:`set_replay_marker`; they receive channel
+    names without a PushTopic filter. The rest is built on them: :meth:`get_replay_id` (where
+    a subscription starts), :meth:`extract_replay_id` (store a message's marker unless a newer
+    one is stored) and the call form ``async with storage(message):`` (store only if the block
+    raised nothing).
+    """
+
+    #: Kept for code written for aiosfstream, which set it on the storage. sfstream ignores
+    #: it: the fallback is per channel, on :class:`ReplayExtension` (``use_fallback``).
+    replay_fallback: ReplayOption | None = None
+
+    _lock: asyncio.Lock | None = None
+    _lock_loop: asyncio.AbstractEventLoop | None = None
+
+    @abstractmethod
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        """The stored marker of ``subscription``, or None if there is none."""
+
+    @abstractmethod
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        """Store ``replay_marker`` for ``subscription``."""
+
+    async def get_replay_id(self, subscription: str) -> int | None:
+        """The replay id a subscription to ``subscription`` starts from.
+
+        The stored marker's id, else None (storages with a default id return it instead).
+        A PushTopic filter in ``subscription`` is ignored.
+        """
+        key = channel_key(subscription)
+        marker = await self.get_replay_marker(key)
+        return _as_marker(marker, key).replay_id if marker is not None else None
+
+    @staticmethod
+    def get_message_date(message: Mapping[str, Any]) -> str:
+        """The creation date of a delivered event, as stored in its marker.
+
+        Raises:
+            ReplayError: the message has no usable replay id or date.
+        """
+        return marker_from_message(message).date
+
+    def _get_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock = asyncio.Lock()
+            self._lock_loop = loop
+        return self._lock
+
+    async def extract_replay_id(self, message: Mapping[str, Any]) -> None:
+        """Extract the replay marker of ``message`` and store it unless it is older.
+
+        A marker never moves backwards: a replayed event older than the stored marker (by
+        normalised date, then replay id) leaves the stored one in place.
+
+        Raises:
+            ReplayError: the message has no usable replay id or date (the message says what
+                is missing), or the stored value is not a marker.
+        """
+        marker = marker_from_message(message)
+        channel = message.get("channel")
+        if not isinstance(channel, str):
+            raise ReplayError("cannot store a replay marker for a message without a channel")
+        key = channel_key(channel)
+        async with self._get_lock():
+            last = await self.get_replay_marker(key)
+            if last is not None and not _not_older(marker, _as_marker(last, key), key):
+                logger.debug("kept the newer stored replay marker of %s", key)
+                return
+            await self.set_replay_marker(key, marker)
+
+    def __call__(self, message: Mapping[str, Any]) -> AbstractAsyncContextManager[None]:
+        """A context manager that stores the marker of ``message`` if the block succeeds.
+
+        ``async with storage(message): process(message)``: an exception in the block
+        propagates and nothing is stored, so the message is replayed after a restart.
+        """
+
+        @asynccontextmanager
+        async def store_on_success() -> AsyncIterator[None]:
+            yield
+            await self.extract_replay_id(message)
+
+        return store_on_success()
+
+
+class MappingStorage(ReplayMarkerStorage):
+    """Replay markers in any ``MutableMapping``: a dict, a ``shelve.Shelf``, a DB driver's map.
+
+    A shelf written by aiosfstream still reads, even without aiosfstream installed. A
+    mapping that gives back ``[date, replay_id]`` lists (JSON-backed) works too.
+
+    Args:
+        mapping: where the markers live, keyed by channel.
+    """
+
+    #: Where the markers live.
+    mapping: MutableMapping[str, ReplayMarker]
+
+    def __init__(self, mapping: MutableMapping[str, ReplayMarker]) -> None:
+        self.mapping = mapping
+
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        """Store ``replay_marker`` under ``subscription``."""
+        self.mapping[subscription] = replay_marker
+
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        """The marker stored under ``subscription``, or None.
+
+        Raises:
+            ReplayError: the stored value is not a marker or cannot be read.
+        """
+        try:
+            value: Any = self.mapping[subscription]
+        except KeyError:
+            return None
+        except (ImportError, AttributeError):
+            # A pickle naming a class that is gone, such as aiosfstream's ReplayMarker.
+            value = _load_legacy(self.mapping, subscription)
+        return _as_marker(value, subscription)
+
+
+class _DefaultReplayIdMixin(ReplayMarkerStorage):
+    default_id: int
+
+    async def get_replay_id(self, subscription: str) -> int | None:
+        """The stored marker's replay id, else :attr:`default_id`."""
+        replay_id = await super().get_replay_id(subscription)
+        return self.default_id if replay_id is None else replay_id
+
+
+def _check_default_id(default_id: object) -> int:
+    if not isinstance(default_id, int) or isinstance(default_id, bool):
+        raise TypeError(f"default_id must be an int or a ReplayOption, got {default_id!r}")
+    return default_id
+
+
+class DefaultMappingStorage(_DefaultReplayIdMixin, MappingStorage):
+    """:class:`MappingStorage` that starts channels with nothing stored at ``default_id``.
+
+    ``DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)`` replays everything retained on
+    the first run, then continues from the stored markers.
+
+    Args:
+        mapping: where the markers live, keyed by channel.
+        default_id: the replay id (or :class:`ReplayOption`) for channels with no marker.
+    """
+
+    #: The replay id for channels with no stored marker.
+    default_id: int
+
+    def __init__(self, mapping: MutableMapping[str, ReplayMarker], default_id: int) -> None:
+        super().__init__(mapping)
+        self.default_id = _check_default_id(default_id)
+
+
+class ConstantReplayId(_DefaultReplayIdMixin):
+    """Every subscription starts at ``default_id``; nothing is stored.
+
+    This is what ``Client(replay=ReplayOption.NEW_EVENTS)`` (the default) uses.
+
+    Args:
+        default_id: the replay id (or :class:`ReplayOption`) of every subscription.
+    """
+
+    #: The replay id of every subscription.
+    default_id: int
+
+    def __init__(self, default_id: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.default_id = _check_default_id(default_id)
+
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        """Always None: nothing is stored."""
+        return None
+
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        """Does nothing."""
+
+    async def extract_replay_id(self, message: Mapping[str, Any]) -> None:
+        """Does nothing: there is nothing to store, so nothing to extract."""
+
+
+#: What ``Client(replay=...)`` accepts.
+ReplayParameter: TypeAlias = (
+    ReplayOption | int | ReplayMarkerStorage | MutableMapping[str, ReplayMarker] | None
+)
+
+
+def create_replay_storage(replay: ReplayParameter) -> ReplayMarkerStorage | None:
+    """The storage for a ``replay`` argument.
+
+    A :class:`ReplayMarkerStorage` is used as is; a :class:`ReplayOption` (or an int replay
+    id) becomes :class:`ConstantReplayId`; a ``MutableMapping`` becomes
+    :class:`MappingStorage`; None stays None.
+
+    Raises:
+        TypeError: any other value.
+    """
+    if replay is None or isinstance(replay, ReplayMarkerStorage):
+        return replay
+    if isinstance(replay, int) and not isinstance(replay, bool):
+        return ConstantReplayId(replay)
+    if isinstance(replay, MutableMapping):
+        return MappingStorage(replay)
+    raise TypeError(
+        "replay must be a ReplayOption, a ReplayMarkerStorage or a MutableMapping, "
+        f"not {type(replay).__name__}"
+    )
+
+
+def is_replay_error(error: ServerError | Mapping[str, Any] | str | None) -> bool:
+    """True if a failed subscribe was refused because of its replay id.
+
+    Matches Salesforce's ``400::The replayId {N} you provided was invalid...`` (an id outside
+    the retention window) and ``400::The replayId for channel {...} wasn't found using the
+    provided replay ID map...``, in the ``error`` field or in ``ext.sfdc.failureReason``.
+
+    Args:
+        error: a :class:`~sfstream.exceptions.ServerError`, a reply message, or an error text.
+    """
+    texts: list[str | None]
+    if isinstance(error, ServerError):
+        texts = [error.error, error.failure_reason]
+    elif isinstance(error, Mapping):
+        value = error.get("error")
+        texts = [value if isinstance(value, str) else None, failure_reason(error)]
+    else:
+        texts = [error]
+    return any(
+        text is not None and any(pattern.search(text) for pattern in _REPLAY_ERROR_PATTERNS)
+        for text in texts
+    )
+
+
+class ReplayExtension(Extension):
+    """Stamps each ``/meta/subscribe`` with the replay id of its own channel.
+
+    The id sent for a channel is, in this order: a pending fallback (:meth:`use_fallback`,
+    used once), the id of the last event received on the channel (so every resubscription
+    within the client's life resumes right after it), or the id loaded before the first
+    subscribe (:meth:`set_replay_id` / :meth:`load_replay_id`). With none of them, no
+    ``ext.replay`` is sent and the server starts with new events.
+
+    The map is ``{channel: id}`` for the subscribed channel only. For a filtered PushTopic
+    subscription (``/topic/X?Field=value``) it holds the id under both the plain channel and
+    the subscription, since state is kept per plain channel. Pure: no IO, no clock.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, int] = {}
+        self._received: dict[str, int] = {}
+        self._fallback: dict[str, int] = {}
+        self._fallback_counts: dict[str, int] = {}
+
+    def set_replay_id(self, channel: str, replay_id: int | None) -> None:
+        """Set where a subscription to ``channel`` starts if no event was received yet.
+
+        None removes it (the server's default, new events, applies).
+        """
+        key = channel_key(channel)
+        if replay_id is None:
+            self._loaded.pop(key, None)
+        else:
+            self._loaded[key] = int(replay_id)
+
+    async def load_replay_id(self, storage: ReplayMarkerStorage | None, channel: str) -> int | None:
+        """Load where ``channel`` starts from ``storage`` (:meth:`set_replay_id`); return it.
+
+        Raises:
+            ReplayError: the storage holds an unreadable value for the channel.
+        """
+        replay_id = await storage.get_replay_id(channel) if storage is not None else None
+        self.set_replay_id(channel, replay_id)
+        return replay_id
+
+    def last_received(self, channel: str) -> int | None:
+        """The replay id of the last event received on ``channel``, or None."""
+        return self._received.get(channel_key(channel))
+
+    def replay_id(self, channel: str) -> int | None:
+        """The replay id the next subscribe to ``channel`` will send (None: no ``ext``)."""
+        key = channel_key(channel)
+        for source in (self._fallback, self._received, self._loaded):
+            if key in source:
+                return source[key]
+        return None
+
+    def use_fallback(self, channel: str, option: int) -> None:
+        """Send ``option`` on the next subscribe to ``channel`` only, replacing a refused id.
+
+        Call it after :func:`is_replay_error` matched a failed subscribe, then subscribe
+        again. When that subscribe goes out, the refused id (loaded or last received) is
+        dropped and ``option`` becomes where the channel starts until an event arrives.
+        """
+        self._fallback[channel_key(channel)] = int(option)
+
+    def fallback_count(self, channel: str | None = None) -> int:
+        """How many fallbacks were sent for ``channel``, or for all channels if None."""
+        if channel is None:
+            return sum(self._fallback_counts.values())
+        return self._fallback_counts.get(channel_key(channel), 0)
+
+    def forget(self, channel: str) -> None:
+        """Drop everything known about ``channel`` (loaded id, last received, fallback)."""
+        key = channel_key(channel)
+        self._loaded.pop(key, None)
+        self._received.pop(key, None)
+        self._fallback.pop(key, None)
+
+    def _next_replay_id(self, key: str) -> int | None:
+        fallback = self._fallback.pop(key, None)
+        if fallback is None:
+            return self._received.get(key, self._loaded.get(key))
+        self._received.pop(key, None)
+        self._loaded[key] = fallback
+        self._fallback_counts[key] = self._fallback_counts.get(key, 0) + 1
+        logger.debug("subscribing to %s with the replay fallback %d", key, fallback)
+        return fallback
+
+    def outgoing(self, message: Message) -> None:
+        """Add ``ext.replay`` to a ``/meta/subscribe`` for its channel."""
+        if message.get("channel") != _META_SUBSCRIBE:
+            return
+        subscription = message.get("subscription")
+        if not isinstance(subscription, str):
+            return
+        key = channel_key(subscription)
+        replay_id = self._next_replay_id(key)
+        if replay_id is None:
+            return
+        replay_map = {key: replay_id}
+        if subscription != key:
+            replay_map[subscription] = replay_id
+        ext = message.get("ext")
+        if not isinstance(ext, dict):
+            ext = message["ext"] = {}
+        ext["replay"] = replay_map
+
+    def incoming(self, message: Message) -> None:
+        """Record the replay id of a delivered event."""
+        channel = message.get("channel")
+        if not isinstance(channel, str) or channel.startswith("/meta/"):
+            return
+        replay_id = _replay_id(message)
+        if replay_id is not None:
+            self._received[channel_key(channel)] = replay_id

@@ -1,0 +1,3 @@
+"""Tests of the Salesforce layer."""
+
+from __future__ import annotations
