@@ -29,6 +29,7 @@ PURE_MODULES = [
     "*/sfstream/bayeux/_extensions.py",
     "*/sfstream/bayeux/_messages.py",
     "*/sfstream/bayeux/_state.py",
+    "*/sfstream/bayeux/_status.py",
 ]
 
 
