@@ -36,7 +36,12 @@ def render() -> str:
     ):
         label = " / ".join(event.value for event in events)
         lines.append(f"    {source.name} --> {target.name}: {label}")
-    lines += [f"    {State.DISCONNECTED.name} --> [*]", f"    {State.ERROR.name} --> [*]", "```", ""]
+    lines += [
+        f"    {State.DISCONNECTED.name} --> [*]",
+        f"    {State.ERROR.name} --> [*]",
+        "```",
+        "",
+    ]
     lines += ["| state | meaning |", "|---|---|"]
     for state in State:
         doc = _member_doc(state)

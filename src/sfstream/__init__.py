@@ -1,10 +1,13 @@
 """sfstream: stream Salesforce events (PushTopics, generic channels, Platform Events, Change Data
 Capture) over the Streaming API with asyncio.
+
+The names are those of aiosfstream: code written for it runs after changing its import line.
 """
 
 from __future__ import annotations
 
 from sfstream import exceptions
+from sfstream.bayeux import Status, StatusKind
 from sfstream.exceptions import (
     AiosfstreamException,
     AuthenticationError,
@@ -18,17 +21,56 @@ from sfstream.exceptions import (
     TransportInvalidOperation,
     TransportTimeoutError,
 )
+from sfstream.salesforce import (
+    AccessTokenAuthenticator,
+    AuthenticatorBase,
+    Client,
+    ClientCredentialsAuthenticator,
+    ConstantReplayId,
+    DefaultMappingStorage,
+    JwtBearerAuthenticator,
+    MappingStorage,
+    PasswordAuthenticator,
+    RefreshTokenAuthenticator,
+    ReplayMarker,
+    ReplayMarkerStorage,
+    ReplayMarkerStoragePolicy,
+    ReplayOption,
+    SalesforceStreamingClient,
+)
 
 __version__ = "0.1.0.dev0"
 
+# Show the public names where users import them from (reprs, pickles of ReplayMarker).
+for _name in ("ReplayMarker", "ReplayOption", "ReplayMarkerStoragePolicy"):
+    globals()[_name].__module__ = __name__
+del _name
+
 __all__ = [
+    "AccessTokenAuthenticator",
     "AiosfstreamException",
     "AuthenticationError",
+    "AuthenticatorBase",
+    "Client",
+    "ClientCredentialsAuthenticator",
     "ClientError",
     "ClientInvalidOperation",
+    "ConstantReplayId",
+    "DefaultMappingStorage",
+    "JwtBearerAuthenticator",
+    "MappingStorage",
+    "PasswordAuthenticator",
+    "RefreshTokenAuthenticator",
     "ReplayError",
+    "ReplayMarker",
+    "ReplayMarkerStorage",
+    "ReplayMarkerStoragePolicy",
+    "ReplayOption",
+    "SalesforceStreamingClient",
     "ServerError",
     "SfstreamError",
+    "Status",
+    "StatusKind",
     "TransportConnectionClosed",
     "TransportError",
     "TransportInvalidOperation",

@@ -14,7 +14,7 @@ from sfstream.exceptions import ProtocolError
 S, In = State, Input
 
 #: The table written out by hand, so a change to TRANSITIONS must be made twice on purpose.
-EXPECTED = {
+EXPECTED: dict[tuple[State, Input], State] = {
     (S.UNCONNECTED, In.SEND_HANDSHAKE): S.HANDSHAKING,
     (S.HANDSHAKING, In.HANDSHAKE_OK): S.HANDSHAKEN,
     (S.HANDSHAKING, In.HANDSHAKE_FAILED): S.UNCONNECTED,

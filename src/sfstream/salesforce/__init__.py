@@ -1,5 +1,84 @@
-"""The Salesforce layer: authenticators, replay, and the Salesforce streaming client."""
+"""The Salesforce layer: authenticators, replay, and the Salesforce streaming client.
+
+Composed on :mod:`sfstream.bayeux` and never patching it; see ``docs/`` for the guide.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from sfstream.salesforce._auth import (
+    DEFAULT_TOKEN_TIMEOUT,
+    JWT_BEARER_GRANT_TYPE,
+    JWT_LIFETIME,
+    MAX_TOKEN_RESPONSE_SIZE,
+    PRODUCTION_LOGIN_URL,
+    SANDBOX_LOGIN_URL,
+    TOKEN_PATH,
+    AccessTokenAuthenticator,
+    AuthenticatorBase,
+    ClientCredentialsAuthenticator,
+    JwtBearerAuthenticator,
+    PasswordAuthenticator,
+    RefreshTokenAuthenticator,
+    TokenRequest,
+    check_url,
+    send_token_request,
+)
+from sfstream.salesforce._client import (
+    COMETD_PATH,
+    DEFAULT_API_VERSION,
+    Client,
+    SalesforceStreamingClient,
+)
+from sfstream.salesforce._replay import (
+    ConstantReplayId,
+    DefaultMappingStorage,
+    MappingStorage,
+    ReplayExtension,
+    ReplayMarker,
+    ReplayMarkerStorage,
+    ReplayMarkerStoragePolicy,
+    ReplayOption,
+    ReplayParameter,
+    channel_key,
+    create_replay_storage,
+    is_replay_error,
+    marker_from_message,
+    parse_marker_date,
+)
+
+__all__ = [
+    "COMETD_PATH",
+    "DEFAULT_API_VERSION",
+    "DEFAULT_TOKEN_TIMEOUT",
+    "JWT_BEARER_GRANT_TYPE",
+    "JWT_LIFETIME",
+    "MAX_TOKEN_RESPONSE_SIZE",
+    "PRODUCTION_LOGIN_URL",
+    "SANDBOX_LOGIN_URL",
+    "TOKEN_PATH",
+    "AccessTokenAuthenticator",
+    "AuthenticatorBase",
+    "Client",
+    "ClientCredentialsAuthenticator",
+    "ConstantReplayId",
+    "DefaultMappingStorage",
+    "JwtBearerAuthenticator",
+    "MappingStorage",
+    "PasswordAuthenticator",
+    "RefreshTokenAuthenticator",
+    "ReplayExtension",
+    "ReplayMarker",
+    "ReplayMarkerStorage",
+    "ReplayMarkerStoragePolicy",
+    "ReplayOption",
+    "ReplayParameter",
+    "SalesforceStreamingClient",
+    "TokenRequest",
+    "channel_key",
+    "check_url",
+    "create_replay_storage",
+    "is_replay_error",
+    "marker_from_message",
+    "parse_marker_date",
+    "send_token_request",
+]
