@@ -1,0 +1,462 @@
+"""Client and SalesforceStreamingClient: the aiosfstream API on sfstream's Bayeux client.
+
+The Salesforce layer composes :class:`~sfstream.bayeux.BayeuxClient` and never patches it:
+
+- the authenticator supplies the ``Authorization`` header of every request and, through the
+  driver's ``reauthenticate`` hook, new credentials when Salesforce answers 401 (only then:
+  ``403::Unknown client`` costs no token request);
+- the :class:`~sfstream.salesforce.ReplayExtension` stamps each subscribe with its channel's
+  replay id and remembers the last event received per channel, so every resubscription after
+  a new session resumes right after it, whatever the ``replay`` option;
+- the ``on_resubscribe_failed`` hook applies ``replay_fallback`` per channel when an automatic
+  resubscription is refused for its replay id;
+- a connect request that fails on the network starts a new session at once
+  (``handshake_after=1``): a long-poll reply lost on the wire is recovered by resubscribing
+  from the last received event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from types import TracebackType
+from typing import Any, Final, Self
+
+import aiohttp
+
+from sfstream.bayeux import (
+    BayeuxClient,
+    JSONDumps,
+    JSONLoads,
+    Message,
+    StatusCallback,
+    StatusKind,
+    StatusStats,
+)
+from sfstream.exceptions import (
+    AuthenticationError,
+    ClientError,
+    ClientInvalidOperation,
+    ReplayError,
+    ServerError,
+)
+from sfstream.salesforce._auth import AuthenticatorBase, PasswordAuthenticator, check_url
+from sfstream.salesforce._replay import (
+    ReplayExtension,
+    ReplayMarkerStorage,
+    ReplayMarkerStoragePolicy,
+    ReplayOption,
+    ReplayParameter,
+    create_replay_storage,
+    is_replay_error,
+)
+
+__all__ = ["COMETD_PATH", "DEFAULT_API_VERSION", "Client", "SalesforceStreamingClient"]
+
+logger = logging.getLogger(__name__)
+
+#: The API version used when none is given: a current GA release (Summer '26).
+DEFAULT_API_VERSION: Final = "67.0"
+#: The path of the Streaming API's CometD endpoint on an instance.
+COMETD_PATH: Final = "cometd"
+
+
+class Client:
+    """Salesforce Streaming API client.
+
+    Subscribe to PushTopics (``/topic/...``), generic streaming channels (``/u/...``), platform
+    events (``/event/...__e``), custom channels (``/event/...__chn``) and Change Data Capture
+    (``/data/...``), and receive their events with :meth:`receive` or ``async for``.
+
+    Args:
+        authenticator: an authenticator (:class:`~sfstream.PasswordAuthenticator`,
+            :class:`~sfstream.RefreshTokenAuthenticator`, :class:`~sfstream.JwtBearerAuthenticator`,
+            :class:`~sfstream.ClientCredentialsAuthenticator`,
+            :class:`~sfstream.AccessTokenAuthenticator` or your own).
+        replay: where subscriptions start: a :class:`~sfstream.ReplayOption`, a
+            :class:`~sfstream.ReplayMarkerStorage`, or a ``MutableMapping`` (a dict, a
+            ``shelve.Shelf``...) that stores the last marker per channel across restarts.
+        replay_fallback: the :class:`~sfstream.ReplayOption` to resubscribe with when
+            Salesforce refuses a stored replay id (e.g. older than the retention window); also
+            applied per channel to automatic resubscriptions. Logged at WARNING.
+        replay_storage_policy: store markers when a message is handed out (AUTOMATIC) or only
+            when you say so (MANUAL).
+        connection_timeout: seconds without a working connection before :meth:`receive`
+            raises :class:`~sfstream.exceptions.TransportTimeoutError`; None waits forever.
+        max_pending_count: received messages that may wait for :meth:`receive` before polling
+            pauses; ``<= 0`` means no limit.
+        json_dumps: JSON serialiser (e.g. ``orjson.dumps``).
+        json_loads: JSON parser (e.g. ``orjson.loads``).
+        loop: ignored (kept for compatibility; passing it warns).
+        api_version: the Salesforce API version of the CometD endpoint.
+        session: an aiohttp session for every HTTP request (proxies, ``trust_env``, SSL);
+            never closed by the client.
+        on_status: called with a :class:`~sfstream.bayeux.Status` for every connection change
+            (new session, lost connection, re-authentication, replay fallback, pause...).
+    """
+
+    def __init__(
+        self,
+        authenticator: AuthenticatorBase,
+        *,
+        replay: ReplayParameter = ReplayOption.NEW_EVENTS,
+        replay_fallback: ReplayOption | None = None,
+        replay_storage_policy: ReplayMarkerStoragePolicy = ReplayMarkerStoragePolicy.AUTOMATIC,
+        connection_timeout: float | None = 10.0,
+        max_pending_count: int = 100,
+        json_dumps: JSONDumps = json.dumps,
+        json_loads: JSONLoads = json.loads,
+        loop: object = None,
+        api_version: str = DEFAULT_API_VERSION,
+        session: aiohttp.ClientSession | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        if loop is not None:
+            warnings.warn(
+                "the loop argument is ignored: sfstream uses the running event loop",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        if not isinstance(authenticator, AuthenticatorBase):
+            raise TypeError(
+                f"authenticator must be an AuthenticatorBase, not {type(authenticator).__name__}"
+            )
+        if replay_fallback is not None and not isinstance(replay_fallback, int):
+            raise TypeError("replay_fallback must be a ReplayOption or None")
+        #: The authenticator that supplies the access token.
+        self.auth = authenticator
+        #: Where replay markers are stored (None: nothing is stored).
+        self.replay_storage: ReplayMarkerStorage | None = self.create_replay_storage(replay)
+        #: Replay option used when Salesforce refuses a replay id.
+        self.replay_fallback = replay_fallback
+        #: When markers of received messages are stored.
+        self.replay_storage_policy = ReplayMarkerStoragePolicy(replay_storage_policy)
+        self.connection_timeout = connection_timeout
+        self.max_pending_count = max_pending_count
+        self.api_version = api_version
+        self._json_dumps = json_dumps
+        self._json_loads = json_loads
+        self._session = session
+        self._on_status = on_status
+        self._replay = ReplayExtension()
+        self._bayeux: BayeuxClient | None = None
+        self._closed_before_open = False
+        self._storage_errors: list[ReplayError] = []
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<{type(self).__name__} {state} auth={self.auth!r}>"
+
+    # -- aiosfstream's static helpers --------------------------------------------------------
+
+    @staticmethod
+    def create_replay_storage(replay_param: ReplayParameter) -> ReplayMarkerStorage | None:
+        """The :class:`~sfstream.ReplayMarkerStorage` for a ``replay`` argument.
+
+        A storage is returned as is, a ReplayOption becomes
+        :class:`~sfstream.ConstantReplayId`, a MutableMapping becomes
+        :class:`~sfstream.MappingStorage`, None stays None.
+        """
+        return create_replay_storage(replay_param)
+
+    @staticmethod
+    def get_cometd_url(instance_url: str, api_version: str = DEFAULT_API_VERSION) -> str:
+        """The CometD endpoint of ``instance_url``: ``{instance_url}/cometd/{api_version}``."""
+        return f"{instance_url.rstrip('/')}/{COMETD_PATH}/{api_version}"
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True unless the client is open."""
+        return self._bayeux is None or self._bayeux.closed
+
+    @property
+    def subscriptions(self) -> set[str]:
+        """The channels subscribed to."""
+        return self._bayeux.subscriptions if self._bayeux is not None else set()
+
+    @property
+    def connection_type(self) -> str | None:
+        """``long-polling`` while open, else None."""
+        return self._bayeux.connection_type if self._bayeux is not None else None
+
+    @property
+    def pending_count(self) -> int:
+        """How many received messages wait for :meth:`receive`."""
+        return self._bayeux.pending_count if self._bayeux is not None else 0
+
+    @property
+    def has_pending_messages(self) -> bool:
+        """True when :meth:`receive` would return at once."""
+        return self.pending_count > 0
+
+    @property
+    def stats(self) -> StatusStats:
+        """How many times each kind of status change happened (reconnects, fallbacks...)."""
+        return self._bayeux.stats if self._bayeux is not None else StatusStats()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Authenticate, then handshake with the Streaming API and start receiving.
+
+        Raises:
+            ClientInvalidOperation: the client is already open, or closed.
+            AuthenticationError: the token endpoint refused the credentials, or could not
+                be reached.
+            ClientError: the instance URL is not usable (plain http to a remote host).
+            TransportError: a network or HTTP error on the CometD endpoint.
+            ServerError: the handshake or the first connect was refused.
+        """
+        if self._bayeux is not None or self._closed_before_open:
+            raise ClientInvalidOperation(
+                "the client is already open" if not self.closed else "the client is closed"
+            )
+        if self._session is not None and self.auth.session is None:
+            self.auth.session = self._session
+        await self.auth.authenticate()
+        instance_url = self.auth.instance_url
+        if not instance_url:
+            raise AuthenticationError("the token response has no instance_url")
+        try:
+            check_url(instance_url, "instance_url")
+        except ValueError as exc:
+            raise ClientError(str(exc)) from None
+        bayeux = BayeuxClient(
+            self.get_cometd_url(instance_url, self.api_version),
+            connection_timeout=self.connection_timeout,
+            max_pending_count=self.max_pending_count,
+            json_dumps=self._json_dumps,
+            json_loads=self._json_loads,
+            extensions=[self._replay],
+            session=self._session,
+            headers=self._headers,
+            handshake_after=1,
+            reauthenticate=self._reauthenticate,
+            on_resubscribe_failed=self._resubscribe_failed,
+            on_status=self._on_status,
+        )
+        self._bayeux = bayeux
+        try:
+            await bayeux.open()
+        except BaseException:
+            self._closed_before_open = True
+            raise
+
+    async def close(self) -> None:
+        """Disconnect from the server. Idempotent; pending messages stay receivable."""
+        if self._bayeux is None:
+            self._closed_before_open = True
+            return
+        await self._bayeux.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": self.auth.authorization_header()}
+
+    async def _reauthenticate(self) -> None:
+        if not self.auth.can_refresh:
+            raise AuthenticationError(
+                f"Salesforce refused the access token and {type(self.auth).__name__} "
+                "cannot get a new one"
+            )
+        await self.auth.authenticate()
+
+    def _resubscribe_failed(self, channel: str, error: ServerError) -> bool:
+        if self.replay_fallback is None or not is_replay_error(error):
+            return False
+        self._fall_back(channel, error)
+        return True
+
+    def _fall_back(self, channel: str, error: ServerError) -> None:
+        assert self.replay_fallback is not None
+        option = ReplayOption(self.replay_fallback)
+        logger.warning(
+            "Salesforce refused the replay id for %s (%s): subscribing with %s instead",
+            channel,
+            error.error_message or error,
+            option.name,
+        )
+        self._replay.use_fallback(channel, option)
+        if self._bayeux is not None:
+            self._bayeux.report_status(StatusKind.REPLAY_FALLBACK, option.name, channel)
+
+    def _require_open(self) -> BayeuxClient:
+        if self._bayeux is None:
+            raise ClientInvalidOperation(
+                "the client is closed" if self._closed_before_open else "the client is not open"
+            )
+        return self._bayeux
+
+    # -- operations --------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        """Subscribe to ``channel``, starting where the replay storage says.
+
+        Raises:
+            ClientInvalidOperation: the client is not open.
+            ServerError: Salesforce refused the subscription (``error_message`` holds its
+                text, e.g. an invalid replay id when no ``replay_fallback`` is set).
+            ReplayError: the replay storage could not be read.
+            TransportError: a network or HTTP error.
+        """
+        bayeux = self._require_open()
+        await self._replay.load_replay_id(self.replay_storage, channel)
+        try:
+            await bayeux.subscribe(channel)
+        except ServerError as error:
+            if self.replay_fallback is None or not is_replay_error(error):
+                raise
+            self._fall_back(channel, error)
+            await bayeux.subscribe(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        """Unsubscribe from ``channel``.
+
+        Raises:
+            ClientInvalidOperation: the client is not open.
+            ServerError: Salesforce refused.
+            TransportError: a network or HTTP error.
+        """
+        await self._require_open().unsubscribe(channel)
+
+    async def publish(self, channel: str, data: Any) -> Message:
+        """Publish ``data`` on ``channel`` over CometD.
+
+        Salesforce does not implement publishing over CometD: publish platform events and
+        generic streaming events through the REST API instead (``sfstream publish`` does).
+
+        Raises:
+            ClientInvalidOperation: the client is not open.
+            ServerError: the server refused the publish.
+            TransportError: a network or HTTP error.
+        """
+        return await self._require_open().publish(channel, data)
+
+    async def receive(self) -> Message:
+        """Wait for the next event on a subscribed channel.
+
+        With the AUTOMATIC policy its replay marker is stored before it is returned. A
+        message whose marker cannot be extracted is still returned (the problem is logged
+        and reported as a status); a storage that fails raises on the next call.
+
+        Raises:
+            ClientInvalidOperation: the client is closed and no message is pending.
+            ServerError: a subscription was refused when it was made again.
+            TransportTimeoutError: no connection within ``connection_timeout`` seconds.
+            AuthenticationError: Salesforce refused the credentials, even fresh ones.
+            ReplayError: the replay storage failed to store the previous message's marker.
+        """
+        if self._storage_errors:
+            raise self._storage_errors.pop(0)
+        message = await self._require_open().receive()
+        storage = self.replay_storage
+        if (
+            storage is not None
+            and self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC
+        ):
+            await self._store_marker(storage, message)
+        return message
+
+    async def _store_marker(self, storage: ReplayMarkerStorage, message: Message) -> None:
+        try:
+            await storage.extract_replay_id(message)
+        except ReplayError as error:
+            channel = message.get("channel")
+            logger.warning("no replay marker stored for a message on %s: %s", channel, error)
+            if self._bayeux is not None:
+                self._bayeux.report_status(StatusKind.REPLAY_MARKER_MISSING, str(error), channel)
+        except Exception as error:
+            failure = ReplayError(f"the replay storage failed to store a marker: {error!r}")
+            failure.__cause__ = error
+            self._storage_errors.append(failure)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Message:
+        try:
+            return await self.receive()
+        except ClientInvalidOperation:
+            if self._bayeux is not None and self._bayeux.closed and not self.pending_count:
+                raise StopAsyncIteration from None
+            raise
+
+
+class SalesforceStreamingClient(Client):
+    """A :class:`Client` that logs in with a username and password (OAuth password flow).
+
+    Args:
+        consumer_key: the connected app's consumer key (OAuth client id).
+        consumer_secret: the connected app's consumer secret.
+        username: the Salesforce username.
+        password: the password, with the security token appended when the org requires it.
+        sandbox: log in to ``https://test.salesforce.com``.
+        login_url: log in somewhere else: your My Domain, or an emulator's URL.
+        (the other parameters are :class:`Client`'s)
+    """
+
+    def __init__(
+        self,
+        *,
+        consumer_key: str,
+        consumer_secret: str,
+        username: str,
+        password: str,
+        replay: ReplayParameter = ReplayOption.NEW_EVENTS,
+        replay_fallback: ReplayOption | None = None,
+        replay_storage_policy: ReplayMarkerStoragePolicy = ReplayMarkerStoragePolicy.AUTOMATIC,
+        connection_timeout: float | None = 10.0,
+        max_pending_count: int = 100,
+        sandbox: bool = False,
+        json_dumps: JSONDumps = json.dumps,
+        json_loads: JSONLoads = json.loads,
+        loop: object = None,
+        login_url: str | None = None,
+        api_version: str = DEFAULT_API_VERSION,
+        session: aiohttp.ClientSession | None = None,
+        on_status: StatusCallback | None = None,
+    ) -> None:
+        authenticator = PasswordAuthenticator(
+            consumer_key,
+            consumer_secret,
+            username,
+            password,
+            sandbox=sandbox,
+            json_dumps=json_dumps,
+            json_loads=json_loads,
+            login_url=login_url,
+            session=session,
+        )
+        if loop is not None:
+            warnings.warn(
+                "the loop argument is ignored: sfstream uses the running event loop",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        super().__init__(
+            authenticator,
+            replay=replay,
+            replay_fallback=replay_fallback,
+            replay_storage_policy=replay_storage_policy,
+            connection_timeout=connection_timeout,
+            max_pending_count=max_pending_count,
+            json_dumps=json_dumps,
+            json_loads=json_loads,
+            api_version=api_version,
+            session=session,
+            on_status=on_status,
+        )
