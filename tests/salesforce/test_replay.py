@@ -821,3 +821,70 @@ def test_with_the_bayeux_engine() -> None:
         "/data/AccountChangeEvent": {"replay": {"/data/AccountChangeEvent": 6421}},
         "/event/C__e": None,
     }
+
+
+# -- gap-safe resubscription before the first event --------------------------------------------
+
+SINCE = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def stamped(extension: ReplayExtension, channel: str) -> Any:
+    message = subscribe_message(channel)
+    extension.outgoing(message)
+    return message.get("ext", {}).get("replay", {}).get(channel_key(channel))
+
+
+@pytest.mark.parametrize("loaded", [None, ReplayOption.NEW_EVENTS])
+def test_resubscription_before_the_first_event_replays_all_but_skips_older(
+    loaded: int | None,
+) -> None:
+    extension = ReplayExtension()
+    extension.set_replay_id("/event/E__e", loaded)
+    assert stamped(extension, "/event/E__e") == loaded
+    extension.mark_subscribed("/event/E__e", SINCE)
+    # the session is lost before any event arrived: ask for everything retained
+    assert stamped(extension, "/event/E__e") == ReplayOption.ALL_EVENTS
+    older = event("/event/E__e", 1, "2024-01-01T11:59:59.000Z")
+    newer = event("/event/E__e", 2, "2024-01-01T12:00:01.000Z")
+    later_but_older_date = event("/event/E__e", 3, "2024-01-01T11:00:00.000Z")
+    assert extension.incoming(older) is False  # type: ignore[arg-type]
+    assert extension.incoming(newer) is None  # type: ignore[arg-type]
+    # once an event went through, nothing more is skipped
+    assert extension.incoming(later_but_older_date) is None  # type: ignore[arg-type]
+    assert extension.last_received("/event/E__e") == 3
+    assert stamped(extension, "/event/E__e") == 3
+
+
+def test_gap_safe_resubscription_delivers_events_without_a_date() -> None:
+    extension = ReplayExtension()
+    extension.mark_subscribed("/u/C", SINCE)
+    assert stamped(extension, "/u/C") == ReplayOption.ALL_EVENTS
+    undated: dict[str, Any] = {"channel": "/u/C", "data": {"event": {"replayId": 4}}}
+    assert extension.incoming(undated) is None  # type: ignore[arg-type]
+    assert extension.last_received("/u/C") == 4
+
+
+def test_mark_subscribed_is_ignored_for_explicit_starts_and_after_events() -> None:
+    extension = ReplayExtension()
+    extension.set_replay_id("/topic/A", ReplayOption.ALL_EVENTS)
+    extension.mark_subscribed("/topic/A", SINCE)
+    assert stamped(extension, "/topic/A") == ReplayOption.ALL_EVENTS
+    assert extension.incoming(event("/topic/A", 1, "2000-01-01T00:00:00Z")) is None  # type: ignore[arg-type]
+    extension.set_replay_id("/topic/B", 42)
+    extension.mark_subscribed("/topic/B", SINCE)
+    assert stamped(extension, "/topic/B") == 42
+    extension.incoming(event("/topic/C", 9))  # type: ignore[arg-type]
+    extension.mark_subscribed("/topic/C", SINCE)
+    assert stamped(extension, "/topic/C") == 9
+
+
+def test_fallback_and_forget_clear_the_gap_state() -> None:
+    extension = ReplayExtension()
+    extension.mark_subscribed("/topic/A", SINCE)
+    extension.use_fallback("/topic/A", ReplayOption.NEW_EVENTS)
+    assert stamped(extension, "/topic/A") == ReplayOption.NEW_EVENTS
+    assert stamped(extension, "/topic/A") == ReplayOption.NEW_EVENTS  # loaded now
+    extension.mark_subscribed("/topic/B", SINCE)
+    assert stamped(extension, "/topic/B") == ReplayOption.ALL_EVENTS
+    extension.forget("/topic/B")
+    assert stamped(extension, "/topic/B") is None

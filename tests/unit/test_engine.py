@@ -1568,3 +1568,31 @@ def test_a_handshake_denied_with_a_401_reason_and_no_advice_reauthenticates() ->
     denied.pop("advice", None)
     engine.receive(wire([denied]))
     assert isinstance(engine.next_action(), Reauthenticate)
+
+
+def test_an_extension_can_drop_a_delivery_but_not_a_reply() -> None:
+    class DropOdd(Extension):
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def incoming(self, message: Message) -> bool | None:
+            self.seen.append(message["channel"])
+            return False if message["channel"] in ("/odd", "/meta/connect") else None
+
+    later = DropOdd()
+    dropper = DropOdd()
+    engine = make(extensions=[later, dropper])  # incoming hooks run in reverse order
+    connected(engine)
+    engine.subscribe("/odd")
+    engine.subscribe("/even")
+    held = polling_connect(engine)
+    events = engine.receive(wire([event("/odd", 1), event("/even", 2), connect_ok(held)]))
+    [deliveries] = events
+    assert isinstance(deliveries, Deliveries)
+    assert [m["channel"] for m in deliveries.messages] == ["/even"]
+    assert engine.state is State.CONNECTED  # the connect reply was still processed
+    assert "/odd" not in later.seen  # a dropped message goes to no further hook
+
+
+def polling_connect(engine: BayeuxEngine) -> Message:
+    return only(engine.connect())

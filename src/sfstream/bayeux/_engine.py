@@ -352,8 +352,11 @@ class BayeuxEngine:
         deliveries: list[Message] = []
         extensions = self._incoming_extensions
         for message in messages:
+            dropped = False
             for extension in extensions:
-                extension.incoming(message)
+                if extension.incoming(message) is False:
+                    dropped = True
+                    break
             channel = message["channel"]
             if channel.startswith("/meta/"):
                 try:
@@ -361,6 +364,8 @@ class BayeuxEngine:
                 except ProtocolError:
                     self.fail()
                     raise
+            elif dropped:
+                continue
             elif "data" in message:
                 if not self._unsubscribed or self._is_wanted(channel):
                     deliveries.append(message)

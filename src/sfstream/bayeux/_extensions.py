@@ -20,5 +20,10 @@ class Extension:
     def outgoing(self, message: Message) -> None:
         """Called for each message before it is sent; may change it in place."""
 
-    def incoming(self, message: Message) -> None:
-        """Called for each message received (replies and deliveries); may change it in place."""
+    def incoming(self, message: Message) -> bool | None:
+        """Called for each message received (replies and deliveries); may change it in place.
+
+        Returning False drops a delivery (the message goes to no further hook and never
+        reaches ``receive()``); the return value is ignored for meta replies.
+        """
+        return None

@@ -20,12 +20,14 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
 
 import aiohttp
 
 from sfstream.bayeux import (
+    Backoff,
     BayeuxClient,
     JSONDumps,
     JSONLoads,
@@ -60,6 +62,10 @@ logger = logging.getLogger(__name__)
 DEFAULT_API_VERSION: Final = "67.0"
 #: The path of the Streaming API's CometD endpoint on an instance.
 COMETD_PATH: Final = "cometd"
+#: How far the client's clock may be ahead of Salesforce's: a subscription that starts with new
+#: events is taken to start this much earlier when a lost session forces a resubscription
+#: before its first event (see ReplayExtension.mark_subscribed).
+CLOCK_SKEW_MARGIN: Final = timedelta(seconds=30)
 
 
 class Client:
@@ -94,6 +100,8 @@ class Client:
             never closed by the client.
         on_status: called with a :class:`~sfstream.bayeux.Status` for every connection change
             (new session, lost connection, re-authentication, replay fallback, pause...).
+        backoff: the delays between reconnection attempts (default: exponential from 0.5 s
+            to 30 s with jitter); see :class:`~sfstream.bayeux.ExponentialBackoff`.
     """
 
     def __init__(
@@ -111,6 +119,7 @@ class Client:
         api_version: str = DEFAULT_API_VERSION,
         session: aiohttp.ClientSession | None = None,
         on_status: StatusCallback | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         if loop is not None:
             warnings.warn(
@@ -139,6 +148,7 @@ class Client:
         self._json_loads = json_loads
         self._session = session
         self._on_status = on_status
+        self._backoff = backoff
         self._replay = ReplayExtension()
         self._bayeux: BayeuxClient | None = None
         self._closed_before_open = False
@@ -237,6 +247,7 @@ class Client:
             reauthenticate=self._reauthenticate,
             on_resubscribe_failed=self._resubscribe_failed,
             on_status=self._on_status,
+            backoff=self._backoff,
         )
         self._bayeux = bayeux
         try:
@@ -315,6 +326,7 @@ class Client:
         """
         bayeux = self._require_open()
         await self._replay.load_replay_id(self.replay_storage, channel)
+        since = datetime.now(UTC) - CLOCK_SKEW_MARGIN
         try:
             await bayeux.subscribe(channel)
         except ServerError as error:
@@ -322,6 +334,7 @@ class Client:
                 raise
             self._fall_back(channel, error)
             await bayeux.subscribe(channel)
+        self._replay.mark_subscribed(channel, since)
 
     async def unsubscribe(self, channel: str) -> None:
         """Unsubscribe from ``channel``.
@@ -429,6 +442,7 @@ class SalesforceStreamingClient(Client):
         api_version: str = DEFAULT_API_VERSION,
         session: aiohttp.ClientSession | None = None,
         on_status: StatusCallback | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         authenticator = PasswordAuthenticator(
             consumer_key,
@@ -459,4 +473,5 @@ class SalesforceStreamingClient(Client):
             api_version=api_version,
             session=session,
             on_status=on_status,
+            backoff=backoff,
         )

@@ -537,6 +537,10 @@ class ReplayExtension(Extension):
         self._received: dict[str, int] = {}
         self._fallback: dict[str, int] = {}
         self._fallback_counts: dict[str, int] = {}
+        #: when a subscription that started with new events only was made (per channel)
+        self._started: dict[str, datetime] = {}
+        #: channels resubscribed with ALL_EVENTS: deliveries older than this are skipped
+        self._skip_before: dict[str, datetime] = {}
 
     def set_replay_id(self, channel: str, replay_id: int | None) -> None:
         """Set where a subscription to ``channel`` starts if no event was received yet.
@@ -592,16 +596,43 @@ class ReplayExtension(Extension):
         self._loaded.pop(key, None)
         self._received.pop(key, None)
         self._fallback.pop(key, None)
+        self._started.pop(key, None)
+        self._skip_before.pop(key, None)
+
+    def mark_subscribed(self, channel: str, since: datetime) -> None:
+        """Record that a subscription to ``channel`` took effect at ``since`` (a UTC time a
+        little before the subscribe, to allow for clock skew).
+
+        It matters only for a subscription that starts with new events only (``-1``, or no
+        replay id) and has received nothing yet: if the session is lost before its first event,
+        a ``-1`` resubscription would silently skip what was published in between. Such a
+        resubscription asks for all retained events (``-2``) instead, and deliveries created
+        before ``since`` are skipped: nothing is lost, and the cost is that events from the few
+        seconds before ``since`` may be delivered once.
+        """
+        key = channel_key(channel)
+        if key in self._received or self._loaded.get(key, ReplayOption.NEW_EVENTS) != -1:
+            return
+        self._started.setdefault(key, since)
 
     def _next_replay_id(self, key: str) -> int | None:
         fallback = self._fallback.pop(key, None)
-        if fallback is None:
-            return self._received.get(key, self._loaded.get(key))
-        self._received.pop(key, None)
-        self._loaded[key] = fallback
-        self._fallback_counts[key] = self._fallback_counts.get(key, 0) + 1
-        logger.debug("subscribing to %s with the replay fallback %d", key, fallback)
-        return fallback
+        if fallback is not None:
+            self._received.pop(key, None)
+            self._started.pop(key, None)
+            self._skip_before.pop(key, None)
+            self._loaded[key] = fallback
+            self._fallback_counts[key] = self._fallback_counts.get(key, 0) + 1
+            logger.debug("subscribing to %s with the replay fallback %d", key, fallback)
+            return fallback
+        if key in self._received:
+            return self._received[key]
+        started = self._started.get(key)
+        if started is not None:
+            self._skip_before[key] = started
+            logger.debug("resubscribing to %s with all events after %s", key, started)
+            return int(ReplayOption.ALL_EVENTS)
+        return self._loaded.get(key)
 
     def outgoing(self, message: Message) -> None:
         """Add ``ext.replay`` to a ``/meta/subscribe`` for its channel."""
@@ -622,11 +653,31 @@ class ReplayExtension(Extension):
             ext = message["ext"] = {}
         ext["replay"] = replay_map
 
-    def incoming(self, message: Message) -> None:
-        """Record the replay id of a delivered event."""
+    def incoming(self, message: Message) -> bool | None:
+        """Record the replay id of a delivered event.
+
+        Returns False (drop it) for an event replayed by a gap-safe resubscription (see
+        :meth:`mark_subscribed`) that was created before the subscription took effect.
+        """
         channel = message.get("channel")
         if not isinstance(channel, str) or channel.startswith("/meta/"):
-            return
+            return None
+        key = channel_key(channel)
+        if self._skip_before:
+            skip_before = self._skip_before.get(key)
+            if skip_before is not None:
+                if _created_before(message, skip_before):
+                    return False
+                del self._skip_before[key]
         replay_id = _replay_id(message)
         if replay_id is not None:
-            self._received[channel_key(channel)] = replay_id
+            self._received[key] = replay_id
+            self._started.pop(key, None)
+        return None
+
+
+def _created_before(message: Message, moment: datetime) -> bool:
+    try:
+        return parse_marker_date(marker_from_message(message).date) < moment
+    except ReplayError:
+        return False  # no usable date: deliver it rather than risk losing it
