@@ -1,0 +1,396 @@
+"""``sfstream emulator`` / ``python -m sfstream.emulator``: serve an org until interrupted.
+
+For the ``sfstream`` command line: :func:`add_arguments` fills a (sub)parser, :func:`run`
+serves with the parsed arguments; :func:`main` does both for ``python -m sfstream.emulator``.
+Every option can also come from a JSON or TOML file (``--config``), whose keys are the long
+option names with ``-`` or ``_`` (``hold-time``, ``events``, ``push-topics``, ...); flags given
+on the command line win over the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final, TextIO
+
+from sfstream.emulator._clock import SystemClock
+from sfstream.emulator._config import (
+    CURRENT_API_VERSION,
+    DEFAULT_CONSUMER_KEY,
+    DEFAULT_CONSUMER_SECRET,
+    DEFAULT_PASSWORD,
+    DEFAULT_REFRESH_TOKEN,
+    DEFAULT_USERNAME,
+)
+from sfstream.emulator._emulator import DEFAULT_CDC_ENTITIES, Emulator
+from sfstream.emulator._log import DAY
+
+__all__ = ["DEFAULT_EVENTS", "DEFAULT_PORT", "add_arguments", "build_emulator", "main", "run"]
+
+#: The port ``sfstream emulator`` listens on unless told otherwise (0 picks a free one).
+DEFAULT_PORT: Final = 8808
+#: Platform events defined when neither ``--event`` nor the config file names any, so that a
+#: demo can publish with no flags.
+DEFAULT_EVENTS: Final = ("Sfstream_Demo__e",)
+
+# option name -> (type converter for config files, default)
+_SCALARS: Final[dict[str, tuple[Callable[[Any], Any], Any]]] = {
+    "host": (str, "127.0.0.1"),
+    "port": (int, DEFAULT_PORT),
+    "public_host": (str, None),
+    "consumer_key": (str, DEFAULT_CONSUMER_KEY),
+    "consumer_secret": (str, DEFAULT_CONSUMER_SECRET),
+    "username": (str, DEFAULT_USERNAME),
+    "password": (str, DEFAULT_PASSWORD),
+    "security_token": (str, ""),
+    "refresh_token": (str, DEFAULT_REFRESH_TOKEN),
+    "refresh_token_rotation": (bool, False),
+    "no_client_credentials": (bool, False),
+    "jwt_public_key": (str, None),
+    "api_version": (str, CURRENT_API_VERSION),
+    "hold_time": (float, 110.0),
+    "session_expiry": (float, 40.0),
+    "retention": (float, DAY),
+    "high_volume_retention": (float, 3 * DAY),
+    "max_batch": (int, 10_000),
+    "max_request_size": (int, 32_768),
+    "no_cookie_check": (bool, False),
+    "token_lifetime": (float, None),
+    "no_admin": (bool, False),
+    "state_file": (str, None),
+    "clock_offset": (float, 0.0),
+    "verbose": (int, 0),
+}
+_LISTS: Final = ("events", "streaming_channels", "cdc_entities")
+_MAPS: Final = ("push_topics", "channels")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the emulator's options to ``parser`` (defaults are applied by :func:`run`)."""
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", help="address to bind (default 127.0.0.1: loopback only)")
+    server.add_argument(
+        "--port", type=int, help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free one)"
+    )
+    server.add_argument(
+        "--public-host", help="host name to put in URLs (default: the bound address)"
+    )
+    server.add_argument(
+        "--config", type=Path, metavar="FILE", help="read options from a JSON or TOML file"
+    )
+    server.add_argument(
+        "--state-file",
+        metavar="FILE",
+        help="keep the org (events, definitions, records) in FILE across restarts",
+    )
+    server.add_argument(
+        "--no-admin", action="store_true", default=None, help="do not serve /_emulator"
+    )
+    server.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=None,
+        help="log requests (-v) and protocol details (-vv) to stderr; never credentials",
+    )
+
+    creds = parser.add_argument_group("credentials (well-known demo values by default)")
+    creds.add_argument("--consumer-key", metavar="KEY")
+    creds.add_argument("--consumer-secret", metavar="SECRET")
+    creds.add_argument("--username")
+    creds.add_argument("--password")
+    creds.add_argument("--security-token", metavar="TOKEN", help="appended to the password")
+    creds.add_argument("--refresh-token", metavar="TOKEN", help="a refresh token the org accepts")
+    creds.add_argument(
+        "--refresh-token-rotation",
+        action="store_true",
+        default=None,
+        help="each refresh returns a new refresh token and retires the old one",
+    )
+    creds.add_argument(
+        "--jwt-public-key",
+        metavar="PEM_FILE",
+        help="certificate or public key (PEM) that JWT bearer assertions are checked against",
+    )
+    creds.add_argument(
+        "--no-client-credentials",
+        action="store_true",
+        default=None,
+        help="refuse the client_credentials grant",
+    )
+    creds.add_argument(
+        "--token-lifetime", type=float, metavar="SECONDS", help="access tokens expire after this"
+    )
+
+    org = parser.add_argument_group("org")
+    org.add_argument(
+        "--event",
+        dest="events",
+        action="append",
+        metavar="NAME__e",
+        help=f"define a platform event (repeatable; default {', '.join(DEFAULT_EVENTS)})",
+    )
+    org.add_argument(
+        "--push-topic",
+        dest="push_topics",
+        action="append",
+        metavar="NAME=QUERY",
+        help="create a PushTopic, e.g. 'Accounts=SELECT Id, Name FROM Account' (repeatable)",
+    )
+    org.add_argument(
+        "--streaming-channel",
+        dest="streaming_channels",
+        action="append",
+        metavar="/u/NAME",
+        help="create a StreamingChannel for generic streaming (repeatable)",
+    )
+    org.add_argument(
+        "--channel",
+        dest="channels",
+        action="append",
+        metavar="CHANNEL=MEMBER,...",
+        help="a custom channel, e.g. '/event/Orders__chn=Order_EU__e,Order_US__e' (repeatable)",
+    )
+    org.add_argument(
+        "--cdc-entity",
+        dest="cdc_entities",
+        action="append",
+        metavar="ENTITY",
+        help=f"select an entity for CDC (repeatable; default {', '.join(DEFAULT_CDC_ENTITIES)})",
+    )
+    org.add_argument("--api-version", metavar="X.Y", help=f"default {CURRENT_API_VERSION}")
+
+    timing = parser.add_argument_group("timings (seconds)")
+    timing.add_argument("--hold-time", type=float, help="long-poll hold (default 110)")
+    timing.add_argument(
+        "--session-expiry", type=float, help="Bayeux session expiry without reconnect (default 40)"
+    )
+    timing.add_argument(
+        "--retention", type=float, help="PushTopic/generic event retention (default 86400)"
+    )
+    timing.add_argument(
+        "--high-volume-retention",
+        type=float,
+        help="platform event/CDC retention (default 259200)",
+    )
+    timing.add_argument(
+        "--clock-offset", type=float, help="start the org's clock this far ahead of real time"
+    )
+
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-batch", type=int, help="events per connect reply (default 10000)")
+    limits.add_argument(
+        "--max-request-size", type=int, help="largest request body in bytes (default 32768)"
+    )
+    limits.add_argument(
+        "--no-cookie-check",
+        action="store_true",
+        default=None,
+        help="do not require the BAYEUX_BROWSER cookie after the handshake",
+    )
+
+
+def _key(name: str) -> str:
+    return name.replace("-", "_")
+
+
+def _load_config(path: Path) -> dict[str, Any]:
+    text = path.read_bytes()
+    raw = tomllib.loads(text.decode()) if path.suffix.lower() == ".toml" else json.loads(text)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: the configuration must be a table/object")
+    section = raw.get("emulator", raw)
+    if not isinstance(section, dict):
+        raise ValueError(f"{path}: [emulator] must be a table")
+    config = {_key(k): v for k, v in section.items()}
+    known = set(_SCALARS) | set(_LISTS) | set(_MAPS)
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    return config
+
+
+def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip() or not value.strip():
+            raise ValueError(f"{what} must look like NAME=VALUE, not {item!r}")
+        result[name.strip()] = value.strip()
+    return result
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge defaults, the config file and the flags into one dict of options."""
+    options: dict[str, Any] = {name: default for name, (_, default) in _SCALARS.items()}
+    path = getattr(args, "config", None)
+    file_options = _load_config(path) if path is not None else {}
+    for name, (convert, _) in _SCALARS.items():
+        if name in file_options and file_options[name] is not None:
+            options[name] = convert(file_options[name])
+    for name in _LISTS:
+        value = file_options.get(name)
+        options[name] = None if value is None else [str(v) for v in value]
+    for name in _MAPS:
+        value = file_options.get(name)
+        if value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"{name} in the configuration file must be a table/object")
+        options[name] = None if value is None else dict(value)
+    for name in _SCALARS:
+        value = getattr(args, name, None)
+        if value is not None:
+            options[name] = value
+    for name in _LISTS:
+        value = getattr(args, name, None)
+        if value:
+            options[name] = [*(options[name] or []), *value]
+    topics = getattr(args, "push_topics", None)
+    if topics:
+        options["push_topics"] = {
+            **(options["push_topics"] or {}),
+            **_pairs(topics, "--push-topic"),
+        }
+    channels = getattr(args, "channels", None)
+    if channels:
+        parsed = {k: v.split(",") for k, v in _pairs(channels, "--channel").items()}
+        options["channels"] = {**(options["channels"] or {}), **parsed}
+    if options["events"] is None:
+        options["events"] = list(DEFAULT_EVENTS)
+    return options
+
+
+def build_emulator(args: argparse.Namespace) -> Emulator:
+    """The emulator that ``args`` (parsed with :func:`add_arguments`) describes."""
+    options = _options(args)
+    key = options["jwt_public_key"]
+    return Emulator(
+        host=options["host"],
+        port=options["port"],
+        public_host=options["public_host"],
+        consumer_key=options["consumer_key"],
+        consumer_secret=options["consumer_secret"],
+        username=options["username"],
+        password=options["password"],
+        security_token=options["security_token"],
+        refresh_token=options["refresh_token"],
+        refresh_token_rotation=options["refresh_token_rotation"],
+        client_credentials=not options["no_client_credentials"],
+        jwt_public_key=None if key is None else Path(key).read_bytes(),
+        api_version=options["api_version"],
+        hold_time=options["hold_time"],
+        session_expiry=options["session_expiry"],
+        retention=options["retention"],
+        high_volume_retention=options["high_volume_retention"],
+        max_batch=options["max_batch"],
+        max_request_size=options["max_request_size"],
+        require_cookie=not options["no_cookie_check"],
+        token_lifetime=options["token_lifetime"],
+        admin=not options["no_admin"],
+        events=options["events"],
+        channels=options["channels"],
+        push_topics=options["push_topics"],
+        streaming_channels=options["streaming_channels"] or (),
+        cdc_entities=options["cdc_entities"],
+        clock=SystemClock(options["clock_offset"]),
+        state_file=options["state_file"],
+        access_log=options["verbose"] >= 1,
+    )
+
+
+def banner(org: Emulator) -> str:
+    """What the command prints on start: where the org is and how to log in to it."""
+    state = org.state
+    lines = [
+        f"Salesforce emulator listening on {org.base_url}",
+        "",
+        f"  login URL        {org.login_url}",
+        f"  instance URL     {org.instance_url}",
+        f"  token endpoint   {org.token_url}",
+        f"  CometD endpoint  {org.cometd_url()}",
+        f"  consumer key     {org.consumer_key}",
+        f"  consumer secret  {org.consumer_secret}",
+        f"  username         {org.username}",
+        f"  password         {org.password}",
+    ]
+    if org.refresh_token is not None:
+        lines.append(f"  refresh token    {org.refresh_token}")
+    lines.append("")
+    channels = [f"/event/{name}" for name in sorted(state.platform_events)]
+    channels += sorted(t.channel for t in state.push_topics.values())
+    channels += sorted(c.name for c in state.streaming_channels.values())
+    channels += sorted(state.custom_channels)
+    channels += ["/data/ChangeEvents"] + [
+        f"/data/{e[:-1] if e.endswith('__c') else e}ChangeEvent" for e in sorted(state.cdc_entities)
+    ]
+    lines.append("  channels         " + ("\n                   ".join(channels) or "(none)"))
+    if org.config.admin:
+        lines += ["", f"  admin endpoint   {org.admin_url}  (faults, publishing; see docs)"]
+    lines += ["", "Press Ctrl+C to stop."]
+    return "\n".join(lines)
+
+
+async def run(
+    args: argparse.Namespace,
+    *,
+    out: TextIO | None = None,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """Serve the org ``args`` describe until interrupted (SIGINT/SIGTERM) or ``stop`` is set."""
+    output = sys.stdout if out is None else out
+    try:
+        org = build_emulator(args)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"sfstream emulator: {exc}", file=sys.stderr)
+        return 2
+    verbose = getattr(args, "verbose", None) or 0
+    if verbose and not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
+    done = asyncio.Event() if stop is None else stop
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, done.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - Windows, threads
+            pass
+    try:
+        try:
+            await org.start()
+        except OSError as exc:
+            print(f"sfstream emulator: cannot listen: {exc}", file=sys.stderr)
+            return 2
+        print(banner(org), file=output, flush=True)
+        try:
+            await done.wait()
+        finally:
+            await org.stop()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+    print("Salesforce emulator stopped.", file=output, flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sfstream.emulator [options]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m sfstream.emulator",
+        description="Serve a Salesforce org on loopback for Streaming API clients.",
+    )
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(run(args))
+    except KeyboardInterrupt:  # pragma: no cover - a second Ctrl+C during shutdown
+        return 130
