@@ -45,6 +45,7 @@ from sfstream.exceptions import (
 )
 from sfstream.salesforce._auth import AuthenticatorBase, PasswordAuthenticator, check_url
 from sfstream.salesforce._replay import (
+    ConstantReplayId,
     ReplayExtension,
     ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
@@ -66,6 +67,8 @@ COMETD_PATH: Final = "cometd"
 #: events is taken to start this much earlier when a lost session forces a resubscription
 #: before its first event (see ReplayExtension.mark_subscribed).
 CLOCK_SKEW_MARGIN: Final = timedelta(seconds=30)
+#: The ``extract_replay_id`` of a storage that never stores anything.
+_STORES_NOTHING: Final = ConstantReplayId.extract_replay_id
 
 
 class Client:
@@ -380,6 +383,8 @@ class Client:
         if (
             storage is not None
             and self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC
+            # ConstantReplayId stores nothing: skip two coroutines per event
+            and type(storage).extract_replay_id is not _STORES_NOTHING
         ):
             await self._store_marker(storage, message)
         return message

@@ -659,19 +659,27 @@ class ReplayExtension(Extension):
         Returns False (drop it) for an event replayed by a gap-safe resubscription (see
         :meth:`mark_subscribed`) that was created before the subscription took effect.
         """
+        # Called for every delivered event: the usual shapes (JSON objects, an int replay id)
+        # take the short way; anything else goes through the general helpers.
         channel = message.get("channel")
         if not isinstance(channel, str) or channel.startswith("/meta/"):
             return None
-        key = channel_key(channel)
+        key = channel.partition("?")[0]  # channel_key(), inlined
         if self._skip_before:
             skip_before = self._skip_before.get(key)
             if skip_before is not None:
                 if _created_before(message, skip_before):
                     return False
                 del self._skip_before[key]
-        replay_id = _replay_id(message)
-        if replay_id is not None:
-            self._received[key] = replay_id
+        data = message.get("data")
+        event = data.get("event") if type(data) is dict else None
+        replay_id = event.get("replayId") if type(event) is dict else None
+        if type(replay_id) is not int:
+            replay_id = _replay_id(message)
+            if replay_id is None:
+                return None
+        self._received[key] = replay_id
+        if self._started:
             self._started.pop(key, None)
         return None
 
