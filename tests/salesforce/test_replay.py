@@ -456,11 +456,11 @@ def test_storage_is_abstract() -> None:
 
 async def test_shelve_round_trip(tmp_path: Path) -> None:
     path = str(tmp_path / "replay.db")
-    with shelve.open(path) as shelf:  # noqa: S301 (the documented usage)
+    with shelve.open(path) as shelf:
         storage = MappingStorage(shelf)
         await storage.extract_replay_id(PUSH_TOPIC)
         await storage.extract_replay_id(CHANGE_EVENT)
-    with shelve.open(path) as shelf:  # noqa: S301 (the documented usage)
+    with shelve.open(path) as shelf:
         storage = DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
         assert await storage.get_replay_id("/topic/InvoiceStatementUpdates") == 13
         assert await storage.get_replay_marker("/data/ChangeEvents") == ReplayMarker(
@@ -495,14 +495,14 @@ async def test_shelf_written_by_aiosfstream(
     tmp_path: Path, legacy_module: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = str(tmp_path / "replay.db")
-    with shelve.open(path) as shelf:  # noqa: S301 (the documented usage)
+    with shelve.open(path) as shelf:
         # What aiosfstream 0.5.0 stored: ISO strings, and str(ms) for CDC.
         shelf["/topic/Old"] = LegacyMarker("2019-03-08T10:00:00.000+0000", 41)
         shelf["/data/ChangeEvents"] = LegacyMarker("1551999600000", 77)
         shelf["/topic/Broken"] = LegacyMarker("2019-03-08T10:00:00.000+0000", 1)
     monkeypatch.delitem(sys.modules, "aiosfstream")
     monkeypatch.delitem(sys.modules, "aiosfstream.replay")
-    with shelve.open(path) as shelf:  # noqa: S301 (the documented usage)
+    with shelve.open(path) as shelf:
         with pytest.raises(ModuleNotFoundError):
             shelf["/topic/Old"]
         storage = MappingStorage(shelf)
