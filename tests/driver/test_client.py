@@ -751,3 +751,45 @@ async def test_a_failing_status_callback_is_logged_not_raised(
     async with make_client(server, on_status=broken) as client:
         await client.subscribe("/a")
     assert "on_status callback failed" in caplog.text
+
+
+async def test_cancelling_the_task_inside_async_with_still_disconnects(
+    server: FakeBayeuxServer,
+) -> None:
+    server.hold = 30.0
+    transport = MockTransport(server)
+    client = BayeuxClient(URL, transport=transport)
+
+    async def consume() -> None:
+        async with client:
+            await client.subscribe("/a")
+            async for _ in client:
+                pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert client.closed
+    assert server.count("/meta/disconnect") == 1
+    assert server.sessions == {}
+
+
+async def test_cancelling_close_itself_is_honoured(server: FakeBayeuxServer) -> None:
+    server.hold = 30.0
+    gate = asyncio.Event()
+
+    async def slow_disconnect(request: Request) -> list[Message]:
+        if first(request)["channel"] == "/meta/disconnect":
+            await gate.wait()
+        return await server(request)
+
+    owned = BayeuxClient(URL, transport=MockTransport(slow_disconnect))
+    await owned.open()
+    closing = asyncio.create_task(owned.close())
+    await asyncio.sleep(0.05)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert owned.closed

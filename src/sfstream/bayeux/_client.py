@@ -280,35 +280,40 @@ class BayeuxClient:
 
     async def _shutdown(self, *, disconnect: bool) -> None:
         self._lifecycle = _Lifecycle.CLOSED
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise  # close() itself was cancelled
+        current = asyncio.current_task()
+        # The caller may itself be a cancelled task (a service stopping its consumer inside
+        # ``async with client``): close anyway, and re-raise only a cancellation of close().
+        cancelling = current.cancelling() if current is not None else 0
         transport = self._transport
-        request = self._engine.disconnect() if disconnect else None
-        if request is not None and transport is not None:
-            try:
-                replies = await asyncio.wait_for(
-                    transport.send(request, self._request_headers()), _DISCONNECT_TIMEOUT
-                )
-                self._engine.receive(replies)
-            except (SfstreamError, TimeoutError) as exc:
-                logger.debug("the disconnect got no reply: %s", exc)
-        if not self._engine.closed:
-            self._engine.fail()
-        if transport is not None and self._owns_transport:
-            await transport.close()
-        for waiters in self._waiters.values():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(ClientInvalidOperation("the client was closed"))
-        self._waiters.clear()
-        self._wake()
+        try:
+            task, self._task = self._task, None
+            if task is not None and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    if current is not None and current.cancelling() > cancelling:
+                        raise
+            request = self._engine.disconnect() if disconnect else None
+            if request is not None and transport is not None:
+                try:
+                    replies = await asyncio.wait_for(
+                        transport.send(request, self._request_headers()), _DISCONNECT_TIMEOUT
+                    )
+                    self._engine.receive(replies)
+                except (SfstreamError, TimeoutError) as exc:
+                    logger.debug("the disconnect got no reply: %s", exc)
+        finally:
+            if not self._engine.closed:
+                self._engine.fail()
+            if transport is not None and self._owns_transport:
+                await transport.close()
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(ClientInvalidOperation("the client was closed"))
+            self._waiters.clear()
+            self._wake()
         if disconnect:
             self.report_status(StatusKind.CLOSED)
 
