@@ -172,6 +172,7 @@ def run(
     can_reauthenticate: bool = True,
     reauthenticated: bool = False,
     policy: ReconnectPolicy = POLICY,
+    refusals: int | None = None,
 ) -> Action:
     return decide(
         outcome,
@@ -181,6 +182,7 @@ def run(
         can_reauthenticate=can_reauthenticate,
         reauthenticated=reauthenticated,
         policy=policy,
+        refusals=refusals,
     )
 
 
@@ -575,3 +577,14 @@ def test_decide_always_returns_a_sane_action(
         assert isinstance(action.error, SfstreamError)
         # An established client only stops on authentication problems.
         assert not established or AUTH_INVALID in (reason, error)
+
+
+def test_a_lost_session_backs_off_by_refusals_not_by_network_failures() -> None:
+    lost = Outcome(CN, reply=refused(CN, UNKNOWN_CLIENT), session_lost=True)
+    handshake = Advice("handshake", 0.0)
+    # after five failed requests, the server's first "unknown client": handshake at once
+    assert run(lost, handshake, failures=6, refusals=1) == Handshake(0.0)
+    # the server keeps forgetting sessions: back off by its refusals
+    assert run(lost, handshake, failures=6, refusals=3) == Handshake(2.0)
+    # without a refusal count, the failures count applies
+    assert run(lost, handshake, failures=3) == Handshake(2.0)

@@ -318,3 +318,13 @@ def test_non_finite_advice_is_refused(value: str) -> None:
     body = '[{"channel": "/meta/connect", "successful": true, "advice": {"interval": %s}}]'
     with pytest.raises(ProtocolError, match=r"advice\.interval"):
         decode(body % value)
+
+
+def test_two_key_messages_that_are_not_plain_deliveries_get_the_full_check() -> None:
+    assert decode('[{"channel": "/meta/connect", "data": 1}]') == [
+        {"channel": "/meta/connect", "data": 1}
+    ]
+    with pytest.raises(ProtocolError, match="invalid channel 5"):
+        decode('[{"channel": 5, "data": 1}]')
+    with pytest.raises(ProtocolError, match="invalid channel 'x'"):
+        decode('[{"channel": "x", "data": 1}]')

@@ -1596,3 +1596,25 @@ def test_an_extension_can_drop_a_delivery_but_not_a_reply() -> None:
 
 def polling_connect(engine: BayeuxEngine) -> Message:
     return only(engine.connect())
+
+
+def test_the_first_unknown_client_after_an_outage_handshakes_at_once() -> None:
+    engine = make()
+    held = polling(engine)
+    for _ in range(5):  # the network is down: connects fail, then handshakes do
+        engine.request_failed(Request([held], 1.0, long_poll=True), TransportTimeoutError("x"))
+        action = engine.next_action()
+        if isinstance(action, Handshake):
+            engine.request_failed(engine.handshake(), TransportTimeoutError("x"))
+            break
+        held = only(engine.connect())
+    assert engine.failures >= 3
+    # the server is back: it says the old session is gone
+    events = exchange_handshake_then_unknown(engine)
+    assert any(isinstance(e, SessionLost) for e in events)
+    assert engine.next_action() == Handshake(0.0)
+
+
+def exchange_handshake_then_unknown(engine: BayeuxEngine) -> list[Event]:
+    engine.receive(wire([handshake_ok(only(engine.handshake()))]))
+    return engine.receive(wire([unknown_client(only(engine.connect()))]))

@@ -20,8 +20,8 @@ refusal whose cause (``failureReason`` first, then     ``Reauthenticate`` once w
                                                        (``ServerError``) or the HTTP error
 the server offers no connection type we speak          ``Stop(ClientError)``
 any other failure before the first connect succeeded   ``Stop(error)``: ``open()`` fails fast
-session lost (unknown client with advice            ``Handshake(backoff(failures - 1))``: at
-``handshake``, a server-sent ``/meta/disconnect``,     once the first time
+session lost (unknown client with advice            ``Handshake(backoff(refusals - 1))``: at
+``handshake``, a server-sent ``/meta/disconnect``,     once the first time the server says so
 a failed resubscription)
 refusal with advice ``none`` (not 401)                 ``Handshake(backoff(failures))``: never stop
                                                        silently
@@ -190,6 +190,7 @@ def decide(
     can_reauthenticate: bool,
     reauthenticated: bool,
     policy: ReconnectPolicy,
+    refusals: int | None = None,
 ) -> Action:
     """Choose what follows ``outcome``; see the module docstring for the table.
 
@@ -201,6 +202,10 @@ def decide(
         can_reauthenticate: an authenticator can fetch new credentials.
         reauthenticated: credentials were refreshed since the last successful connect.
         policy: backoff and thresholds.
+        refusals: how many of the consecutive failures were answers from the server (not
+            failed requests); a lost session backs off by this count, so that the first
+            "unknown client" after a network outage is followed by a handshake at once.
+            Defaults to ``failures``.
     """
     backoff = policy.backoff.compute
     reply, error = outcome.reply, outcome.error
@@ -231,7 +236,7 @@ def decide(
     if outcome.operation is Operation.HANDSHAKE:
         return Handshake(backoff(failures))
     if outcome.session_lost or (reply is not None and advice.reconnect == "handshake"):
-        return Handshake(backoff(failures - 1))
+        return Handshake(backoff((failures if refusals is None else refusals) - 1))
     if reply is not None and advice.reconnect == "none":
         return Handshake(backoff(failures))
     if reply is not None:

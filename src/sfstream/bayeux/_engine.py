@@ -129,6 +129,8 @@ class BayeuxEngine:
         self._disconnect_id: str | None = None
         self._outcome: Outcome | None = None
         self._failures = 0
+        #: how many of those failures were answers from the server (refusals, lost sessions)
+        self._refusals = 0
         self._established = False
         self._reauthenticated = False
 
@@ -448,6 +450,7 @@ class BayeuxEngine:
             self._machine.process(Input.CONNECT_OK)
             self._outcome = Outcome(Operation.CONNECT, reply=message)
             self._failures = 0
+            self._refusals = 0
             self._established = True
             self._reauthenticated = False
             return
@@ -543,6 +546,8 @@ class BayeuxEngine:
     def _fail(self, outcome: Outcome) -> None:
         self._outcome = outcome
         self._failures += 1
+        if outcome.reply is not None:
+            self._refusals += 1
 
     # -- failed requests -------------------------------------------------------------------
 
@@ -593,6 +598,7 @@ class BayeuxEngine:
             self._outcome,
             self._advice,
             failures=self._failures,
+            refusals=self._refusals,
             established=self._established,
             can_reauthenticate=self._can_reauthenticate,
             reauthenticated=self._reauthenticated,
