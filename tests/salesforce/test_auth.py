@@ -250,11 +250,13 @@ def password_auth(login_url: str | None = None, **kwargs: Any) -> PasswordAuthen
 
 
 def all_text(exc: BaseException) -> str:
-    """The message of an exception, its whole chain and its formatted traceback."""
-    parts = ["".join(traceback.format_exception(exc)), repr(exc)]
+    """What a traceback would show of an exception and its whole chain: every message and
+    repr (the source lines of the frames are code, not runtime values, and would echo the
+    test's own literals on Python 3.13)."""
+    parts = [repr(exc)]
     current: BaseException | None = exc
     while current is not None:
-        parts.append(str(current))
+        parts += [str(current), *traceback.format_exception_only(current)]
         current = current.__cause__ or current.__context__
     return "\n".join(parts)
 
