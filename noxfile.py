@@ -1,4 +1,4 @@
-"""Development sessions. Plain ``nox`` runs what CI runs: lint, typing, tests, interop."""
+"""Development sessions. Plain ``nox`` runs what CI runs: lint, typing, tests, interop, docs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import nox
 
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typing", "tests", "interop"]
+nox.options.sessions = ["lint", "typing", "tests", "interop", "docs"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
@@ -95,3 +95,20 @@ def typing(session: nox.Session) -> None:
     """mypy --strict on the package and the tests."""
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "typing"))
     session.run("mypy")
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """Build the documentation site into docs/_build/html; any warning fails the build."""
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    session.run(
+        "sphinx-build",
+        "-W",
+        "--keep-going",
+        "-E",
+        "-b",
+        "html",
+        "docs",
+        "docs/_build/html",
+        *session.posargs,
+    )

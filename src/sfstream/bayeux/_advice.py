@@ -151,6 +151,7 @@ class Stop:
     error: SfstreamError
 
 
+#: What :func:`decide` tells the driver to do next.
 Action = Connect | Handshake | Reauthenticate | Stop
 
 

@@ -54,6 +54,7 @@ class Status:
     channel: str | None = None
 
 
+#: The ``on_status`` callback: called with each :class:`Status` as it happens.
 StatusCallback = Callable[[Status], None]
 
 

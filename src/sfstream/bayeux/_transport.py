@@ -71,10 +71,15 @@ class MockTransport(Transport):
     """
 
     def __init__(self, handler: Handler) -> None:
+        #: The function that answers each request.
         self.handler = handler
+        #: Every request sent, in order.
         self.requests: list[Request] = []
+        #: The extra HTTP headers of each request (``Authorization``...), in the same order.
         self.headers: list[dict[str, str]] = []
+        #: How many times a new session started (:meth:`new_session`, before each handshake).
         self.sessions = 0
+        #: True once :meth:`close` was called.
         self.closed = False
 
     async def send(

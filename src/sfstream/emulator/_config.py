@@ -33,10 +33,15 @@ MIN_COMETD_VERSION: Final = 37.0
 
 # Well-known demo credentials: the emulator is a local test double, these are not secrets of
 # any real system. Override them to test your own configuration handling.
+#: The connected app's consumer key (``client_id``) unless told otherwise.
 DEFAULT_CONSUMER_KEY: Final = "3MVG9sfstreamEmulatorConsumerKey"
+#: The connected app's consumer secret (``client_secret``) unless told otherwise.
 DEFAULT_CONSUMER_SECRET: Final = "sfstream-emulator-consumer-secret"  # noqa: S105
+#: The org's user unless told otherwise.
 DEFAULT_USERNAME: Final = "user@example.com"
+#: That user's password unless told otherwise.
 DEFAULT_PASSWORD: Final = "password"  # noqa: S105
+#: A refresh token the org accepts from the start unless told otherwise.
 DEFAULT_REFRESH_TOKEN: Final = "5Aep861sfstreamEmulatorRefreshToken"  # noqa: S105
 
 _VERSION_RE: Final = re.compile(r"^(\d{1,3})(?:\.(\d{1,2}))?$")

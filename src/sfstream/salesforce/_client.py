@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Final, Self
@@ -29,6 +30,7 @@ import aiohttp
 from sfstream.bayeux import (
     Backoff,
     BayeuxClient,
+    Extension,
     JSONDumps,
     JSONLoads,
     Message,
@@ -69,6 +71,8 @@ COMETD_PATH: Final = "cometd"
 CLOCK_SKEW_MARGIN: Final = timedelta(seconds=30)
 #: The ``extract_replay_id`` of a storage that never stores anything.
 _STORES_NOTHING: Final = ConstantReplayId.extract_replay_id
+#: Looked up once: reading an Enum member from its class costs a descriptor call.
+_AUTOMATIC: Final = ReplayMarkerStoragePolicy.AUTOMATIC
 
 
 class Client:
@@ -105,6 +109,9 @@ class Client:
             (new session, lost connection, re-authentication, replay fallback, pause...).
         backoff: the delays between reconnection attempts (default: exponential from 0.5 s
             to 30 s with jitter); see :class:`~sfstream.bayeux.ExponentialBackoff`.
+        extensions: more :class:`~sfstream.bayeux.Extension` objects, applied after the
+            client's replay extension on outgoing messages (they see ``ext.replay``) and before
+            it on incoming ones (they see what came off the wire), e.g. to trace messages.
     """
 
     def __init__(
@@ -123,6 +130,7 @@ class Client:
         session: aiohttp.ClientSession | None = None,
         on_status: StatusCallback | None = None,
         backoff: Backoff | None = None,
+        extensions: Iterable[Extension] = (),
     ) -> None:
         if loop is not None:
             warnings.warn(
@@ -153,6 +161,7 @@ class Client:
         self._on_status = on_status
         self._backoff = backoff
         self._replay = ReplayExtension()
+        self._extensions = list(extensions)
         self._bayeux: BayeuxClient | None = None
         self._closed_before_open = False
         self._storage_errors: list[ReplayError] = []
@@ -243,7 +252,7 @@ class Client:
             max_pending_count=self.max_pending_count,
             json_dumps=self._json_dumps,
             json_loads=self._json_loads,
-            extensions=[self._replay],
+            extensions=[self._replay, *self._extensions],
             session=self._session,
             headers=self._headers,
             handshake_after=1,
@@ -378,11 +387,14 @@ class Client:
         """
         if self._storage_errors:
             raise self._storage_errors.pop(0)
-        message = await self._require_open().receive()
+        bayeux = self._bayeux
+        if bayeux is None:
+            bayeux = self._require_open()  # raises
+        message = await bayeux.receive()
         storage = self.replay_storage
         if (
             storage is not None
-            and self.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC
+            and self.replay_storage_policy is _AUTOMATIC
             # ConstantReplayId stores nothing: skip two coroutines per event
             and type(storage).extract_replay_id is not _STORES_NOTHING
         ):
@@ -424,7 +436,8 @@ class SalesforceStreamingClient(Client):
         password: the password, with the security token appended when the org requires it.
         sandbox: log in to ``https://test.salesforce.com``.
         login_url: log in somewhere else: your My Domain, or an emulator's URL.
-        (the other parameters are :class:`Client`'s)
+
+    The other parameters are those of :class:`Client`.
     """
 
     def __init__(
@@ -448,6 +461,7 @@ class SalesforceStreamingClient(Client):
         session: aiohttp.ClientSession | None = None,
         on_status: StatusCallback | None = None,
         backoff: Backoff | None = None,
+        extensions: Iterable[Extension] = (),
     ) -> None:
         authenticator = PasswordAuthenticator(
             consumer_key,
@@ -479,4 +493,5 @@ class SalesforceStreamingClient(Client):
             session=session,
             on_status=on_status,
             backoff=backoff,
+            extensions=extensions,
         )

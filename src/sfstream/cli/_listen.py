@@ -1,0 +1,344 @@
+"""``sfstream listen CHANNEL...``: subscribe and print events as they come.
+
+Events go to stdout (one line each for humans, or one JSON object per line with ``--json``);
+connection news, the backlog progress line and ``--trace`` go to stderr, so that stdout stays
+clean for ``jq``. With ``--store FILE`` the replay id of each event is stored, and synced to
+disk, once the event has been printed, so the next run resumes right after it (an event may be
+printed twice if the process is killed between printing and storing; none is skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dbm
+import shelve
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from sfstream.bayeux import Message, Status, StatusKind
+from sfstream.exceptions import ReplayError
+from sfstream.salesforce import (
+    DEFAULT_API_VERSION,
+    AuthenticatorBase,
+    Client,
+    DefaultMappingStorage,
+    ReplayMarker,
+    ReplayMarkerStoragePolicy,
+    ReplayOption,
+    ReplayParameter,
+)
+
+from ._credentials import (
+    add_credential_arguments,
+    build_authenticator,
+    resolve_credentials,
+    terminal_password_prompt,
+)
+from ._errors import CliError, ExitCode, to_cli_error
+from ._output import BacklogProgress, Console, format_event, json_line
+from ._trace import TraceExtension, trace_writer
+
+__all__ = ["add_arguments", "close_client", "open_store", "parse_replay", "run", "status_line"]
+
+#: Seconds without an event after which a backlog counts as replayed.
+BACKLOG_IDLE = 1.0
+
+
+def parse_replay(text: str) -> int:
+    """``new`` -> -1, ``all`` -> -2, or a replay id (argparse ``type``)."""
+    lowered = text.strip().lower()
+    if lowered == "new":
+        return int(ReplayOption.NEW_EVENTS)
+    if lowered == "all":
+        return int(ReplayOption.ALL_EVENTS)
+    try:
+        value = int(lowered)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected new, all or a replay id, not {text!r}"
+        ) from None
+    if value < -2:
+        raise argparse.ArgumentTypeError(f"a replay id is -2, -1 or positive, not {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number above 0, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), not {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "channels",
+        nargs="+",
+        metavar="CHANNEL",
+        help="/event/<Name>__e, /topic/<Name>, /u/<name>, /data/<Entity>ChangeEvent, ...",
+    )
+    replay = parser.add_argument_group("replay")
+    replay.add_argument(
+        "--replay",
+        type=parse_replay,
+        default=int(ReplayOption.NEW_EVENTS),
+        metavar="new|all|ID",
+        help="where to start: new events (default), all retained events (24 h, 72 h for "
+        "platform events and CDC), or after a replay id; with --store, only for channels "
+        "the store has nothing for",
+    )
+    replay.add_argument(
+        "--store",
+        metavar="FILE",
+        help="keep the last replay id per channel in FILE (a shelve) and resume from it",
+    )
+    replay.add_argument(
+        "--fallback",
+        choices=("new", "all"),
+        help="when Salesforce refuses a replay id (too old), start from new or all events "
+        "instead of failing",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument("--json", action="store_true", help="one JSON object per line")
+    output.add_argument(
+        "--trace",
+        action="store_true",
+        help="print every Bayeux message sent (>>) and received (<<) on stderr, secrets redacted",
+    )
+    output.add_argument("-q", "--quiet", action="store_true", help="no connection news on stderr")
+    stop = parser.add_argument_group("stopping")
+    stop.add_argument("--count", type=_positive_int, metavar="N", help="stop after N events")
+    stop.add_argument(
+        "--timeout",
+        type=_seconds,
+        metavar="S",
+        help="stop after S seconds (exit status 5 if --count was not reached)",
+    )
+    stop.add_argument(
+        "--connection-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="give up after S seconds without a working connection (default 30; 0: never)",
+    )
+    add_credential_arguments(parser)
+
+
+def status_line(status: Status) -> str | None:
+    """What to tell the user about a connection change (None: nothing worth a line)."""
+    kind = status.kind
+    where = f"{status.channel}: " if status.channel else ""
+    detail = status.detail
+    if kind is StatusKind.SESSION_LOST:
+        return f"session lost ({detail}): starting a new one"
+    if kind is StatusKind.CONNECTION_LOST:
+        return f"connection problem ({detail}): retrying"
+    if kind is StatusKind.RECONNECTED:
+        return "reconnected: each channel resumes after the last event received"
+    if kind is StatusKind.REAUTHENTICATED:
+        return "logged in again: new access token"
+    if kind is StatusKind.REPLAY_FALLBACK:
+        option = "all retained events" if detail == "ALL_EVENTS" else "new events"
+        return f"{where}Salesforce refused the replay id: starting from {option} instead"
+    if kind is StatusKind.REPLAY_MARKER_MISSING:
+        return f"{where}no replay id stored for an event: {detail}"
+    if kind is StatusKind.RESUBSCRIBE_FAILED:
+        return f"{where}could not subscribe again: {detail}"
+    if kind is StatusKind.STOPPED:
+        return f"stopped: {detail}"
+    return None
+
+
+def _replay_parameter(
+    args: argparse.Namespace, shelf: shelve.Shelf[ReplayMarker] | None
+) -> ReplayParameter:
+    start: int = args.replay
+    if shelf is None:
+        return ReplayOption(start) if start < 0 else start
+    return DefaultMappingStorage(shelf, start)
+
+
+def open_store(path: str) -> shelve.Shelf[ReplayMarker]:
+    try:
+        return shelve.open(path)  # noqa: S301 - our own file of replay markers
+    except (OSError, *dbm.error) as exc:
+        raise CliError(
+            f"cannot open the store {path}: {exc}",
+            ExitCode.ERROR,
+            "check the path, or delete the file if it is damaged",
+        ) from None
+
+
+def _describe_start(args: argparse.Namespace) -> str:
+    start: int = args.replay
+    text = {-1: "new events", -2: "all retained events"}.get(start, f"after replay id {start}")
+    if args.store:
+        return f"from {args.store}, else {text}"
+    return text
+
+
+class _Listener:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        console: Console,
+        shelf: shelve.Shelf[ReplayMarker] | None = None,
+    ) -> None:
+        self.args = args
+        self.console = console
+        self.shelf = shelf
+        self.progress = BacklogProgress(console, enabled=False)
+
+    def note(self, text: str) -> None:
+        if not self.args.quiet:
+            self.progress.clear()
+            self.console.note(self.console.err_style(text, "dim"))
+
+    def on_status(self, status: Status) -> None:
+        line = status_line(status)
+        if line is not None:
+            self.note(line)
+
+    def emit(self, message: Message) -> None:
+        self.progress.clear()
+        if self.args.json:
+            self.console.print(json_line(message))
+        else:
+            self.console.print(format_event(message, self.console.style))
+        self.progress.seen(message)
+
+    async def handle(self, client: Client, message: Message) -> None:
+        storage = client.replay_storage
+        if self.shelf is None or storage is None:
+            self.emit(message)
+            return
+        try:
+            async with storage(message):
+                self.emit(message)
+        except ReplayError as exc:
+            self.note(f"no replay id stored: {exc}")
+            return
+        # On disk now: a process killed later loses no marker and leaves no torn one.
+        self.shelf.sync()
+
+    async def listen(self, client: Client, auth: AuthenticatorBase) -> int:
+        args = self.args
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = None if args.timeout is None else started + args.timeout
+        await client.open()
+        self.note(f"connected to {auth.instance_url} (API {client.api_version})")
+        since = datetime.now(UTC)
+        for channel in args.channels:
+            await client.subscribe(channel)
+            self.note(f"subscribed to {channel} ({_describe_start(args)})")
+        self.progress = BacklogProgress(
+            self.console,
+            enabled=self.console.err_isatty
+            and not args.trace
+            and (args.replay != ReplayOption.NEW_EVENTS or bool(args.store)),
+            since=since,
+        )
+        self.note("waiting for events (Ctrl-C to stop)")
+        received = 0
+        while args.count is None or received < args.count:
+            wait = None if deadline is None else deadline - loop.time()
+            if wait is not None and wait <= 0:
+                break
+            if self.progress.active:
+                wait = BACKLOG_IDLE if wait is None else min(wait, BACKLOG_IDLE)
+            try:
+                async with asyncio.timeout(wait):
+                    message = await client.receive()
+            except TimeoutError:
+                self.progress.finish()
+                continue
+            await self.handle(client, message)
+            received += 1
+        self.progress.finish()
+        if args.count is not None and received < args.count:
+            raise CliError(
+                f"received {received} of {args.count} events within {args.timeout:g} s",
+                ExitCode.TIMEOUT,
+            )
+        return ExitCode.OK
+
+
+async def close_client(client: Client) -> None:
+    """Close ``client``, also from a task being cancelled (Ctrl-C).
+
+    ``BayeuxClient.close()`` re-raises ``CancelledError`` without closing its transport when
+    awaiting its connect loop raises it in a task that has a cancellation pending; closing in
+    a task of its own keeps the cleanup whole whatever the caller's state.
+    """
+    await asyncio.shield(asyncio.ensure_future(client.close()))
+
+
+def _check_channels(channels: list[str]) -> None:
+    for channel in channels:
+        if not channel.startswith("/") or channel.startswith("/meta/"):
+            raise CliError(
+                f"not a channel: {channel!r}",
+                ExitCode.USAGE,
+                "channels look like /event/Order__e, /topic/Name, /u/name, "
+                "/data/AccountChangeEvent",
+            )
+
+
+async def run(args: argparse.Namespace, console: Console) -> int:
+    _check_channels(args.channels)
+    credentials = resolve_credentials(args, ask_password=terminal_password_prompt())
+    for secret in credentials.secrets():
+        console.add_secret(secret)
+    auth = build_authenticator(credentials)
+    console.add_secret(lambda: auth.access_token)
+    console.add_secret(lambda: auth.refresh_token)
+    shelf = open_store(args.store) if args.store else None
+    listener = _Listener(args, console, shelf)
+    try:
+        client = Client(
+            auth,
+            replay=_replay_parameter(args, shelf),
+            replay_fallback=_fallback(args.fallback),
+            replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL
+            if shelf is not None
+            else ReplayMarkerStoragePolicy.AUTOMATIC,
+            connection_timeout=args.connection_timeout or None,
+            api_version=credentials.api_version or DEFAULT_API_VERSION,
+            on_status=listener.on_status,
+            extensions=[TraceExtension(trace_writer(console))] if args.trace else (),
+        )
+        try:
+            return await listener.listen(client, auth)
+        finally:
+            listener.progress.finish()
+            await close_client(client)
+    except Exception as exc:
+        error = to_cli_error(exc, login_url=auth.login_url, store=args.store)
+        if error is None:
+            raise
+        raise error from exc
+    finally:
+        if shelf is not None:
+            shelf.close()
+
+
+def _fallback(name: str | None) -> ReplayOption | None:
+    options: Mapping[str | None, ReplayOption | None] = {
+        "new": ReplayOption.NEW_EVENTS,
+        "all": ReplayOption.ALL_EVENTS,
+    }
+    return options.get(name)

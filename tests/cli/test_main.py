@@ -1,0 +1,349 @@
+"""``main()``: parsing, exit codes, errors as one line, --debug, and ``sfstream emulator``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from sfstream import __version__
+from sfstream.cli import ExitCode, _errors
+from sfstream.cli._errors import CliError, to_cli_error
+from sfstream.emulator import EmulatorThread
+from sfstream.exceptions import (
+    AuthenticationError,
+    ClientError,
+    ReplayError,
+    ServerError,
+    SfstreamError,
+    TransportError,
+    TransportTimeoutError,
+)
+from tests.cli.conftest import EVENT, ROOT, CliRunner, password_args
+
+
+def test_version_and_help(cli: CliRunner) -> None:
+    run = cli("--version")
+    assert (run.code, run.out.strip()) == (0, f"sfstream {__version__}")
+    helped = cli("listen", "--help")
+    assert helped.code == 0
+    assert "SFSTREAM_CONSUMER_KEY" in helped.out
+    assert "130  interrupted" in helped.out
+
+
+def test_usage_errors_exit_2(cli: CliRunner) -> None:
+    assert cli().code == 2
+    assert "usage: sfstream" in cli().err
+    assert cli("listen").code == 2
+    assert cli("frobnicate").code == 2
+    assert cli("listen", EVENT, "--replay", "yesterday").code == 2
+    assert "expected new, all or a replay id" in cli("listen", EVENT, "--replay", "x").err
+    assert cli("listen", EVENT, "--replay", "-3").code == 2
+    assert cli("listen", EVENT, "--count", "0").code == 2
+    assert cli("listen", EVENT, "--count", "many").code == 2
+    assert cli("listen", EVENT, "--timeout", "-1").code == 2
+    assert cli("listen", EVENT, "--timeout", "soon").code == 2
+    assert cli("demo", "--interval", "60").code == 2
+    assert cli("demo", "--interval", "fast").code == 2
+
+
+def test_missing_credentials_and_bad_channels(cli: CliRunner) -> None:
+    cli("listen", EVENT).assert_one_error_line(2, "no credentials", "--sf-org")
+    cli(
+        "listen", "Order__e", "--access-token", "abcd", "--instance-url", "https://x.example.com"
+    ).assert_one_error_line(2, "not a channel: 'Order__e'")
+    cli(
+        "listen",
+        "/meta/connect",
+        "--access-token",
+        "abcd",
+        "--instance-url",
+        "https://x.example.com",
+    ).assert_one_error_line(2, "not a channel")
+
+
+def test_subscription_errors(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> None:
+    creds = password_args(org)
+    cli("listen", "/event/Nope__e", *creds).assert_one_error_line(
+        1,
+        "/event/Nope__e: The channel you requested to subscribe to does not exist",
+        "check the channel name",
+    )
+    org.publish(EVENT, {"Amount__c": 1})
+    cli("listen", EVENT, "--replay", "42", *creds).assert_one_error_line(
+        1, "Salesforce refused the replay id: The replayId {42}", "--replay all"
+    )
+    store = str(tmp_path / "store")
+    line = cli("listen", EVENT, "--replay", "42", "--store", store, *creds).assert_one_error_line(1)
+    assert f"delete the store {store}" in line
+
+
+def test_unreachable_hosts_exit_4(cli: CliRunner) -> None:
+    run = cli(
+        "listen",
+        EVENT,
+        "--login-url",
+        "http://127.0.0.1:9",
+        "--consumer-key",
+        "k",
+        "--consumer-secret",
+        "s",
+        "--username",
+        "u",
+        "--password",
+        "p",
+    )
+    run.assert_one_error_line(4, "cannot reach 127.0.0.1:9", "--login-url")
+    cli(
+        "listen", EVENT, "--access-token", "abcd", "--instance-url", "http://127.0.0.1:9"
+    ).assert_one_error_line(4, "127.0.0.1:9")
+
+
+def test_debug_shows_the_traceback_and_logs(cli: CliRunner, org: EmulatorThread) -> None:
+    logger = logging.getLogger("sfstream")
+    handlers, level = list(logger.handlers), logger.level
+    run = cli("--debug", "listen", "/event/Nope__e", *password_args(org))
+    assert run.code == 1
+    assert "Traceback" in run.err
+    assert "DEBUG sfstream." in run.err
+    assert run.err.rstrip().splitlines()[-1].startswith("sfstream: /event/Nope__e")
+    run.assert_no_secret()
+    assert (logger.handlers, logger.level) == (handlers, level)
+    after = cli("listen", "/event/Nope__e", "--debug", *password_args(org))
+    assert "DEBUG" in after.err  # --debug after the command works too
+    quiet = cli("listen", "/event/Nope__e", *password_args(org))
+    assert "DEBUG" not in quiet.err
+
+
+def test_unexpected_errors(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfstream import cli as package
+
+    async def boom(args: argparse.Namespace, console: Any) -> int:
+        raise RuntimeError("boom")
+
+    async def known(args: argparse.Namespace, console: Any) -> int:
+        raise TransportError("the request to x:1 failed")
+
+    monkeypatch.setitem(package._COMMANDS, "publish", boom)
+    run = cli("publish", EVENT, "{}")
+    run.assert_one_error_line(1, "unexpected error: RuntimeError: boom", "--debug")
+    debug = cli("--debug", "publish", EVENT, "{}")
+    assert "Traceback" in debug.err
+    assert "raise RuntimeError" in debug.err
+    monkeypatch.setitem(package._COMMANDS, "publish", known)
+    cli("publish", EVENT, "{}").assert_one_error_line(4, "connection failed")
+
+
+def test_to_cli_error() -> None:
+    def check(exc: BaseException, code: ExitCode, *parts: str, **context: Any) -> None:
+        error = to_cli_error(exc, **context)
+        assert error is not None
+        assert error.code is code, error
+        for part in parts:
+            assert part in str(error), str(error)
+
+    network = AuthenticationError("Network request failed: no token")
+    network.__cause__ = TimeoutError()
+    check(
+        network,
+        ExitCode.CONNECTION,
+        "cannot reach login.salesforce.com: timed out",
+        login_url="https://login.salesforce.com",
+    )
+    other = AuthenticationError("Network request failed")
+    other.__cause__ = aiohttp.ClientPayloadError("truncated")
+    check(other, ExitCode.CONNECTION, "cannot reach the server: truncated")
+    for error, description, hint in [
+        ("invalid_client_id", "client identifier invalid", "--consumer-key"),
+        ("invalid_client", "invalid client credentials", "--consumer-secret"),
+        ("invalid_grant", "expired access/refresh token", "get a new one"),
+        ("invalid_grant", "audience is invalid", "--sandbox"),
+        ("invalid_grant", "user hasn't approved this consumer", "pre-authorise"),
+        ("invalid_grant", "no client credentials user enabled", "Run As"),
+        ("invalid_grant", "ip restricted or invalid login hours", "security token"),
+        ("unsupported_grant_type", "grant type not supported", "not enabled"),
+        ("weird", None, "check the credentials"),
+    ]:
+        exc = AuthenticationError("x", error=error, error_description=description)
+        check(exc, ExitCode.AUTHENTICATION, f"authentication failed: {error}", hint)
+    check(
+        AuthenticationError("Authentication failed: the token reply has no instance_url"),
+        ExitCode.AUTHENTICATION,
+        "authentication failed: the token reply has no instance_url",
+    )
+    check(
+        AuthenticationError("no refresh token to authenticate with"),
+        ExitCode.AUTHENTICATION,
+        "authentication failed: no refresh token",
+    )
+    check(AuthenticationError(""), ExitCode.AUTHENTICATION, "authentication failed")
+    denied = ServerError(
+        "handshake refused",
+        {
+            "error": "403::Handshake denied",
+            "ext": {"sfdc": {"failureReason": "401::Authentication invalid"}},
+        },
+    )
+    check(denied, ExitCode.AUTHENTICATION, "Salesforce refused the session")
+    check(
+        ServerError("publish refused", {"error": "403::Publish is not allowed"}),
+        ExitCode.ERROR,
+        "Salesforce refused: publish refused: 403::Publish is not allowed",
+    )
+    check(
+        TransportTimeoutError("no connection within 30 s"),
+        ExitCode.CONNECTION,
+        "connection lost",
+        "--connection-timeout",
+    )
+    check(
+        ReplayError("not a marker"),
+        ExitCode.ERROR,
+        "replay store: not a marker",
+        "check the replay store",
+    )
+    check(ReplayError("not a marker"), ExitCode.ERROR, "delete the store s.db", store="s.db")
+    check(ClientError("instance_url uses plain http"), ExitCode.USAGE, "plain http")
+    check(SfstreamError("odd"), ExitCode.ERROR, "odd")
+    check(
+        FileNotFoundError(2, "No such file or directory", "key.pem"),
+        ExitCode.ERROR,
+        "key.pem: No such file or directory",
+    )
+    check(ConnectionResetError("reset by peer"), ExitCode.CONNECTION, "reset by peer")
+    assert to_cli_error(BrokenPipeError()) is None
+    assert to_cli_error(ValueError("x")) is None
+    same = CliError("already", ExitCode.USAGE)
+    assert to_cli_error(same) is same
+    assert str(CliError("a", hint="b")) == "a — b"
+    assert _errors._host("not a url") == "not a url"
+
+
+def test_broken_pipe_is_quiet(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfstream import cli as package
+
+    async def closed(args: argparse.Namespace, console: Any) -> int:
+        raise BrokenPipeError
+
+    monkeypatch.setitem(package._COMMANDS, "publish", closed)
+    run = cli("publish", EVENT, "{}")
+    assert (run.code, run.all) == (0, "")
+
+
+# -- sfstream emulator ----------------------------------------------------------------------------
+
+
+def test_emulator_command_in_process(cli: CliRunner) -> None:
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        run = cli("emulator", "--port", "0", "--event", "A__e")
+    finally:
+        timer.cancel()
+    assert run.code == 0, run.err
+    assert "Salesforce emulator listening on http://127.0.0.1:" in run.out
+    assert "/event/A__e" in run.out
+    assert "Salesforce emulator stopped." in run.out
+
+
+def test_emulator_command_serves_listen_and_publish(
+    sfstream: CliRunner, clean_env: pytest.MonkeyPatch
+) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sfstream",
+            "emulator",
+            "--port",
+            "0",
+            "--event",
+            "Order__e",
+            "--hold-time",
+            "0.3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    try:
+        banner: dict[str, str] = {}
+        for line in process.stdout:
+            label, _, value = line.strip().partition("  ")
+            if value:
+                banner[label] = value.strip()
+            if "Press Ctrl+C" in line:
+                break
+        env = {
+            "SFSTREAM_LOGIN_URL": banner["login URL"],
+            "SFSTREAM_CONSUMER_KEY": banner["consumer key"],
+            "SFSTREAM_CONSUMER_SECRET": banner["consumer secret"],
+            "SFSTREAM_USERNAME": banner["username"],
+            "SFSTREAM_PASSWORD": banner["password"],
+        }
+        published = sfstream("publish", EVENT, '{"Amount__c": 3}', env=env)
+        assert published.code == 0, published.err
+        listened = sfstream("listen", EVENT, "--replay", "all", "--count", "1", env=env)
+        assert listened.code == 0, listened.err
+        assert published.out.strip() in listened.out
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert "stopped" in out
+
+
+def test_python_dash_m_sfstream(sfstream: CliRunner) -> None:
+    run = sfstream("--version")
+    assert (run.code, run.out.strip()) == (0, f"sfstream {__version__}")
+    bad = sfstream("listen", EVENT)
+    bad.assert_one_error_line(2, "no credentials")
+
+
+def test_command_errors_outside_the_known_tree(
+    cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sfstream.cli import _demo, _publish
+
+    async def refused(self: Any) -> int:
+        raise AuthenticationError(
+            "x", error="invalid_grant", error_description="authentication failure"
+        )
+
+    async def odd(self: Any, *args: Any) -> Any:
+        raise RuntimeError("odd")
+
+    monkeypatch.setattr(_demo.Demo, "run", refused)
+    cli("demo").assert_one_error_line(3, "check username/password/security token")
+    monkeypatch.setattr(_demo.Demo, "run", odd)
+    cli("demo").assert_one_error_line(1, "unexpected error: RuntimeError: odd")
+    monkeypatch.setattr(_publish.RestClient, "publish_event", odd)
+    cli("publish", EVENT, "{}", *password_args(org)).assert_one_error_line(
+        1, "unexpected error: RuntimeError: odd"
+    )
+
+
+def test_silence_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfstream import cli as package
+
+    with open(tmp_path / "out.txt", "w") as stream:
+        monkeypatch.setattr(sys, "stdout", stream)
+        package._silence_stdout()
+        stream.write("dropped")
+    assert (tmp_path / "out.txt").read_text() == ""
+    monkeypatch.setattr(sys, "stdout", object())
+    package._silence_stdout()  # nothing to silence

@@ -1,0 +1,227 @@
+"""``sfstream publish``: platform events (the EventUuid) and generic pushes over REST."""
+
+from __future__ import annotations
+
+import io
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from sfstream import AccessTokenAuthenticator, PasswordAuthenticator
+from sfstream.cli import _publish
+from sfstream.cli._errors import CliError
+from sfstream.cli._publish import RestClient, RestError
+from sfstream.emulator import Emulator, EmulatorThread
+from sfstream.exceptions import AuthenticationError
+from tests.cli.conftest import (
+    EVENT,
+    GENERIC,
+    CliRunner,
+    json_lines,
+    make_org,
+    password_args,
+    password_env,
+)
+
+
+def test_publish_prints_the_event_uuid_the_listener_sees(
+    cli: CliRunner, org: EmulatorThread
+) -> None:
+    published = cli("publish", EVENT, '{"Amount__c": 12.5}', *password_args(org))
+    assert published.code == 0, published.err
+    uuid = published.out.strip()
+    assert len(uuid) == 36
+    assert uuid.count("-") == 4
+    listened = cli(
+        "listen", EVENT, "--replay", "all", "--json", "--count", "1", *password_args(org)
+    )
+    [message] = json_lines(listened.out)
+    assert message["data"]["event"]["EventUuid"] == uuid
+    assert message["data"]["payload"]["Amount__c"] == 12.5
+    published.assert_no_secret()
+
+
+def test_publish_in_a_subprocess_with_environment_credentials(
+    sfstream: CliRunner, org: EmulatorThread
+) -> None:
+    run = sfstream("publish", "Order__e", '{"Amount__c": 1}', env=password_env(org))
+    assert run.code == 0, run.err
+    assert [e["event"]["EventUuid"] for e in org.call(org.emulator.events, EVENT)] == [
+        run.out.strip()
+    ]
+    run.assert_no_secret()
+
+
+def test_publish_json_prints_the_whole_reply(cli: CliRunner, org: EmulatorThread) -> None:
+    run = cli("publish", EVENT, '{"Amount__c": 3}', "--json", *password_args(org))
+    assert run.code == 0
+    [reply] = json_lines(run.out)
+    assert reply["success"] is True
+    assert reply["errors"][0]["statusCode"] == "OPERATION_ENQUEUED"
+
+
+def test_publish_reads_stdin(
+    cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"Amount__c": 8}'))
+    run = cli("publish", EVENT, "-", *password_args(org))
+    assert run.code == 0, run.err
+    assert org.call(org.emulator.events, EVENT)[0]["payload"]["Amount__c"] == 8
+
+
+def test_generic_push(cli: CliRunner, org: EmulatorThread) -> None:
+    run = cli("publish", GENERIC, "hello world", *password_args(org))
+    assert run.code == 0, run.err
+    assert run.out.strip() == (
+        f"pushed to {GENERIC}: nobody subscribed right now (it is kept for replay for 24 h)"
+    )
+    quoted = cli("publish", GENERIC, '"a JSON string"', "--json", *password_args(org))
+    assert json_lines(quoted.out) == [[{"fanoutCount": 0, "userOnlineStatus": {}}]]
+    user = org.call(org.emulator.add_user, "someone@example.com")
+    targeted = cli("publish", GENERIC, '{"not": "decoded"}', "--user-id", user, *password_args(org))
+    assert targeted.code == 0
+    payloads = [e["payload"] for e in org.call(org.emulator.events, GENERIC)]
+    assert payloads == ["hello world", "a JSON string", '{"not": "decoded"}']
+    listened = cli(
+        "listen", GENERIC, "--replay", "all", "--json", "--count", "2", *password_args(org)
+    )
+    assert [m["data"]["payload"] for m in json_lines(listened.out)] == payloads[:2]
+
+
+def test_fanout_descriptions() -> None:
+    describe = _publish._describe_fanout
+    assert describe("/u/x", [{"fanoutCount": -1}]) == "pushed to /u/x: every subscriber"
+    assert describe("/u/x", [{"fanoutCount": 2}]) == "pushed to /u/x: 2 subscriber(s)"
+    assert describe("/u/x", []) == "pushed to /u/x: the channel"
+
+
+def test_publish_errors(cli: CliRunner, org: EmulatorThread) -> None:
+    creds = password_args(org)
+    cli("publish", "/event/Nope__e", "{}", *creds).assert_one_error_line(
+        1, "NOT_FOUND", "is the platform event Nope__e defined"
+    )
+    cli("publish", EVENT, '{"Amount": 1}', *creds).assert_one_error_line(
+        1, "INVALID_FIELD", "No such column 'Amount'"
+    )
+    cli("publish", EVENT, "{oops", *creds).assert_one_error_line(2, "not valid JSON")
+    cli("publish", EVENT, "[1, 2]", *creds).assert_one_error_line(2, "must be a JSON object")
+    cli("publish", "/topic/Accounts", "{}", *creds).assert_one_error_line(
+        2, "cannot publish to /topic/Accounts", "come from record changes"
+    )
+    cli("publish", "/u/Missing", "x", *creds).assert_one_error_line(
+        1, "there is no StreamingChannel named /u/Missing"
+    )
+    run = cli("publish", EVENT, "{}", *creds[:-4], "--password", "wrong")
+    run.assert_one_error_line(3, "authentication failed: invalid_grant: authentication failure")
+    run.assert_no_secret()
+    cli(
+        "publish", EVENT, "{}", "--access-token", "x" * 20, "--instance-url", "http://127.0.0.1:9"
+    ).assert_one_error_line(4, "cannot reach 127.0.0.1")
+
+
+def test_rest_error_from_replies() -> None:
+    error = RestError.from_reply(400, [{"errorCode": "X", "message": "bad"}])
+    assert (error.status, error.code, error.message, str(error)) == (400, "X", "bad", "X: bad")
+    oauth = RestError.from_reply(400, {"error": "invalid", "error_description": "why"})
+    assert str(oauth) == "invalid: why"
+    assert str(RestError.from_reply(502, None)) == "HTTP 502: the reply carries no error details"
+    assert str(RestError(500, "", "plain")) == "plain"
+
+
+# -- RestClient against an async emulator --------------------------------------------------------
+
+
+@pytest.fixture
+async def async_org() -> AsyncIterator[Emulator]:
+    async with make_org() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as http:
+        yield http
+
+
+def password_auth(org: Emulator, session: aiohttp.ClientSession) -> PasswordAuthenticator:
+    return PasswordAuthenticator(
+        org.consumer_key,
+        org.consumer_secret,
+        org.username,
+        org.password,
+        login_url=org.login_url,
+        session=session,
+    )
+
+
+async def test_a_revoked_token_is_renewed_once(
+    async_org: Emulator, session: aiohttp.ClientSession
+) -> None:
+    rest = RestClient(password_auth(async_org, session), session, "67.0")
+    first = await rest.publish_event("Order__e", {"Amount__c": 1})
+    async_org.revoke_tokens("access")
+    second = await rest.publish_event("Order__e", {"Amount__c": 2})
+    assert first.event_uuid != second.event_uuid
+    assert rest.reauthentications == 1
+    record_id = await rest.create_record("Account", {"Name": "A"})
+    await rest.update_record("Account", record_id, {"Name": "B"})
+    assert [e["sobject"]["Name"] for e in async_org.events("/topic/Accounts")] == ["A", "B"]
+
+
+async def test_a_refused_fresh_token_raises(
+    async_org: Emulator, session: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth = password_auth(async_org, session)
+    rest = RestClient(auth, session, "67.0")
+    await auth.authenticate()
+
+    async def refused(*_args: Any) -> tuple[int, Any]:
+        return 401, [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired"}]
+
+    monkeypatch.setattr(rest, "_send", refused)
+    with pytest.raises(AuthenticationError, match="again after re-authentication"):
+        await rest.publish_event("Order__e", {})
+
+
+async def test_an_access_token_cannot_be_renewed(
+    async_org: Emulator, session: aiohttp.ClientSession
+) -> None:
+    auth = AccessTokenAuthenticator(async_org.issue_access_token(), async_org.instance_url)
+    rest = RestClient(auth, session, "67.0")
+    async_org.revoke_tokens("access")
+    with pytest.raises(AuthenticationError, match="cannot get a new one"):
+        await rest.publish_event("Order__e", {})
+
+
+async def test_odd_replies(aiohttp_server: Any, session: aiohttp.ClientSession) -> None:
+    async def not_json(request: web.Request) -> web.Response:
+        return web.Response(text="<html>maintenance</html>", status=503)
+
+    async def empty(request: web.Request) -> web.Response:
+        return web.Response(status=201)
+
+    async def no_uuid(request: web.Request) -> web.Response:
+        return web.json_response({"id": "e001", "success": True, "errors": []}, status=201)
+
+    async def no_records(request: web.Request) -> web.Response:
+        return web.json_response({"totalSize": 0, "records": []})
+
+    app = web.Application()
+    app.router.add_post("/services/data/v67.0/sobjects/Html__e/", not_json)
+    app.router.add_post("/services/data/v67.0/sobjects/Empty__e/", empty)
+    app.router.add_post("/services/data/v67.0/sobjects/Old__e/", no_uuid)
+    app.router.add_get("/services/data/v67.0/query", no_records)
+    server = await aiohttp_server(app)
+    auth = AccessTokenAuthenticator("token-1234", str(server.make_url("")))
+    rest = RestClient(auth, session, "67.0")
+    with pytest.raises(RestError, match="HTTP 503: the reply is not JSON"):
+        await rest.publish_event("Html__e", {})
+    assert (await rest.publish_event("Empty__e", {})).event_uuid is None
+    old = await rest.publish_event("Old__e", {})
+    assert (old.event_uuid, old.id) == (None, "e001")
+    with pytest.raises(CliError, match="no StreamingChannel named /u/it's"):
+        await rest.streaming_channel_id("/u/it's")
