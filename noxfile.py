@@ -112,3 +112,15 @@ def docs(session: nox.Session) -> None:
         "docs/_build/html",
         *session.posargs,
     )
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Benchmarks (docs/performance.md): `nox -s bench`, `nox -s bench -- --quick`, or any
+    `python -m benchmarks` arguments after `--`."""
+    session.install(".[orjson]", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    npm = shutil.which("npm")
+    if npm is not None and not (PEERS / "node_modules" / "jsforce").is_dir():
+        with session.chdir(PEERS):
+            session.run(npm, "ci", "--no-audit", "--no-fund", external=True)
+    session.run("python", "-m", "benchmarks", *session.posargs)

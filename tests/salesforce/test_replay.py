@@ -855,6 +855,33 @@ def test_resubscription_before_the_first_event_replays_all_but_skips_older(
     assert stamped(extension, "/event/E__e") == 3
 
 
+def test_skipping_on_one_channel_leaves_the_others_alone() -> None:
+    extension = ReplayExtension()
+    extension.mark_subscribed("/event/E__e", SINCE)
+    assert stamped(extension, "/event/E__e") == ReplayOption.ALL_EVENTS
+    # E__e still skips its old events; a delivery on another channel is not looked at for it
+    other = event("/event/F__e", 5, "2000-01-01T00:00:00.000Z")
+    assert extension.incoming(other) is None  # type: ignore[arg-type]
+    assert extension.last_received("/event/F__e") == 5
+    old = event("/event/E__e", 1, "2000-01-01T00:00:00.000Z")
+    assert extension.incoming(old) is False  # type: ignore[arg-type]
+
+
+def test_incoming_takes_replay_ids_of_any_int_type_and_filtered_channels() -> None:
+    class Id(int):
+        pass
+
+    extension = ReplayExtension()
+    extension.incoming(event("/topic/A", Id(12)))  # type: ignore[arg-type]
+    assert extension.last_received("/topic/A") == 12
+    extension.incoming(event("/topic/A?Type=Partner", 13))  # type: ignore[arg-type]
+    assert extension.last_received("/topic/A") == 13
+    extension.incoming({"channel": "/topic/A", "data": {"event": {"replayId": True}}})
+    extension.incoming({"channel": "/topic/A", "data": {"event": ["replayId"]}})
+    extension.incoming({"channel": "/topic/A", "data": {"payload": {}}})
+    assert extension.last_received("/topic/A") == 13
+
+
 def test_gap_safe_resubscription_delivers_events_without_a_date() -> None:
     extension = ReplayExtension()
     extension.mark_subscribed("/u/C", SINCE)

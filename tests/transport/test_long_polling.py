@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
 from collections.abc import Awaitable, Callable
@@ -338,3 +339,83 @@ async def test_a_body_over_one_mebibyte_is_streamed_without_warning(serve: Serve
         await transport.close()
     assert replies[0]["successful"] is True
     assert sizes[0] > 1_500_000
+
+
+def big_reply(events: int) -> list[dict[str, Any]]:
+    """A connect reply carrying ``events`` deliveries (about 100 bytes each)."""
+    deliveries = [
+        {"channel": "/event/E__e", "data": {"payload": {"N__c": n}, "event": {"replayId": n}}}
+        for n in range(events)
+    ]
+    return [*deliveries, {"channel": "/meta/connect", "id": "1", "successful": True}]
+
+
+@pytest.mark.parametrize(
+    ("events", "pause_gc_over", "paused"),
+    [
+        (2000, 64 * 1024, True),  # about 150 KB: over the default threshold
+        (10, 64 * 1024, False),  # a small reply: the collector is left alone
+        (2000, None, False),  # turned off on the instance
+    ],
+)
+async def test_large_replies_are_parsed_with_the_collector_paused(
+    serve: ServerFactory, events: int, pause_gc_over: int | None, paused: bool
+) -> None:
+    enabled_during: list[bool] = []
+
+    def loads(value: str | bytes) -> Any:
+        enabled_during.append(gc.isenabled())
+        return json.loads(value)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(big_reply(events))
+
+    server = await serve(handler)
+    transport = LongPollingTransport(url(server), json_loads=loads)
+    transport.pause_gc_over = pause_gc_over
+    assert gc.isenabled()
+    try:
+        replies = await transport.send(HANDSHAKE)
+    finally:
+        await transport.close()
+    assert len(replies) == events + 1
+    assert enabled_during == [not paused]
+    assert gc.isenabled()
+
+
+async def test_the_collector_is_on_again_after_a_malformed_large_reply(
+    serve: ServerFactory,
+) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=b"[" + b'{"channel": "/x", "data": 1},' * 5000, status=200)
+
+    server = await serve(handler)
+    transport = LongPollingTransport(url(server))
+    try:
+        with pytest.raises(ProtocolError, match="not valid JSON"):
+            await transport.send(HANDSHAKE)
+    finally:
+        await transport.close()
+    assert gc.isenabled()
+
+
+async def test_a_collector_turned_off_by_the_application_stays_off(serve: ServerFactory) -> None:
+    enabled_during: list[bool] = []
+
+    def loads(value: str | bytes) -> Any:
+        enabled_during.append(gc.isenabled())
+        return json.loads(value)
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(big_reply(2000))
+
+    server = await serve(handler)
+    transport = LongPollingTransport(url(server), json_loads=loads)
+    gc.disable()
+    try:
+        await transport.send(HANDSHAKE)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        await transport.close()
+    assert enabled_during == [False]

@@ -10,6 +10,7 @@ control request), a cap on the reply size, and every aiohttp error mapped to the
 from __future__ import annotations
 
 import asyncio
+import gc
 import io
 import json
 import logging
@@ -46,6 +47,24 @@ DEFAULT_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
 _JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
+def _decode_without_gc(body: bytes, loads: JSONLoads, max_messages: int) -> list[Message]:
+    """Decode with the cyclic garbage collector paused (it is on again before this returns).
+
+    A reply of thousands of events makes tens of thousands of new dicts and lists, none of them
+    part of a reference cycle. With the collector on, it runs again and again during the parse,
+    each time through every object made so far; paused, it meets them at most once afterwards,
+    and not at all when they are consumed before it next runs. The call is synchronous (no
+    other coroutine runs meanwhile); a collector the application turned off stays off.
+    """
+    if not gc.isenabled():
+        return decode(body, loads, max_messages=max_messages)
+    gc.disable()
+    try:
+        return decode(body, loads, max_messages=max_messages)
+    finally:
+        gc.enable()
+
+
 class LongPollingTransport(Transport):
     """Sends Bayeux batches as HTTP POSTs to ``url``.
 
@@ -60,7 +79,14 @@ class LongPollingTransport(Transport):
             default verification); TLS verification is on by default.
         max_response_size: the largest reply body accepted, in bytes.
         max_messages: the most messages one reply may carry.
+
+    Replies larger than :attr:`pause_gc_over` bytes are decoded with Python's cyclic garbage
+    collector paused for the duration of the parse (see ``docs/performance.md``); set it to
+    None (on the class or an instance) to leave the collector alone.
     """
+
+    #: Replies above this size (bytes) are parsed with the cyclic garbage collector paused.
+    pause_gc_over: int | None = 64 * 1024
 
     def __init__(
         self,
@@ -123,6 +149,9 @@ class LongPollingTransport(Transport):
         async with lock:
             with self._map_errors(request.timeout):
                 payload = await self._post(body, all_headers, request.timeout)
+        threshold = self.pause_gc_over
+        if threshold is not None and len(payload) > threshold:
+            return _decode_without_gc(payload, self._loads, self.max_messages)
         return decode(payload, self._loads, max_messages=self.max_messages)
 
     async def _post(

@@ -365,7 +365,8 @@ class BayeuxServer:
 
     @staticmethod
     def _respond(events: list[bytes], replies: list[bytes]) -> web.Response:
-        body = b"[" + b"".join(events) + b",".join(replies) + b"]"
+        # One join: each ``+`` of multi-megabyte bytes would copy the whole reply again.
+        body = b"".join([b"[", *events, b",".join(replies), b"]"])
         return web.Response(body=body, content_type="application/json", charset="UTF-8")
 
     @staticmethod

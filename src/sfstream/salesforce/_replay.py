@@ -664,16 +664,17 @@ class ReplayExtension(Extension):
         channel = message.get("channel")
         if not isinstance(channel, str) or channel.startswith("/meta/"):
             return None
-        key = channel.partition("?")[0]  # channel_key(), inlined
+        key = channel.partition("?")[0] if "?" in channel else channel  # channel_key()
         if self._skip_before:
             skip_before = self._skip_before.get(key)
             if skip_before is not None:
                 if _created_before(message, skip_before):
                     return False
                 del self._skip_before[key]
-        data = message.get("data")
-        event = data.get("event") if type(data) is dict else None
-        replay_id = event.get("replayId") if type(event) is dict else None
+        try:
+            replay_id = message["data"]["event"]["replayId"]
+        except (KeyError, TypeError):
+            replay_id = None
         if type(replay_id) is not int:
             replay_id = _replay_id(message)
             if replay_id is None:
