@@ -1,4 +1,5 @@
-"""Development sessions. Plain ``nox`` runs what CI runs: lint, typing, tests, interop, docs."""
+"""Development sessions. Plain ``nox`` runs what CI runs: lint, typing, tests, interop, docs and
+the (short) chaos run; ``nox -s bench`` runs the benchmarks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import nox
 
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typing", "tests", "interop", "docs"]
+nox.options.sessions = ["lint", "typing", "tests", "interop", "docs", "chaos"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
@@ -63,7 +64,7 @@ def tests(session: nox.Session) -> None:
         "-m",
         "pytest",
         "-m",
-        "not interop and not live",
+        "not interop and not live and not slow",
         *session.posargs,
     )
     session.run("coverage", "report", "--fail-under=90")
@@ -124,3 +125,14 @@ def bench(session: nox.Session) -> None:
         with session.chdir(PEERS):
             session.run(npm, "ci", "--no-audit", "--no-fund", external=True)
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session(python="3.11")
+def chaos(session: nox.Session) -> None:
+    """Fault campaigns: the slow reliability tests, then the chaos run.
+
+    ``nox -s chaos -- --long`` runs 100k events and 600 faults.
+    """
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", "-m", "slow", "tests/reliability")
+    session.run("python", "-m", "tests.reliability.chaos", *session.posargs)

@@ -106,11 +106,17 @@ def test_updated_property(advice: dict[str, Any]) -> None:
     assert new.reconnect in ("retry", "handshake", "none")
     assert new.interval >= 0
     assert new.timeout >= 0
-    for key, attr in (("interval", "interval"), ("timeout", "timeout")):
+    for key, attr, most in (("interval", "interval", 60.0), ("timeout", "timeout", 600.0)):
         if key in advice:
-            assert getattr(new, attr) == max(0.0, advice[key] / 1000)
+            # milliseconds to seconds, clamped to [0, most]
+            assert getattr(new, attr) == pytest.approx(min(max(0.0, advice[key] / 1000), most))
         else:
             assert getattr(new, attr) == 9.0
+
+
+def test_out_of_range_advice_is_clamped() -> None:
+    new = Advice().updated({"interval": 10**400, "timeout": 10**30, "maxInterval": -5})
+    assert (new.interval, new.timeout, new.max_interval) == (60.0, 600.0, 0.0)
 
 
 # --- Outcome ------------------------------------------------------------------------------

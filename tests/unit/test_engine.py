@@ -1618,3 +1618,39 @@ def test_the_first_unknown_client_after_an_outage_handshakes_at_once() -> None:
 def exchange_handshake_then_unknown(engine: BayeuxEngine) -> list[Event]:
     engine.receive(wire([handshake_ok(only(engine.handshake()))]))
     return engine.receive(wire([unknown_client(only(engine.connect()))]))
+
+
+def test_an_unanswered_handshake_fails_like_a_failed_request() -> None:
+    engine = make()
+    request = engine.handshake()
+    assert engine.receive(wire([]), request) == []
+    assert engine.state is State.UNCONNECTED
+    assert engine.failures == 1
+
+
+def test_an_unanswered_disconnect_closes() -> None:
+    engine = make()
+    connected(engine)
+    request = engine.disconnect()
+    assert request is not None
+    engine.receive(wire([]), request)
+    assert engine.state is State.DISCONNECTED
+
+
+def test_an_unanswered_user_subscribe_fails_its_caller() -> None:
+    engine = make()
+    connected(engine)
+    request = engine.subscribe("/a")
+    assert request is not None
+    events = engine.receive(wire([]), request)
+    [failed] = [e for e in events if isinstance(e, SubscribeFailed)]
+    assert failed.channel == "/a"
+    assert not failed.automatic
+    assert isinstance(failed.error, ProtocolError)
+    assert engine.subscriptions == frozenset()
+
+
+def test_messages_without_an_id_are_never_awaited() -> None:
+    engine = make()
+    connected(engine)
+    assert engine.receive(wire([]), Request([{"channel": "/x", "data": 1}], 1.0)) == []

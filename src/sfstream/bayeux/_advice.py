@@ -90,10 +90,24 @@ class Advice:
         max_interval = advice.get("maxInterval")
         return Advice(
             reconnect=reconnect if reconnect in ("retry", "handshake", "none") else self.reconnect,
-            interval=self.interval if interval is None else max(0.0, interval / 1000),
-            timeout=self.timeout if timeout is None else max(0.0, timeout / 1000),
-            max_interval=self.max_interval if max_interval is None else max_interval / 1000,
+            interval=self.interval if interval is None else _seconds(interval, MAX_INTERVAL),
+            timeout=self.timeout if timeout is None else _seconds(timeout, MAX_TIMEOUT),
+            max_interval=(
+                self.max_interval if max_interval is None else _seconds(max_interval, MAX_TIMEOUT)
+            ),
         )
+
+
+#: The longest ``advice.interval`` obeyed, in seconds (CometD servers send 0; Faye 0-1 s).
+MAX_INTERVAL: Final = 60.0
+#: The longest ``advice.timeout`` (and ``maxInterval``) obeyed (Salesforce holds 110 s).
+MAX_TIMEOUT: Final = 600.0
+
+
+def _seconds(milliseconds: float, most: float) -> float:
+    """Milliseconds of advice as seconds in ``[0, most]`` (compared before dividing: an
+    integer too large for a float never reaches the division)."""
+    return min(max(milliseconds, 0), most * 1000) / 1000
 
 
 #: Advice before the server gave any: retry, no interval, a 60 s hold (the CometD default).

@@ -47,7 +47,13 @@ DEFAULT_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
 _JSON_HEADERS: Final = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
-def _decode_without_gc(body: bytes, loads: JSONLoads, max_messages: int) -> list[Message]:
+def _decode_without_gc(
+    body: bytes,
+    loads: JSONLoads,
+    max_messages: int,
+    max_message_size: int | None = None,
+    max_depth: int | None = None,
+) -> list[Message]:
     """Decode with the cyclic garbage collector paused (it is on again before this returns).
 
     A reply of thousands of events makes tens of thousands of new dicts and lists, none of them
@@ -57,10 +63,22 @@ def _decode_without_gc(body: bytes, loads: JSONLoads, max_messages: int) -> list
     other coroutine runs meanwhile); a collector the application turned off stays off.
     """
     if not gc.isenabled():
-        return decode(body, loads, max_messages=max_messages)
+        return decode(
+            body,
+            loads,
+            max_messages=max_messages,
+            max_message_size=max_message_size,
+            max_depth=max_depth,
+        )
     gc.disable()
     try:
-        return decode(body, loads, max_messages=max_messages)
+        return decode(
+            body,
+            loads,
+            max_messages=max_messages,
+            max_message_size=max_message_size,
+            max_depth=max_depth,
+        )
     finally:
         gc.enable()
 
@@ -79,6 +97,9 @@ class LongPollingTransport(Transport):
             default verification); TLS verification is on by default.
         max_response_size: the largest reply body accepted, in bytes.
         max_messages: the most messages one reply may carry.
+        max_message_size: the largest message accepted, in bytes of JSON (None: no limit
+            beyond ``max_response_size``).
+        max_depth: the deepest nesting accepted in a message (None: the parser's own limit).
 
     Replies larger than :attr:`pause_gc_over` bytes are decoded with Python's cyclic garbage
     collector paused for the duration of the parse (see ``docs/performance.md``); set it to
@@ -99,6 +120,8 @@ class LongPollingTransport(Transport):
         ssl: ssl_module.SSLContext | bool = True,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         max_messages: int = DEFAULT_MAX_MESSAGES,
+        max_message_size: int | None = None,
+        max_depth: int | None = None,
     ) -> None:
         self.url = URL(url)
         if self.url.scheme not in ("http", "https") or not self.url.host:
@@ -111,6 +134,8 @@ class LongPollingTransport(Transport):
         self._ssl = ssl
         self.max_response_size = max_response_size
         self.max_messages = max_messages
+        self.max_message_size = max_message_size
+        self.max_depth = max_depth
         # Created on first use: aiohttp's cookie jar needs a running loop.
         self._jar: aiohttp.CookieJar | None = None
         self._poll_lock: asyncio.Lock | None = None
@@ -151,8 +176,16 @@ class LongPollingTransport(Transport):
                 payload = await self._post(body, all_headers, request.timeout)
         threshold = self.pause_gc_over
         if threshold is not None and len(payload) > threshold:
-            return _decode_without_gc(payload, self._loads, self.max_messages)
-        return decode(payload, self._loads, max_messages=self.max_messages)
+            return _decode_without_gc(
+                payload, self._loads, self.max_messages, self.max_message_size, self.max_depth
+            )
+        return decode(
+            payload,
+            self._loads,
+            max_messages=self.max_messages,
+            max_message_size=self.max_message_size,
+            max_depth=self.max_depth,
+        )
 
     async def _post(
         self,
@@ -219,8 +252,16 @@ class LongPollingTransport(Transport):
             raise TransportError(f"cannot connect to {where}: {exc.os_error}") from exc
         except (aiohttp.ClientOSError, ConnectionError) as exc:
             raise TransportConnectionClosed(f"the connection to {where} failed: {exc}") from exc
+        except aiohttp.ClientResponseError as exc:
+            # Never {exc!r}, never chained: its request_info holds the request headers
+            # (Authorization, cookies).
+            raise TransportError(
+                f"the reply from {where} is not valid HTTP: {exc.status}, {exc.message}"
+            ) from None
         except aiohttp.ClientError as exc:
-            raise TransportError(f"the request to {where} failed: {exc!r}") from exc
+            raise TransportError(
+                f"the request to {where} failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     async def close(self) -> None:
         """Close the session if this transport created it. Idempotent."""

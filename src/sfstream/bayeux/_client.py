@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import random
+import ssl as ssl_module
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import Enum
@@ -31,9 +32,9 @@ from sfstream.bayeux._advice import (
     ReconnectPolicy,
     Stop,
 )
-from sfstream.bayeux._aiohttp import LongPollingTransport
+from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE, LongPollingTransport
 from sfstream.bayeux._backoff import Backoff, ExponentialBackoff
-from sfstream.bayeux._codec import JSONDumps, JSONLoads
+from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads
 from sfstream.bayeux._engine import BayeuxEngine
 from sfstream.bayeux._events import (
     Deliveries,
@@ -73,6 +74,17 @@ ResubscribeHook = Callable[[str, ServerError], bool]
 
 #: Seconds ``close()`` waits for the server to answer the disconnect.
 _DISCONNECT_TIMEOUT: Final = 2.0
+
+
+def _transient(error: AuthenticationError) -> bool:
+    """A token request that got no answer (network, timeout) or a 5xx/429: worth retrying.
+    A refusal (4xx, ``invalid_grant``) or an authenticator that cannot refresh is not."""
+    if error.status is not None:
+        return error.status >= 500 or error.status == 429
+    cause: BaseException | None = error.__cause__
+    while isinstance(cause, AuthenticationError):
+        cause = cause.__cause__
+    return isinstance(cause, aiohttp.ClientError | TimeoutError | OSError)
 
 
 class _Lifecycle(Enum):
@@ -134,6 +146,9 @@ class BayeuxClient:
         on_resubscribe_failed: ResubscribeHook | None = None,
         handshake_ext: dict[str, Any] | None = None,
         on_status: StatusCallback | None = None,
+        ssl: ssl_module.SSLContext | bool = True,
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
     ) -> None:
         if connection_timeout is not None and connection_timeout <= 0:
             connection_timeout = None
@@ -156,6 +171,9 @@ class BayeuxClient:
         self._on_resubscribe_failed = on_resubscribe_failed
         self._handshake_ext = handshake_ext
         self._on_status = on_status
+        self._ssl = ssl
+        self._max_response_size = max_response_size
+        self._max_messages = max_messages
         #: How many times each kind of status change happened.
         self.stats = StatusStats()
         self._lifecycle = _Lifecycle.UNOPENED
@@ -170,6 +188,7 @@ class BayeuxClient:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._retry_channels: list[str] = []
         self._down_since: float | None = None
+        self._reauth_failures = 0
 
     def _new_engine(self) -> BayeuxEngine:
         return BayeuxEngine(
@@ -252,6 +271,9 @@ class BayeuxClient:
                 session=self._session,
                 json_dumps=self._json_dumps,
                 json_loads=self._json_loads,
+                ssl=self._ssl,
+                max_response_size=self._max_response_size,
+                max_messages=self._max_messages,
             )
         try:
             action: Action = Handshake()
@@ -359,8 +381,14 @@ class BayeuxClient:
                 try:
                     await self._reauthenticate()
                 except AuthenticationError as exc:
+                    if _transient(exc):
+                        self._reauth_failures += 1
+                        logger.info("re-authentication failed, retrying: %s", exc)
+                        await self._sleep(self._policy.backoff.compute(self._reauth_failures))
+                        return Reauthenticate()
                     self._engine.fail()
                     return Stop(exc)
+                self._reauth_failures = 0
                 self._engine.reauthenticated()
                 self.report_status(StatusKind.REAUTHENTICATED)
                 await self._handshake()
@@ -370,8 +398,8 @@ class BayeuxClient:
         return self._engine.next_action()
 
     async def _sleep(self, delay: float) -> None:
-        if delay > 0:
-            await asyncio.sleep(delay)
+        # Always yield, even for 0: an action that sends nothing must not spin the loop.
+        await asyncio.sleep(max(delay, 0.0))
 
     async def _wait_for_capacity(self) -> None:
         limit = self.max_pending_count
@@ -435,7 +463,7 @@ class BayeuxClient:
             if raise_errors:
                 raise
             return events
-        events = self._engine.receive(replies)
+        events = self._engine.receive(replies, request)
         self._dispatch(events)
         return events
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Final, cast
 
@@ -53,6 +55,10 @@ _ADVICE_TYPES: Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
 )
 
 
+#: Advice numbers are milliseconds: anything beyond 2**53 is not a number a server means.
+_MAX_ADVICE_NUMBER: Final = 2**53
+
+
 def _type_name(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -68,14 +74,20 @@ def decode(
     loads: JSONLoads = json.loads,
     *,
     max_messages: int = DEFAULT_MAX_MESSAGES,
+    max_message_size: int | None = None,
+    max_depth: int | None = None,
 ) -> list[Message]:
     """Parse and validate a reply body into a list of messages.
 
     A single JSON object is accepted as a batch of one (Bayeux allows it). Raises
     ProtocolError when the body is not JSON, not an array of objects, carries more than
-    ``max_messages`` messages, or a message lacks a string ``channel`` or has a field of the
-    wrong type.
+    ``max_messages`` messages, a message lacks a string ``channel`` or has a field of the
+    wrong type, a message serialises to more than ``max_message_size`` bytes, or nests
+    deeper than ``max_depth`` levels (both unchecked when None).
     """
+    if _native_stack_at_risk() and _deeper_than_text(body, _SAFE_PARSE_DEPTH):
+        # Python 3.11 with a raised recursion limit: the C parser would overflow the stack.
+        raise ProtocolError("the reply is nested too deeply to parse")
     try:
         payload = loads(body)
     except RecursionError:
@@ -98,7 +110,63 @@ def decode(
             if type(channel) is str and channel[:1] == "/" and channel[:6] != "/meta/":
                 continue
         _check_message(index, message)
+    if max_message_size is not None and len(body) > max_message_size:
+        for index, message in enumerate(payload):
+            size = len(json.dumps(message, separators=(",", ":")))
+            if size > max_message_size:
+                raise ProtocolError(
+                    f"message {index} of the reply is {size} bytes, larger than the limit of "
+                    f"{max_message_size} bytes"
+                )
+    if max_depth is not None:
+        for index, message in enumerate(payload):
+            if _deeper_than(message, max_depth):
+                raise ProtocolError(
+                    f"message {index} of the reply is nested deeper than {max_depth} levels"
+                )
     return cast("list[Message]", payload)
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    """True if ``value`` nests containers more than ``limit`` levels deep (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if type(item) is dict:
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in item.values())
+        elif type(item) is list:
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+#: Nesting the C JSON parser survives on the default 8 MiB stack with a wide margin.
+_SAFE_PARSE_DEPTH: Final = 5000
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _native_stack_at_risk() -> bool:
+    """Python 3.11 bounds the C parser's recursion by ``sys.getrecursionlimit()`` only (3.12
+    and later have a separate C limit): an application that raised it can be crashed."""
+    return sys.version_info < (3, 12) and sys.getrecursionlimit() > _SAFE_PARSE_DEPTH
+
+
+def _deeper_than_text(body: str | bytes, limit: int) -> bool:
+    """Nesting of raw JSON text, without parsing it (only used where the stack is at risk)."""
+    raw = body.encode() if isinstance(body, str) else body
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    depth = 0
+    for byte in brackets:
+        depth += 1 if byte in b"[{" else -1
+        if depth > limit:
+            return True
+    return False
 
 
 def _check_message(index: int, message: object) -> None:
@@ -139,3 +207,5 @@ def _check_message(index: int, message: object) -> None:
                 raise ProtocolError(
                     f"message {index} ({channel}) has advice.{key} of type {_type_name(value)}"
                 )
+            if isinstance(value, int | float) and abs(value) > _MAX_ADVICE_NUMBER:
+                raise ProtocolError(f"message {index} ({channel}) has advice.{key} out of range")

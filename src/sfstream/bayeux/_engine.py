@@ -343,8 +343,12 @@ class BayeuxEngine:
 
     # -- receiving -------------------------------------------------------------------------
 
-    def receive(self, messages: Iterable[Message]) -> list[Event]:
+    def receive(self, messages: Iterable[Message], request: Request | None = None) -> list[Event]:
         """Process the messages of one reply; return what happened, deliveries first.
+
+        ``request`` is the request this reply answers: a message of it that the reply leaves
+        unanswered fails as if its request had failed (a :class:`ProtocolError`), so that no
+        handshake, connect or subscription waits for an answer that will never come.
 
         Raises:
             ProtocolError: a reply breaks the protocol (a handshake without clientId, an
@@ -377,7 +381,41 @@ class BayeuxEngine:
                 self._publish_reply(message, events)
         if deliveries:
             events.insert(0, Deliveries(deliveries))
+        if request is not None and not self._machine.is_final:
+            events += self._unanswered(request)
         return events
+
+    def _awaits(self, message: Message) -> bool:
+        ident = message.get("id")
+        if ident is None:
+            return False
+        channel = message["channel"]
+        if channel == META_HANDSHAKE:
+            return ident == self._handshake_id
+        if channel == META_CONNECT:
+            return ident == self._connect_id
+        if channel == META_DISCONNECT:
+            return ident == self._disconnect_id
+        return ident in self._pending
+
+    def _unanswered(self, request: Request) -> list[Event]:
+        missing = [message for message in request.messages if self._awaits(message)]
+        if not missing:
+            return []
+        error = ProtocolError(
+            f"the server's reply has no answer to {missing[0]['channel']} "
+            f"(id {missing[0].get('id')})"
+        )
+        events: list[Event] = []
+        for message in missing:
+            entry = self._pending.get(message.get("id", ""))
+            if entry is not None and entry[0] == _SUBSCRIBE and not entry[2]:
+                # the user's own subscribe: its caller gets the error now
+                events.append(SubscribeFailed(entry[1], error, False))
+        return (
+            self.request_failed(Request(missing, request.timeout, request.long_poll), error)
+            + events
+        )
 
     def _is_wanted(self, channel: str) -> bool:
         """False for deliveries that only match channels the user unsubscribed from."""

@@ -297,6 +297,15 @@ def _error_fields(body: Any) -> tuple[str | None, str | None]:
     )
 
 
+def _require_text(**values: Any) -> None:
+    """Refuse missing credentials at the call site, without echoing any value."""
+    for name, value in values.items():
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+        if not value:
+            raise ValueError(f"{name} must not be empty")
+
+
 def _optional_str(value: Any) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -654,6 +663,12 @@ class PasswordAuthenticator(AuthenticatorBase):
             session=session,
             ssl=ssl,
             request_timeout=request_timeout,
+        )
+        _require_text(
+            consumer_key=consumer_key,
+            consumer_secret=consumer_secret,
+            username=username,
+            password=password,
         )
         self.client_id = consumer_key
         self.client_secret = consumer_secret

@@ -37,7 +37,10 @@ from sfstream.bayeux import (
     StatusCallback,
     StatusKind,
     StatusStats,
+    validate_subscription,
 )
+from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE
+from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES
 from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
@@ -73,6 +76,16 @@ CLOCK_SKEW_MARGIN: Final = timedelta(seconds=30)
 _STORES_NOTHING: Final = ConstantReplayId.extract_replay_id
 #: Looked up once: reading an Enum member from its class costs a descriptor call.
 _AUTOMATIC: Final = ReplayMarkerStoragePolicy.AUTOMATIC
+
+
+def _replay_option(value: object) -> ReplayOption:
+    """``replay_fallback`` checked at the call site (it is used much later, deep inside)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError("replay_fallback must be a ReplayOption or None")
+    try:
+        return ReplayOption(value)
+    except ValueError:
+        raise ValueError(f"replay_fallback must be a ReplayOption or None, not {value}") from None
 
 
 class Client:
@@ -131,6 +144,8 @@ class Client:
         on_status: StatusCallback | None = None,
         backoff: Backoff | None = None,
         extensions: Iterable[Extension] = (),
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
     ) -> None:
         if loop is not None:
             warnings.warn(
@@ -138,12 +153,14 @@ class Client:
                 DeprecationWarning,
                 stacklevel=2,
             )
+        self._max_response_size = max_response_size
+        self._max_messages = max_messages
         if not isinstance(authenticator, AuthenticatorBase):
             raise TypeError(
                 f"authenticator must be an AuthenticatorBase, not {type(authenticator).__name__}"
             )
-        if replay_fallback is not None and not isinstance(replay_fallback, int):
-            raise TypeError("replay_fallback must be a ReplayOption or None")
+        if replay_fallback is not None:
+            replay_fallback = _replay_option(replay_fallback)
         #: The authenticator that supplies the access token.
         self.auth = authenticator
         #: Where replay markers are stored (None: nothing is stored).
@@ -260,6 +277,9 @@ class Client:
             on_resubscribe_failed=self._resubscribe_failed,
             on_status=self._on_status,
             backoff=self._backoff,
+            ssl=self.auth.ssl,
+            max_response_size=self._max_response_size,
+            max_messages=self._max_messages,
         )
         self._bayeux = bayeux
         try:
@@ -337,6 +357,7 @@ class Client:
             TransportError: a network or HTTP error.
         """
         bayeux = self._require_open()
+        validate_subscription(channel)  # before anything uses the name
         await self._replay.load_replay_id(self.replay_storage, channel)
         since = datetime.now(UTC) - CLOCK_SKEW_MARGIN
         try:

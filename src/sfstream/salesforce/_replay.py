@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 import pickle
 import re
 import shelve
@@ -146,24 +147,30 @@ def parse_marker_date(value: str | int | float | datetime) -> datetime:
         parsed = _from_millis(value)
     elif isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit():
+        digits = text.removeprefix("-")
+        if digits.isascii() and digits.isdigit():
+            if len(digits) > 18:  # beyond any date: no int() of thousands of digits
+                raise ReplayError(f"not a replay marker date: {value[:40]!r}")
             parsed = _from_millis(int(text))
         else:
             try:
                 parsed = datetime.fromisoformat(text)
             except ValueError:
-                raise ReplayError(f"not a replay marker date: {value!r}") from None
+                raise ReplayError(f"not a replay marker date: {value[:40]!r}") from None
     else:
         raise ReplayError(f"not a replay marker date: {value!r}")
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
+        raise ReplayError(f"not a replay marker date: {value!r}") from None
 
 
 def _from_millis(value: int | float) -> datetime:
     try:
         return _EPOCH + timedelta(milliseconds=value)
-    except (OverflowError, ValueError):
+    except (OverflowError, ValueError, TypeError):
         raise ReplayError(f"not a replay marker date: {value!r}") from None
 
 
@@ -211,8 +218,10 @@ def marker_from_message(message: Mapping[str, Any]) -> ReplayMarker:
     if isinstance(created, str):
         date, source = created, "data.event.createdDate"
     elif isinstance(commit, int | float | str) and not isinstance(commit, bool):
-        date = str(int(commit)) if isinstance(commit, int | float) else commit
         source = "data.payload.ChangeEventHeader.commitTimestamp"
+        if isinstance(commit, float) and not math.isfinite(commit):
+            raise ReplayError(f"unusable creation date in {where}: {source} is {commit!r}")
+        date = str(int(commit)) if isinstance(commit, int | float) else commit
     elif isinstance(payload_created, str):
         date, source = payload_created, "data.payload.CreatedDate"
     else:
@@ -386,8 +395,12 @@ class MappingStorage(ReplayMarkerStorage):
         self.mapping = mapping
 
     async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
-        """Store ``replay_marker`` under ``subscription``."""
+        """Store ``replay_marker`` under ``subscription`` (and ``sync()`` a mapping that has
+        one, such as a ``shelve.Shelf``: a marker must survive the process being killed)."""
         self.mapping[subscription] = replay_marker
+        sync = getattr(self.mapping, "sync", None)
+        if callable(sync):
+            sync()
 
     async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
         """The marker stored under ``subscription``, or None.
@@ -402,6 +415,12 @@ class MappingStorage(ReplayMarkerStorage):
         except (ImportError, AttributeError):
             # A pickle naming a class that is gone, such as aiosfstream's ReplayMarker.
             value = _load_legacy(self.mapping, subscription)
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError) as exc:
+            # e.g. a shelf on dbm.dumb whose process was killed while updating the marker
+            raise ReplayError(
+                f"the value stored for channel {subscription!r} cannot be read "
+                f"({type(exc).__name__})"
+            ) from exc
         return _as_marker(value, subscription)
 
 
@@ -485,6 +504,10 @@ def create_replay_storage(replay: ReplayParameter) -> ReplayMarkerStorage | None
     if replay is None or isinstance(replay, ReplayMarkerStorage):
         return replay
     if isinstance(replay, int) and not isinstance(replay, bool):
+        if replay < -2:
+            raise ValueError(
+                f"replay must be -2 (all events), -1 (new events) or a replay id, not {replay}"
+            )
         return ConstantReplayId(replay)
     if isinstance(replay, MutableMapping):
         return MappingStorage(replay)
@@ -688,5 +711,5 @@ class ReplayExtension(Extension):
 def _created_before(message: Message, moment: datetime) -> bool:
     try:
         return parse_marker_date(marker_from_message(message).date) < moment
-    except ReplayError:
+    except (ReplayError, ValueError, OverflowError):
         return False  # no usable date: deliver it rather than risk losing it

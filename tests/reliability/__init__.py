@@ -1,0 +1,3 @@
+"""Reliability and security: the fault proxy, fault campaigns, crash safety, hostile input."""
+
+from __future__ import annotations
