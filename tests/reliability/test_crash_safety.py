@@ -12,6 +12,7 @@ and marking) are counted and reported, and only allowed across runs, never withi
 from __future__ import annotations
 
 import asyncio
+import dbm.dumb
 import os
 import random
 import shelve
@@ -168,11 +169,13 @@ async def test_twelve_sigkills_lose_nothing(tmp_path: Path) -> None:
 
 
 KILLED_WRITER = """
-import asyncio, os, shelve, signal, sys
+import asyncio, dbm.dumb, os, shelve, signal, sys
 from sfstream import MappingStorage, ReplayMarker
 
 async def main():
-    shelf = shelve.open(sys.argv[1])
+    # dbm.dumb explicitly: the backend that keeps its index in memory (Python's fallback, and
+    # what a shelve is on platforms without gdbm/ndbm); 3.13 would otherwise pick sqlite3
+    shelf = shelve.Shelf(dbm.dumb.open(sys.argv[1], "c"))
     storage = MappingStorage(shelf)
     for replay_id in (200, 300):  # the pickled marker grows by a byte at 256
         if sys.argv[2] == "storage":
@@ -189,6 +192,12 @@ asyncio.run(main())
 """
 
 
+def dumb_shelf(path: Path) -> shelve.Shelf[Any]:
+    """A shelf on dbm.dumb, whatever backend ``shelve.open`` would pick on this Python."""
+    database: Any = dbm.dumb.open(str(path), "c")  # noqa: SIM115 - the shelf closes it
+    return shelve.Shelf(database)
+
+
 async def killed_after_two_markers(path: Path, writer: str = "storage") -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", KILLED_WRITER, str(path), writer
@@ -199,16 +208,12 @@ async def killed_after_two_markers(path: Path, writer: str = "storage") -> None:
 async def test_a_marker_torn_by_a_kill_is_a_replay_error(tmp_path: Path) -> None:
     path = tmp_path / "replay"
     await killed_after_two_markers(path, "shelf")
-    with shelve.open(str(path)) as shelf:
-        backend: Any = shelf
-        if type(backend.dict).__module__ != "dbm.dumb":  # pragma: no cover - gdbm/ndbm builds
-            pytest.skip("only the dbm.dumb backend keeps the index in memory")
-        with pytest.raises(ReplayError):
-            await MappingStorage(shelf).get_replay_id("/event/Crash__e")
+    with dumb_shelf(path) as shelf, pytest.raises(ReplayError):
+        await MappingStorage(shelf).get_replay_id("/event/Crash__e")
 
 
 async def test_a_marker_survives_a_kill(tmp_path: Path) -> None:
     path = tmp_path / "replay"
     await killed_after_two_markers(path)
-    with shelve.open(str(path)) as shelf:
+    with dumb_shelf(path) as shelf:
         assert await MappingStorage(shelf).get_replay_id("/event/Crash__e") == 300
