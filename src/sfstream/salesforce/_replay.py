@@ -802,6 +802,8 @@ class ReplayExtension(Extension):
         if not isinstance(channel, str) or channel.startswith("/meta/"):
             return None
         if channel not in self._subscribed:
+            if "data" not in message:
+                return None  # a publish reply, not a delivery
             if not self._covered(channel):
                 return self._drop("unsubscribed", channel, message)
             return None  # delivered, but nobody's position moves (see the class docstring)
