@@ -67,7 +67,9 @@ async def accounts() -> AsyncIterator[tuple[Emulator, dict[str, set[str]]]]:
         ids: dict[str, set[str]] = {PARTNER: set(), CUSTOMER: set()}
         for n in range(100):
             for kind, channel in (("Partner", PARTNER), ("Customer", CUSTOMER)):
-                ids[channel].add(org.create_record("Account", {"Name": f"{kind} {n}", "Type": kind}))
+                ids[channel].add(
+                    org.create_record("Account", {"Name": f"{kind} {n}", "Type": kind})
+                )
         yield org, ids
 
 
@@ -178,7 +180,9 @@ async def test_a_401_on_the_users_subscribe_reauthenticates(org: Emulator) -> No
 # -- 3. the org's clock, not the local one ---------------------------------------------------
 
 
-@pytest.mark.parametrize("skew", [-7200.0, -60.0, 7200.0], ids=["2h-behind", "1m-behind", "2h-ahead"])
+@pytest.mark.parametrize(
+    "skew", [-7200.0, -60.0, 7200.0], ids=["2h-behind", "1m-behind", "2h-ahead"]
+)
 async def test_gap_safe_resubscription_uses_the_orgs_clock(skew: float) -> None:
     statuses = StatusRecorder()
     clock = SystemClock(skew)

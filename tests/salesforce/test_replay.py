@@ -729,12 +729,14 @@ def test_a_plain_topic_delivery_for_filtered_subscriptions_moves_no_position() -
 
 def test_deliveries_on_unsubscribed_channels_are_dropped() -> None:
     dropped: list[tuple[str, str]] = []
-    extension = ReplayExtension(on_drop=lambda reason, channel, _: dropped.append((reason, channel)))
+    extension = ReplayExtension(
+        on_drop=lambda reason, channel, _: dropped.append((reason, channel))
+    )
     subscribe(extension, "/topic/A", "/u/*")
     assert extension.incoming(event("/topic/Other", 7)) is False  # type: ignore[arg-type]
     assert extension.incoming(event("/u/x", 8)) is None  # type: ignore[arg-type]
     assert extension.incoming(event("/topic/A", 9)) is None  # type: ignore[arg-type]
-    publish_reply = {"channel": "/topic/Other", "successful": False, "id": "4"}
+    publish_reply: Any = {"channel": "/topic/Other", "successful": False, "id": "4"}
     assert extension.incoming(publish_reply) is None
     assert dropped == [("unsubscribed", "/topic/Other")]
     assert extension.dropped == {"unsubscribed": 1}
