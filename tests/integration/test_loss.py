@@ -77,6 +77,7 @@ def record(seen: dict[str, set[str]], message: Message) -> None:
     channel = message["channel"]
     sobject = message["data"]["sobject"]
     assert channel == f"{TOPIC}?Type={sobject['Type']}"  # labelled with the filter
+    assert sobject["Id"] not in seen[channel], "delivered twice"
     seen[channel].add(sobject["Id"])
 
 

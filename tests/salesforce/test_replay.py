@@ -706,6 +706,16 @@ def test_two_filtered_subscriptions_keep_their_own_positions() -> None:
     resubscribe = subscribe_message(customer)
     extension.outgoing(resubscribe)
     assert resubscribe["ext"]["replay"] == {"/topic/A": 3}
+    # what the customer subscription already received comes again: dropped as repeats
+    assert extension.incoming(event(customer, 30)) is False  # type: ignore[arg-type]
+    assert extension.incoming(event(customer, 31)) is False  # type: ignore[arg-type]
+    assert extension.incoming(event(customer, 32)) is None  # type: ignore[arg-type]
+    assert extension.incoming(event(customer, 29)) is None  # type: ignore[arg-type]
+    assert extension.dropped == {"repeated": 2}
+    assert extension.last_received(customer) == 32
+    # the partner subscription is the lowest: it resumes from its own position, no window
+    extension.outgoing(subscribe_message(partner))
+    assert extension.incoming(event(partner, 3)) is None  # type: ignore[arg-type]
     # a subscription on another topic is not lowered
     extension.set_replay_id("/topic/B", 2)
     subscribe(extension, "/topic/B")

@@ -354,6 +354,9 @@ class Client:
             if bayeux is not None:
                 bayeux.stats[StatusKind.DELIVERY_DROPPED] += 1
             return
+        if reason == "repeated":
+            logger.debug("dropped a repeated delivery on %s (already received)", channel)
+            return
         replay_id = _get_replay_id(message)
         if self._replay.dropped.get("skipped", 0) == 1 or logger.isEnabledFor(logging.DEBUG):
             logger.info(

@@ -577,7 +577,9 @@ class ReplayExtension(Extension):
     ID map {{/topic/X?F=v=-1}}"). Several subscriptions may share that key; when this one
     resumes from a replay id, the id sent is the **lowest** position of all the subscriptions
     to the same topic, so whichever way the server applies it, each of them restarts at or
-    before its own last event: the cost can only be duplicates, never a skipped event.
+    before its own last event: the cost can only be duplicates, never a skipped event. The
+    repeats this causes on a subscription (replay ids up to its own last event) are dropped
+    until a later event arrives.
 
     Deliveries are attributed by their ``channel``. Salesforce labels the deliveries of a
     filtered subscription with the full subscribed name, filter included (EMP-Connector, the
@@ -608,7 +610,10 @@ class ReplayExtension(Extension):
         self._started: dict[str, datetime] = {}
         #: subscriptions resubscribed with ALL_EVENTS: deliveries older than this are skipped
         self._skip_before: dict[str, datetime] = {}
-        #: how many deliveries were dropped, by reason ("unsubscribed", "skipped")
+        #: subscriptions resumed from a lower position than their own (shared topic):
+        #: deliveries up to their own last event are repeats, dropped until one goes past it
+        self._repeats_until: dict[str, int] = {}
+        #: how many deliveries were dropped, by reason ("unsubscribed", "skipped", "repeated")
         self.dropped: dict[str, int] = {}
 
     # -- positions ---------------------------------------------------------------------------
@@ -667,6 +672,7 @@ class ReplayExtension(Extension):
         self._fallback.pop(channel, None)
         self._started.pop(channel, None)
         self._skip_before.pop(channel, None)
+        self._repeats_until.pop(channel, None)
         self._subscribed.pop(channel, None)
         topic = channel_key(channel)
         sharing = self._by_topic.get(topic)
@@ -707,6 +713,7 @@ class ReplayExtension(Extension):
     def _own_replay_id(self, channel: str) -> int | None:
         fallback = self._fallback.pop(channel, None)
         if fallback is not None:
+            self._repeats_until.pop(channel, None)
             self._received.pop(channel, None)
             self._started.pop(channel, None)
             self._skip_before.pop(channel, None)
@@ -766,7 +773,12 @@ class ReplayExtension(Extension):
         if replay_id is None:
             return
         if replay_id >= 0:
-            replay_id = self._lowest(subscription, replay_id)
+            lowest = self._lowest(subscription, replay_id)
+            if lowest < replay_id:
+                self._repeats_until[subscription] = replay_id
+            else:
+                self._repeats_until.pop(subscription, None)
+            replay_id = lowest
         ext = message.get("ext")
         if not isinstance(ext, dict):
             ext = message["ext"] = {}
@@ -807,6 +819,14 @@ class ReplayExtension(Extension):
             if not self._covered(channel):
                 return self._drop("unsubscribed", channel, message)
             return None  # delivered, but nobody's position moves (see the class docstring)
+        if self._repeats_until:
+            until = self._repeats_until.get(channel)
+            if until is not None:
+                repeated = _replay_id(message)
+                if repeated is not None and repeated <= until:
+                    # received before on this very subscription: the lower start was ours
+                    return self._drop("repeated", channel, message)
+                del self._repeats_until[channel]
         if self._skip_before:
             skip_before = self._skip_before.get(channel)
             if skip_before is not None:
