@@ -244,3 +244,33 @@ async def test_open_cancelled_after_the_handshake_ends_the_session(org: Emulator
         await opening
     await wait_until(lambda: org.session_count == 0, 2.5, "the disconnect")
     assert client.closed
+
+
+async def test_a_401_on_a_resubscription_without_a_new_token_is_reported(org: Emulator) -> None:
+    from sfstream import AccessTokenAuthenticator, AuthenticationError
+
+    statuses = StatusRecorder()
+    auth = AccessTokenAuthenticator(org.issue_access_token(), org.instance_url)
+    async with Client(auth, backoff=ConstantBackoff(0.05), on_status=statuses) as client:
+        await client.subscribe(EVENT)
+        org.authentication_invalid(channel="/meta/subscribe")
+        org.expire_sessions()
+        with pytest.raises(AuthenticationError):
+            await receive(client)
+    assert [s.channel for s in statuses.of(StatusKind.RESUBSCRIBE_FAILED)] == [EVENT]
+
+
+async def test_a_failed_subscribe_leaves_no_subscription_behind(org: Emulator) -> None:
+    from sfstream.exceptions import ServerError
+
+    async with make_client(org) as client:
+        with pytest.raises(ServerError):
+            await client.subscribe("/event/Missing__e")
+        assert not client._replay.attributed("/event/Missing__e")
+        await client.subscribe(EVENT)
+        await org.publish(EVENT, {"N__c": 1})
+        assert number(await receive(client)) == 1
+        await client.unsubscribe(EVENT)
+        await client.subscribe(EVENT)  # within the client's life: resumes after event 1
+        await org.publish(EVENT, {"N__c": 2})
+        assert number(await receive(client)) == 2

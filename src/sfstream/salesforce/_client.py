@@ -409,6 +409,8 @@ class Client:
             ServerError: Salesforce refused the subscription (``error_message`` holds its
                 text, e.g. an invalid replay id when no ``replay_fallback`` is set).
             ReplayError: the replay storage could not be read.
+            AuthenticationError: Salesforce refused the credentials (a 401) and new ones could
+                not be fetched.
             TransportError: a network or HTTP error.
         """
         bayeux = self._require_open()
@@ -419,12 +421,17 @@ class Client:
         server_time = self._server_time(bayeux)
         since = server_time - CLOCK_SKEW_MARGIN if server_time is not None else None
         try:
-            await bayeux.subscribe(channel)
-        except ServerError as error:
-            if self.replay_fallback is None or not is_replay_error(error):
-                raise
-            self._fall_back(channel, error)
-            await bayeux.subscribe(channel)
+            try:
+                await bayeux.subscribe(channel)
+            except ServerError as error:
+                if self.replay_fallback is None or not is_replay_error(error):
+                    raise
+                self._fall_back(channel, error)
+                await bayeux.subscribe(channel)
+        except BaseException:
+            if channel not in bayeux.subscriptions:
+                self._replay.unregister(channel)  # its deliveries are not wanted
+            raise
         self._replay.mark_subscribed(channel, since)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -436,7 +443,7 @@ class Client:
             TransportError: a network or HTTP error.
         """
         await self._require_open().unsubscribe(channel)
-        self._replay.forget(channel)
+        self._replay.unregister(channel)
 
     async def publish(self, channel: str, data: Any) -> Message:
         """Publish ``data`` on ``channel`` over CometD.

@@ -328,7 +328,7 @@ class ReplayMarkerStorage(ABC):
         The marker stored under the full subscribed name (a PushTopic filter included), else
         None (storages with a default id return it instead). For a filtered subscription with
         nothing stored under its own name, a marker stored under the plain topic (where
-        sfstream before 0.3 kept it) is used.
+        earlier sfstream builds kept it) is used.
         """
         marker = await self.get_replay_marker(subscription)
         if marker is not None:
@@ -672,6 +672,12 @@ class ReplayExtension(Extension):
         self._fallback.pop(channel, None)
         self._started.pop(channel, None)
         self._skip_before.pop(channel, None)
+        self.unregister(channel)
+
+    def unregister(self, channel: str) -> None:
+        """Record that subscription ``channel`` was unsubscribed: its deliveries are dropped
+        from now on and its position no longer lowers the others', but it is kept, so that
+        subscribing again within the client's life resumes after its last event."""
         self._repeats_until.pop(channel, None)
         self._subscribed.pop(channel, None)
         topic = channel_key(channel)
