@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -184,7 +185,10 @@ async def test_a_401_on_the_users_subscribe_reauthenticates(org: Emulator) -> No
 @pytest.mark.parametrize(
     "skew", [-7200.0, -60.0, 7200.0], ids=["2h-behind", "1m-behind", "2h-ahead"]
 )
-async def test_gap_safe_resubscription_uses_the_orgs_clock(skew: float) -> None:
+async def test_gap_safe_resubscription_uses_the_orgs_clock(
+    skew: float, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "sfstream.salesforce")
     statuses = StatusRecorder()
     clock = SystemClock(skew)
     async with Emulator(events=["Order__e"], hold_time=0.2, clock=clock) as org:
@@ -200,6 +204,7 @@ async def test_gap_safe_resubscription_uses_the_orgs_clock(skew: float) -> None:
             assert not client.has_pending_messages
     # the old event was replayed by the gap-safe resubscription, and skipped with a status
     assert [s.channel for s in statuses.of(StatusKind.EVENTS_SKIPPED)] == [EVENT]
+    assert any("skipped event" in r.getMessage() for r in caplog.records if r.levelname == "INFO")
 
 
 # -- 6. deliveries nobody subscribed to --------------------------------------------------------

@@ -982,6 +982,8 @@ def test_skipping_on_one_channel_leaves_the_others_alone() -> None:
     assert extension.incoming(old) is False  # type: ignore[arg-type]
     assert skipped == ["skipped"]
     assert extension.dropped == {"skipped": 1}
+    assert extension.skipped("/event/E__e") == 1
+    assert extension.skipped("/event/F__e") == 0
 
 
 def test_an_unknown_server_time_skips_nothing() -> None:

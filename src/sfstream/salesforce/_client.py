@@ -358,13 +358,15 @@ class Client:
             logger.debug("dropped a repeated delivery on %s (already received)", channel)
             return
         replay_id = _get_replay_id(message)
-        if self._replay.dropped.get("skipped", 0) == 1 or logger.isEnabledFor(logging.DEBUG):
-            logger.info(
-                "skipped event %s on %s: created before the subscription took effect "
-                "(a gap-safe resubscription replays all retained events)",
-                replay_id,
-                channel,
-            )
+        # INFO for the first event a resubscription skips, DEBUG for the next ones
+        level = logging.INFO if self._replay.skipped(channel) == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "skipped event %s on %s: created before the subscription took effect "
+            "(a gap-safe resubscription replays all retained events)",
+            replay_id,
+            channel,
+        )
         if bayeux is not None:
             bayeux.report_status(
                 StatusKind.EVENTS_SKIPPED,

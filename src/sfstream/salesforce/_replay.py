@@ -555,9 +555,10 @@ def is_replay_error(error: ServerError | Mapping[str, Any] | str | None) -> bool
     )
 
 
-#: Called by :class:`ReplayExtension` when it drops a delivery: ``(reason, channel, message)``
-#: with reason ``"unsubscribed"`` (nobody subscribed to its channel) or ``"skipped"`` (created
-#: before a gap-safe resubscription took effect).
+#: Called by ReplayExtension when it drops a delivery: ``(reason, channel, message)`` with
+#: reason ``"unsubscribed"`` (nobody subscribed to its channel), ``"skipped"`` (created before
+#: a gap-safe resubscription took effect) or ``"repeated"`` (received before on the same
+#: subscription).
 DropCallback: TypeAlias = Callable[[str, str, Message], None]
 
 
@@ -592,10 +593,13 @@ class ReplayExtension(Extension):
     subscription never moves its position backwards. Pure: no IO, no clock.
 
     Args:
-        on_drop: called for each delivery the extension drops (see :data:`DropCallback`).
+        on_drop: called as ``on_drop(reason, channel, message)`` for each delivery the
+            extension drops; reason is ``"unsubscribed"`` (nobody subscribed to its channel),
+            ``"skipped"`` (created before a gap-safe resubscription took effect) or
+            ``"repeated"`` (received before on the same subscription).
     """
 
-    def __init__(self, on_drop: DropCallback | None = None) -> None:
+    def __init__(self, on_drop: Callable[[str, str, Message], None] | None = None) -> None:
         self.on_drop = on_drop
         #: subscriptions made (their ``/meta/subscribe`` went out), by full name
         self._subscribed: dict[str, None] = {}
@@ -613,6 +617,8 @@ class ReplayExtension(Extension):
         #: subscriptions resumed from a lower position than their own (shared topic):
         #: deliveries up to their own last event are repeats, dropped until one goes past it
         self._repeats_until: dict[str, int] = {}
+        #: events skipped by the current gap-safe resubscription of each subscription
+        self._skipped: dict[str, int] = {}
         #: how many deliveries were dropped, by reason ("unsubscribed", "skipped", "repeated")
         self.dropped: dict[str, int] = {}
 
@@ -658,6 +664,10 @@ class ReplayExtension(Extension):
         dropped and ``option`` becomes where the channel starts until an event arrives.
         """
         self._fallback[channel] = int(option)
+
+    def skipped(self, channel: str) -> int:
+        """How many events the latest gap-safe resubscription of ``channel`` skipped."""
+        return self._skipped.get(channel, 0)
 
     def fallback_count(self, channel: str | None = None) -> int:
         """How many fallbacks were sent for ``channel``, or for all channels if None."""
@@ -733,6 +743,7 @@ class ReplayExtension(Extension):
         if started is not None:
             if started is not _NOT_KNOWN:
                 self._skip_before[channel] = started
+                self._skipped[channel] = 0
             logger.debug("resubscribing to %s with all events after %s", channel, started)
             return int(ReplayOption.ALL_EVENTS)
         return self._loaded.get(channel)
@@ -837,6 +848,7 @@ class ReplayExtension(Extension):
             skip_before = self._skip_before.get(channel)
             if skip_before is not None:
                 if _created_before(message, skip_before):
+                    self._skipped[channel] = self._skipped.get(channel, 0) + 1
                     return self._drop("skipped", channel, message)
                 del self._skip_before[channel]
         try:
