@@ -1057,3 +1057,27 @@ def test_fallback_and_forget_clear_the_gap_state() -> None:
     assert stamped(extension, "/topic/B") == ReplayOption.ALL_EVENTS
     extension.forget("/topic/B")
     assert stamped(extension, "/topic/B") is None
+
+
+# -- the server's time (issue #10, item 3) ---------------------------------------------------
+
+
+class _Dated:
+    """Stands for a BayeuxClient: only ``server_date`` is read."""
+
+    def __init__(self, server_date: tuple[str, float] | None) -> None:
+        self.server_date = server_date
+
+
+async def test_the_server_time_comes_from_the_date_header_plus_the_time_since() -> None:
+    from sfstream import AccessTokenAuthenticator, Client
+
+    client = Client(AccessTokenAuthenticator("token", "https://example.my.salesforce.com"))
+    now = asyncio.get_running_loop().time()
+    dated: Any = _Dated(("Tue, 01 Jan 2030 10:00:00 GMT", now - 5.0))
+    server_time = client._server_time(dated)
+    assert server_time is not None
+    assert datetime(2030, 1, 1, 10, 0, 5, tzinfo=UTC) <= server_time
+    assert server_time < datetime(2030, 1, 1, 10, 0, 7, tzinfo=UTC)
+    for unusable in (None, ("not a date", now), ("Tue, 01 Jan 2030 10:00:00 -0000", now)):
+        assert client._server_time(_Dated(unusable)) is None  # type: ignore[arg-type]
