@@ -303,14 +303,15 @@ async def test_durable_manual_storage_loses_nothing_across_restarts(
     assert processed == list(range(15))
 
 
-async def test_filtered_pushtopic_markers_are_keyed_without_the_filter(org: Emulator) -> None:
+async def test_filtered_pushtopic_markers_are_keyed_by_the_subscription(org: Emulator) -> None:
     markers: dict[str, Any] = {}
     async with make_client(org, replay=markers) as client:
         await client.subscribe(f"{TOPIC}?Name=Acme")
         org.create_record("Account", {"Name": "Acme"})
         message = await receive(client)
         assert message["data"]["sobject"]["Name"] == "Acme"
-    assert list(markers) == [TOPIC]
+        assert message["channel"] == f"{TOPIC}?Name=Acme"
+    assert list(markers) == [f"{TOPIC}?Name=Acme"]
 
 
 async def test_a_resubscription_resumes_after_the_last_received_event_with_new_events(

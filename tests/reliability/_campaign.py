@@ -40,7 +40,14 @@ from sfstream.exceptions import SfstreamError, TransportTimeoutError
 from ._harness import CHANNELS, ProxiedOrg, StatusLog, Tally, format_counts
 from ._proxy import FaultKind, ProxyFault
 
-__all__ = ["FAULTS", "CampaignConfig", "CampaignReport", "run_campaign"]
+__all__ = [
+    "FAULTS",
+    "CampaignConfig",
+    "CampaignReport",
+    "ScenarioReport",
+    "run_campaign",
+    "run_loss_scenarios",
+]
 
 
 @dataclass(frozen=True)
@@ -273,6 +280,16 @@ FAULTS: dict[str, tuple[Injector, int, bool]] = {
         True,
     ),
     "HTTP 401": (_emulator(lambda org: org.emulator.http_error(401)), 1, True),
+    "resubscription refused with a 401": (
+        _emulator(
+            lambda org: (
+                org.emulator.authentication_invalid(channel="/meta/subscribe"),
+                org.emulator.expire_sessions(),
+            )
+        ),
+        1,
+        True,
+    ),
 }
 RESTART = "emulator restart"
 
@@ -470,3 +487,204 @@ async def _progress(run: _Run, progress: Callable[[str], None]) -> None:
             f"{sum(run.report.injected.values())} faults, "
             f"{run.status.count(StatusKind.RECONNECTED)} recoveries"
         )
+
+
+# -- issue #10: the loss paths, each as a scenario of its own ---------------------------------
+
+
+@dataclass
+class ScenarioReport:
+    """One loss scenario: what was expected, delivered, lost and delivered twice."""
+
+    name: str
+    expected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost and not self.duplicated and self.error is None
+
+    def render(self) -> str:
+        verdict = "OK" if self.ok else f"FAILED {self.error or ''}".rstrip()
+        return (
+            f"  {self.name:<44} expected {self.expected:>5}  delivered {self.delivered:>5}  "
+            f"lost {self.lost:>4}  duplicated {self.duplicated:>4}  {verdict}"
+        )
+
+
+def _loss_client(emulator: Any, **options: Any) -> Any:
+    from sfstream import SalesforceStreamingClient
+    from sfstream.bayeux import ConstantBackoff
+
+    return SalesforceStreamingClient(
+        consumer_key=emulator.consumer_key,
+        consumer_secret=emulator.consumer_secret,
+        username=emulator.username,
+        password=emulator.password,
+        login_url=emulator.login_url,
+        backoff=ConstantBackoff(0.05),
+        connection_timeout=5.0,
+        **options,
+    )
+
+
+async def _collect(
+    client: Any,
+    report: ScenarioReport,
+    expected: dict[str, set[str]],
+    seen: dict[str, set[str]],
+    key: Callable[[Any], tuple[str, str]],
+    settle: float,
+    every: Callable[[int], None] | None = None,
+) -> None:
+    """Receive until every expected id was seen or nothing came for ``settle`` seconds."""
+    while any(seen.get(k, set()) != expected[k] for k in expected):
+        try:
+            async with asyncio.timeout(settle):
+                message = await client.receive()
+        except TimeoutError:
+            break
+        channel, ident = key(message)
+        if ident in seen.setdefault(channel, set()):
+            report.duplicated += 1
+        seen[channel].add(ident)
+        report.delivered += 1
+        if every is not None:
+            every(report.delivered)
+
+
+def _finish(
+    report: ScenarioReport, expected: dict[str, set[str]], seen: dict[str, set[str]]
+) -> None:
+    report.expected = sum(map(len, expected.values()))
+    report.lost = sum(len(expected[k] - seen.get(k, set())) for k in expected)
+
+
+async def _two_filtered_subscriptions(rng: random.Random) -> ScenarioReport:
+    """Two filtered subscriptions to one PushTopic from all retained events, batches of 10,
+    sessions expired every 15 events received, more events published meanwhile."""
+    from sfstream import ReplayOption
+    from sfstream.emulator import Emulator
+
+    report = ScenarioReport("two filtered subscriptions on one topic")
+    kinds = {"Partner": "/topic/Acc?Type=Partner", "Customer": "/topic/Acc?Type=Customer"}
+    expected: dict[str, set[str]] = {channel: set() for channel in kinds.values()}
+    seen: dict[str, set[str]] = {}
+    async with Emulator(hold_time=0.2, session_expiry=5.0, max_batch=10) as org:
+        org.create_push_topic("Acc", "SELECT Id, Name, Type FROM Account")
+
+        def create(n: int) -> None:
+            for kind, channel in kinds.items():
+                if rng.random() < 0.8:
+                    fields = {"Name": f"{kind} {n}", "Type": kind}
+                    expected[channel].add(org.create_record("Account", fields))
+
+        for n in range(100):
+            create(n)
+        async with _loss_client(org, replay=ReplayOption.ALL_EVENTS) as client:
+            for channel in kinds.values():
+                await client.subscribe(channel)
+
+            def every(count: int) -> None:
+                if count % 15 == 0:
+                    org.expire_sessions()
+                if count % 7 == 0:
+                    create(1000 + count)
+
+            await _collect(
+                client,
+                report,
+                expected,
+                seen,
+                lambda m: (m["channel"], m["data"]["sobject"]["Id"]),
+                5.0,
+                every,
+            )
+    _finish(report, expected, seen)
+    return report
+
+
+async def _401_on_resubscription(rounds: int) -> ScenarioReport:
+    """Each round: the next resubscription is answered 401, the session is lost, events are
+    published meanwhile."""
+    from sfstream.emulator import Emulator
+
+    report = ScenarioReport("401 on resubscription")
+    channel = "/event/Order__e"
+    expected: dict[str, set[str]] = {channel: set()}
+    seen: dict[str, set[str]] = {}
+    async with Emulator(events=["Order__e"], hold_time=0.2) as org, _loss_client(org) as client:
+        await client.subscribe(channel)
+        number = 0
+        for _round in range(rounds):
+            org.authentication_invalid(channel="/meta/subscribe")
+            org.expire_sessions()
+            for _ in range(10):
+                await org.publish(channel, {"N__c": number})
+                expected[channel].add(str(number))
+                number += 1
+            goal = {channel: set(expected[channel])}
+            try:
+                await _collect(
+                    client,
+                    report,
+                    goal,
+                    seen,
+                    lambda m: (m["channel"], str(int(m["data"]["payload"]["N__c"]))),
+                    5.0,
+                )
+            except SfstreamError as error:
+                report.error = f"{type(error).__name__}: {error}"
+                break
+    _finish(report, expected, seen)
+    return report
+
+
+async def _org_clock(skew: float, rounds: int) -> ScenarioReport:
+    """A NEW_EVENTS subscription loses its session before its first event; the org's clock is
+    ``skew`` seconds off the client's; events are published during the outage."""
+    from sfstream.emulator import Emulator, SystemClock
+
+    sign = "+" if skew >= 0 else "-"
+    report = ScenarioReport(f"org clock {sign}{abs(skew) / 3600:g} h, gap before first event")
+    channel = "/event/Order__e"
+    expected: dict[str, set[str]] = {channel: set()}
+    seen: dict[str, set[str]] = {}
+    async with Emulator(events=["Order__e"], hold_time=0.2, clock=SystemClock(skew)) as org:
+        number = 0
+        for _round in range(rounds):
+            async with _loss_client(org) as client:
+                await client.subscribe(channel)
+                org.expire_sessions()
+                for _ in range(10):
+                    await org.publish(channel, {"N__c": number})
+                    expected[channel].add(str(number))
+                    number += 1
+                goal = {channel: set(expected[channel]) - seen.get(channel, set())}
+                round_seen: dict[str, set[str]] = {channel: set()}
+                await _collect(
+                    client,
+                    report,
+                    goal,
+                    round_seen,
+                    lambda m: (m["channel"], str(int(m["data"]["payload"]["N__c"]))),
+                    5.0,
+                )
+                seen.setdefault(channel, set()).update(round_seen[channel])
+            org.advance_clock(60)  # the next round's subscription starts well after these
+    _finish(report, expected, seen)
+    return report
+
+
+async def run_loss_scenarios(seed: int = 20260601, rounds: int = 3) -> list[ScenarioReport]:
+    """The issue #10 scenarios: each must report lost 0 and duplicated 0."""
+    rng = random.Random(seed)
+    return [
+        await _two_filtered_subscriptions(rng),
+        await _401_on_resubscription(rounds),
+        await _org_clock(-7200.0, rounds),
+        await _org_clock(7200.0, rounds),
+    ]

@@ -2,8 +2,10 @@
 
 Runs a fault campaign (see :mod:`tests.reliability._campaign`) and prints its figures: events
 published, delivered, lost, duplicated, faults injected by kind, recoveries, the longest
-recovery time. The exit status is 1 when the delivery property failed (an event lost,
-duplicated or out of order, a silent ``receive()``, a stopped client).
+recovery time. Then the loss scenarios of issue #10 (two filtered subscriptions to one topic,
+a 401 on resubscription, the org's clock two hours behind and ahead). The exit status is 1 when
+the delivery property failed (an event lost, duplicated or out of order, a silent
+``receive()``, a stopped client).
 
 The default run fits in CI (about a minute). ``--long`` publishes 100,000 events through 600
 faults (20 of them emulator restarts), with a larger emulator batch and a shorter hold so that
@@ -18,7 +20,7 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 
-from ._campaign import CampaignConfig, run_campaign
+from ._campaign import CampaignConfig, run_campaign, run_loss_scenarios
 
 DEFAULT = CampaignConfig()
 LONG = CampaignConfig(
@@ -60,7 +62,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     report = asyncio.run(run_campaign(config, progress=lambda line: print(line, flush=True)))
     print(report.render(), flush=True)
-    return 0 if report.ok else 1
+    scenarios = asyncio.run(run_loss_scenarios(config.seed, rounds=10 if args.long else 3))
+    print("loss scenarios (issue #10)", flush=True)
+    for scenario in scenarios:
+        print(scenario.render(), flush=True)
+    return 0 if report.ok and all(scenario.ok for scenario in scenarios) else 1
 
 
 if __name__ == "__main__":

@@ -670,24 +670,112 @@ def test_existing_ext_is_kept() -> None:
     }
 
 
-def test_filtered_subscription_carries_both_keys() -> None:
+def subscribe(extension: ReplayExtension, *channels: str) -> None:
+    """Send a subscribe for each channel through the extension (registers them)."""
+    for channel in channels:
+        extension.outgoing(subscribe_message(channel))
+
+
+def test_filtered_subscription_is_stamped_under_the_plain_topic_only() -> None:
+    # Salesforce refuses a map keyed by the filtered name (wire evidence E15)
     extension = ReplayExtension()
     extension.set_replay_id("/topic/A?Type=Partner", 11)
-    assert extension.replay_id("/topic/A") == 11
+    assert extension.replay_id("/topic/A?Type=Partner") == 11
+    assert extension.replay_id("/topic/A") is None
     message = subscribe_message("/topic/A?Type=Partner")
     extension.outgoing(message)
-    assert message["ext"]["replay"] == {"/topic/A": 11, "/topic/A?Type=Partner": 11}
+    assert message["ext"]["replay"] == {"/topic/A": 11}
+
+
+def test_two_filtered_subscriptions_keep_their_own_positions() -> None:
+    extension = ReplayExtension()
+    partner, customer = "/topic/A?Type=Partner", "/topic/A?Type=Customer"
+    for channel in (partner, customer):
+        extension.set_replay_id(channel, ReplayOption.ALL_EVENTS)
+    subscribe(extension, partner, customer)
+    for replay_id in (1, 2, 3):
+        extension.incoming(event(partner, replay_id))  # type: ignore[arg-type]
+    for replay_id in (4, 5, 30, 31):
+        extension.incoming(event(customer, replay_id))  # type: ignore[arg-type]
+    assert extension.last_received(partner) == 3
+    assert extension.last_received(customer) == 31
+    # the session is lost: each resubscription starts at or before its own last event, at
+    # the lowest position of the subscriptions sharing the topic (duplicates, never a skip)
+    assert extension.sent_replay_id(partner) == 3
+    assert extension.sent_replay_id(customer) == 3
+    resubscribe = subscribe_message(customer)
+    extension.outgoing(resubscribe)
+    assert resubscribe["ext"]["replay"] == {"/topic/A": 3}
+    # what the customer subscription already received comes again: dropped as repeats
+    assert extension.incoming(event(customer, 30)) is False  # type: ignore[arg-type]
+    assert extension.incoming(event(customer, 31)) is False  # type: ignore[arg-type]
+    assert extension.incoming(event(customer, 32)) is None  # type: ignore[arg-type]
+    assert extension.incoming(event(customer, 29)) is None  # type: ignore[arg-type]
+    assert extension.dropped == {"repeated": 2}
+    assert extension.last_received(customer) == 32
+    # the partner subscription is the lowest: it resumes from its own position, no window
+    extension.outgoing(subscribe_message(partner))
+    assert extension.incoming(event(partner, 3)) is None  # type: ignore[arg-type]
+    # a subscription on another topic is not lowered
+    extension.set_replay_id("/topic/B", 2)
+    subscribe(extension, "/topic/B")
+    extension.incoming(event("/topic/B", 40))  # type: ignore[arg-type]
+    assert extension.sent_replay_id("/topic/B") == 40
+
+
+def test_a_plain_topic_delivery_for_filtered_subscriptions_moves_no_position() -> None:
+    extension = ReplayExtension()
+    subscribe(extension, "/topic/A?Type=Partner", "/topic/A?Type=Customer")
+    extension.incoming(event("/topic/A?Type=Partner", 3))  # type: ignore[arg-type]
+    # labelled without the filter: it cannot be attributed, so it is delivered and moves
+    # nobody (a position moved by another subscription's event could skip events)
+    assert extension.incoming(event("/topic/A", 50)) is None  # type: ignore[arg-type]
+    assert extension.last_received("/topic/A?Type=Partner") == 3
+    assert extension.last_received("/topic/A?Type=Customer") is None
+    assert extension.last_received("/topic/A") is None
+    assert not extension.attributed("/topic/A")
+    assert extension.attributed("/topic/A?Type=Partner")
+
+
+def test_deliveries_on_unsubscribed_channels_are_dropped() -> None:
+    dropped: list[tuple[str, str]] = []
+    extension = ReplayExtension(
+        on_drop=lambda reason, channel, _: dropped.append((reason, channel))
+    )
+    subscribe(extension, "/topic/A", "/u/*")
+    assert extension.incoming(event("/topic/Other", 7)) is False  # type: ignore[arg-type]
+    assert extension.incoming(event("/u/x", 8)) is None  # type: ignore[arg-type]
+    assert extension.incoming(event("/topic/A", 9)) is None  # type: ignore[arg-type]
+    publish_reply: Any = {"channel": "/topic/Other", "successful": False, "id": "4"}
+    assert extension.incoming(publish_reply) is None
+    assert dropped == [("unsubscribed", "/topic/Other")]
+    assert extension.dropped == {"unsubscribed": 1}
+    assert extension.last_received("/topic/Other") is None
+    extension.forget("/topic/A")
+    assert extension.incoming(event("/topic/A", 10)) is False  # type: ignore[arg-type]
+    extension.forget("/u/*")
+    assert extension.incoming(event("/u/x", 11)) is False  # type: ignore[arg-type]
+
+
+def test_a_lower_replay_id_does_not_move_the_position_back() -> None:
+    extension = ReplayExtension()
+    subscribe(extension, "/topic/A")
+    extension.incoming(event("/topic/A", 20))  # type: ignore[arg-type]
+    extension.incoming(event("/topic/A", 12))  # type: ignore[arg-type]
+    assert extension.last_received("/topic/A") == 20
+    assert extension.sent_replay_id("/topic/A") == 20
 
 
 def test_received_ids_win_over_loaded_ones() -> None:
     extension = ReplayExtension()
     extension.set_replay_id("/topic/A", ReplayOption.NEW_EVENTS)
+    subscribe(extension, "/topic/A", "/topic/B")
     assert extension.last_received("/topic/A") is None
     for replay_id in (101, 102, 103):
         extension.incoming(event("/topic/A", replay_id))  # type: ignore[arg-type]
     extension.incoming(event("/topic/B", 7))  # type: ignore[arg-type]
     assert extension.last_received("/topic/A") == 103
-    assert extension.last_received("/topic/A?Type=Partner") == 103
+    assert extension.last_received("/topic/A?Type=Partner") is None
     message = subscribe_message("/topic/A")
     extension.outgoing(message)
     assert message["ext"]["replay"] == {"/topic/A": 103}
@@ -716,14 +804,36 @@ def test_set_replay_id_none_removes_it() -> None:
 
 async def test_load_replay_id_from_a_storage() -> None:
     extension = ReplayExtension()
-    storage = MappingStorage({"/topic/A": ReplayMarker("2024-01-01T00:00:00Z", 9)})
-    assert await extension.load_replay_id(storage, "/topic/A?Type=Partner") == 9
+    storage = MappingStorage(
+        {
+            "/topic/A": ReplayMarker("2024-01-01T00:00:00Z", 9),
+            "/topic/A?Type=Partner": ReplayMarker("2024-01-01T00:00:00Z", 4),
+        }
+    )
+    assert await extension.load_replay_id(storage, "/topic/A?Type=Partner") == 4
+    # nothing under its own name: the plain topic's marker (older sfstream stores) is used
+    assert await extension.load_replay_id(storage, "/topic/A?Type=Customer") == 9
     assert await extension.load_replay_id(storage, "/topic/B") is None
-    assert extension.replay_id("/topic/A") == 9
+    assert await extension.load_replay_id(storage, "/topic/B?Type=X") is None
+    assert extension.replay_id("/topic/A?Type=Partner") == 4
     assert extension.replay_id("/topic/B") is None
     assert await extension.load_replay_id(ConstantReplayId(-2), "/topic/C") == -2
-    assert await extension.load_replay_id(None, "/topic/A") is None
-    assert extension.replay_id("/topic/A") is None
+    assert await extension.load_replay_id(None, "/topic/A?Type=Partner") is None
+    assert extension.replay_id("/topic/A?Type=Partner") is None
+
+
+async def test_markers_are_stored_per_filtered_subscription() -> None:
+    mapping: dict[str, ReplayMarker] = {}
+    storage = MappingStorage(mapping)
+    await storage.extract_replay_id(event("/topic/A?Type=Partner", 3))
+    await storage.extract_replay_id(event("/topic/A?Type=Customer", 30))
+    await storage.extract_replay_id(event("/topic/B", 5))
+    assert {key: marker.replay_id for key, marker in mapping.items()} == {
+        "/topic/A?Type=Partner": 3,
+        "/topic/A?Type=Customer": 30,
+        "/topic/B": 5,
+    }
+    assert await storage.get_replay_id("/topic/A?Type=Partner") == 3
 
 
 def test_fallback_is_one_shot_per_channel() -> None:
@@ -768,9 +878,12 @@ def test_fallback_replaces_a_refused_received_id() -> None:
 def test_forget() -> None:
     extension = ReplayExtension()
     extension.set_replay_id("/topic/A", 1)
+    subscribe(extension, "/topic/A")
     extension.incoming(event("/topic/A", 2))  # type: ignore[arg-type]
     extension.use_fallback("/topic/A", -2)
-    extension.forget("/topic/A?Type=Partner")
+    extension.forget("/topic/A?Type=Partner")  # another subscription: nothing changes
+    assert extension.replay_id("/topic/A") == -2
+    extension.forget("/topic/A")
     assert extension.replay_id("/topic/A") is None
     assert extension.last_received("/topic/A") is None
 
@@ -856,15 +969,41 @@ def test_resubscription_before_the_first_event_replays_all_but_skips_older(
 
 
 def test_skipping_on_one_channel_leaves_the_others_alone() -> None:
-    extension = ReplayExtension()
+    skipped: list[str] = []
+    extension = ReplayExtension(on_drop=lambda reason, channel, _: skipped.append(reason))
     extension.mark_subscribed("/event/E__e", SINCE)
     assert stamped(extension, "/event/E__e") == ReplayOption.ALL_EVENTS
+    subscribe(extension, "/event/F__e")
     # E__e still skips its old events; a delivery on another channel is not looked at for it
     other = event("/event/F__e", 5, "2000-01-01T00:00:00.000Z")
     assert extension.incoming(other) is None  # type: ignore[arg-type]
     assert extension.last_received("/event/F__e") == 5
     old = event("/event/E__e", 1, "2000-01-01T00:00:00.000Z")
     assert extension.incoming(old) is False  # type: ignore[arg-type]
+    assert skipped == ["skipped"]
+    assert extension.dropped == {"skipped": 1}
+    assert extension.skipped("/event/E__e") == 1
+    assert extension.skipped("/event/F__e") == 0
+
+
+def test_an_unknown_server_time_skips_nothing() -> None:
+    extension = ReplayExtension()
+    extension.mark_subscribed("/event/E__e", None)
+    assert stamped(extension, "/event/E__e") == ReplayOption.ALL_EVENTS
+    old = event("/event/E__e", 1, "2000-01-01T00:00:00.000Z")
+    assert extension.incoming(old) is None  # type: ignore[arg-type]
+    assert extension.last_received("/event/E__e") == 1
+
+
+def test_a_pending_gap_safe_resubscription_lowers_the_others() -> None:
+    extension = ReplayExtension()
+    subscribe(extension, "/topic/A?T=1", "/topic/A?T=2")
+    extension.mark_subscribed("/topic/A?T=1", SINCE)
+    extension.incoming(event("/topic/A?T=2", 8))  # type: ignore[arg-type]
+    assert extension.sent_replay_id("/topic/A?T=1") == ReplayOption.ALL_EVENTS
+    assert extension.sent_replay_id("/topic/A?T=2") == ReplayOption.ALL_EVENTS
+    extension.use_fallback("/topic/A?T=1", ReplayOption.NEW_EVENTS)
+    assert extension.sent_replay_id("/topic/A?T=2") == ReplayOption.NEW_EVENTS
 
 
 def test_incoming_takes_replay_ids_of_any_int_type_and_filtered_channels() -> None:
@@ -872,14 +1011,16 @@ def test_incoming_takes_replay_ids_of_any_int_type_and_filtered_channels() -> No
         pass
 
     extension = ReplayExtension()
+    subscribe(extension, "/topic/A", "/topic/A?Type=Partner")
     extension.incoming(event("/topic/A", Id(12)))  # type: ignore[arg-type]
     assert extension.last_received("/topic/A") == 12
     extension.incoming(event("/topic/A?Type=Partner", 13))  # type: ignore[arg-type]
-    assert extension.last_received("/topic/A") == 13
+    assert extension.last_received("/topic/A") == 12
+    assert extension.last_received("/topic/A?Type=Partner") == 13
     extension.incoming({"channel": "/topic/A", "data": {"event": {"replayId": True}}})
     extension.incoming({"channel": "/topic/A", "data": {"event": ["replayId"]}})
     extension.incoming({"channel": "/topic/A", "data": {"payload": {}}})
-    assert extension.last_received("/topic/A") == 13
+    assert extension.last_received("/topic/A") == 12
 
 
 def test_gap_safe_resubscription_delivers_events_without_a_date() -> None:
@@ -900,6 +1041,7 @@ def test_mark_subscribed_is_ignored_for_explicit_starts_and_after_events() -> No
     extension.set_replay_id("/topic/B", 42)
     extension.mark_subscribed("/topic/B", SINCE)
     assert stamped(extension, "/topic/B") == 42
+    subscribe(extension, "/topic/C")
     extension.incoming(event("/topic/C", 9))  # type: ignore[arg-type]
     extension.mark_subscribed("/topic/C", SINCE)
     assert stamped(extension, "/topic/C") == 9
@@ -915,3 +1057,27 @@ def test_fallback_and_forget_clear_the_gap_state() -> None:
     assert stamped(extension, "/topic/B") == ReplayOption.ALL_EVENTS
     extension.forget("/topic/B")
     assert stamped(extension, "/topic/B") is None
+
+
+# -- the server's time (issue #10, item 3) ---------------------------------------------------
+
+
+class _Dated:
+    """Stands for a BayeuxClient: only ``server_date`` is read."""
+
+    def __init__(self, server_date: tuple[str, float] | None) -> None:
+        self.server_date = server_date
+
+
+async def test_the_server_time_comes_from_the_date_header_plus_the_time_since() -> None:
+    from sfstream import AccessTokenAuthenticator, Client
+
+    client = Client(AccessTokenAuthenticator("token", "https://example.my.salesforce.com"))
+    now = asyncio.get_running_loop().time()
+    dated: Any = _Dated(("Tue, 01 Jan 2030 10:00:00 GMT", now - 5.0))
+    server_time = client._server_time(dated)
+    assert server_time is not None
+    assert datetime(2030, 1, 1, 10, 0, 5, tzinfo=UTC) <= server_time
+    assert server_time < datetime(2030, 1, 1, 10, 0, 7, tzinfo=UTC)
+    for unusable in (None, ("not a date", now), ("Tue, 01 Jan 2030 10:00:00 -0000", now)):
+        assert client._server_time(_Dated(unusable)) is None  # type: ignore[arg-type]

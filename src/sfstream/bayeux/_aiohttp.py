@@ -141,6 +141,9 @@ class LongPollingTransport(Transport):
         self._poll_lock: asyncio.Lock | None = None
         self._control_lock: asyncio.Lock | None = None
         self._closed = False
+        #: The ``Date`` header of the last reply and the event loop's time when it arrived
+        #: (the server's clock, for callers that must not trust the local one).
+        self.server_date: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
         return f"<LongPollingTransport {self.url}>"
@@ -206,6 +209,9 @@ class LongPollingTransport(Transport):
             allow_redirects=False,
             ssl=self._ssl,
         ) as response:
+            date = response.headers.get("Date")
+            if date is not None:
+                self.server_date = (date, asyncio.get_running_loop().time())
             if response.cookies:
                 self._jar.update_cookies(response.cookies, response.url)
             if not 200 <= response.status < 300:

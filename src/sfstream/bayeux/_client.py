@@ -76,6 +76,16 @@ ResubscribeHook = Callable[[str, ServerError], bool]
 _DISCONNECT_TIMEOUT: Final = 2.0
 
 
+def _auth_refused(error: SfstreamError) -> bool:
+    """A subscribe refused for its credentials (``401::Authentication invalid``), read from
+    Salesforce's ``failureReason`` first (a 503 can hide behind a 401 ``error``)."""
+    if not isinstance(error, ServerError):
+        return False
+    if error.failure_reason is not None:
+        return error.failure_reason.startswith("401:")
+    return error.error_code == 401
+
+
 def _transient(error: AuthenticationError) -> bool:
     """A token request that got no answer (network, timeout) or a 5xx/429: worth retrying.
     A refusal (4xx, ``invalid_grant``) or an authenticator that cannot refresh is not."""
@@ -187,6 +197,8 @@ class BayeuxClient:
         self._capacity: asyncio.Event | None = None
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._retry_channels: list[str] = []
+        #: automatic resubscriptions refused with a 401: re-authenticate, then subscribe again
+        self._reauth_channels: list[str] = []
         self._down_since: float | None = None
         self._reauth_failures = 0
 
@@ -220,6 +232,13 @@ class BayeuxClient:
     def subscriptions(self) -> set[str]:
         """The channels this client is subscribed to (made again after every new session)."""
         return set(self._engine.subscriptions)
+
+    @property
+    def server_date(self) -> tuple[str, float] | None:
+        """The HTTP ``Date`` of the server's last reply and the event loop's time when it
+        arrived, if the transport reports it (the long-polling transport does)."""
+        date: tuple[str, float] | None = getattr(self._transport, "server_date", None)
+        return date
 
     @property
     def connection_type(self) -> str | None:
@@ -282,7 +301,9 @@ class BayeuxClient:
                 if isinstance(action, Stop):
                     raise action.error
         except BaseException:
-            await self._shutdown(disconnect=False)
+            # Cancelled (or failed) after the handshake: end the session on the server too,
+            # best-effort and within _DISCONNECT_TIMEOUT, as close() does.
+            await self._shutdown(disconnect=self._engine.has_session, report=False)
             raise
         logger.info("connected to %s (clientId %s)", self.url, self._engine.client_id)
         self.report_status(StatusKind.CONNECTED, f"clientId {self._engine.client_id}")
@@ -300,7 +321,7 @@ class BayeuxClient:
             return
         await self._shutdown(disconnect=True)
 
-    async def _shutdown(self, *, disconnect: bool) -> None:
+    async def _shutdown(self, *, disconnect: bool, report: bool = True) -> None:
         self._lifecycle = _Lifecycle.CLOSED
         current = asyncio.current_task()
         # The caller may itself be a cancelled task (a service stopping its consumer inside
@@ -336,7 +357,7 @@ class BayeuxClient:
                         waiter.set_exception(ClientInvalidOperation("the client was closed"))
             self._waiters.clear()
             self._wake()
-        if disconnect:
+        if disconnect and report:
             self.report_status(StatusKind.CLOSED)
 
     async def __aenter__(self) -> Self:
@@ -434,6 +455,31 @@ class BayeuxClient:
                 again = self._engine.subscribe(channel)
                 if again is not None:
                     await self._exchange(again, raise_errors=False)
+        if self._reauth_channels:
+            refused, self._reauth_channels = self._reauth_channels, []
+            await self._subscribe_after_reauthentication(refused)
+
+    async def _subscribe_after_reauthentication(self, channels: list[str]) -> None:
+        """A resubscription was refused with a 401: one new token, then subscribe again (a
+        second refusal is reported as usual). The channels stay wanted meanwhile."""
+        assert self._reauthenticate is not None
+        logger.info("a resubscription was refused for its credentials: re-authenticating")
+        try:
+            await self._reauthenticate()
+        except AuthenticationError as exc:
+            for channel in channels:
+                logger.warning("resubscription to %s failed: %s", channel, exc)
+                self.report_status(StatusKind.RESUBSCRIBE_FAILED, str(exc), channel)
+            self._errors.append(exc)
+            self._wake()
+            return
+        self.report_status(StatusKind.REAUTHENTICATED)
+        for channel in channels:
+            if self._engine.closed:
+                return
+            again = self._engine.subscribe(channel)  # wanted again, even without a session
+            if again is not None:
+                await self._exchange(again, raise_errors=False)
 
     async def _connect(self) -> None:
         if self._engine.state not in (State.HANDSHAKEN, State.CONNECTED):
@@ -501,6 +547,9 @@ class BayeuxClient:
             self._wake()
 
     def _subscribe_failed(self, event: SubscribeFailed) -> None:
+        if event.automatic and self._reauthenticate is not None and _auth_refused(event.error):
+            self._reauth_channels.append(event.channel)
+            return
         if (
             event.automatic
             and self._on_resubscribe_failed is not None
@@ -573,6 +622,21 @@ class BayeuxClient:
                 ``connection_timeout``.
         """
         self._check_open()
+        try:
+            await self._subscribe_once(channel)
+        except ServerError as error:
+            if self._reauthenticate is None or not _auth_refused(error):
+                raise
+            # A 401 on a subscribe: one new token, then subscribe again.
+            logger.info(
+                "the subscribe to %s was refused for its credentials: re-authenticating", channel
+            )
+            await self._reauthenticate()
+            self.report_status(StatusKind.REAUTHENTICATED)
+            self._check_open()
+            await self._subscribe_once(channel)
+
+    async def _subscribe_once(self, channel: str) -> None:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         request = self._engine.subscribe(channel)
         self._waiters.setdefault(channel, []).append(waiter)

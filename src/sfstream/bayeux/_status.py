@@ -39,6 +39,11 @@ class StatusKind(Enum):
     REPLAY_MARKER_MISSING = "replay marker missing"
     #: A subscription could not be made again after a new session.
     RESUBSCRIBE_FAILED = "resubscribe failed"
+    #: A delivery on a channel nobody subscribed to was dropped (counted, never reported).
+    DELIVERY_DROPPED = "delivery dropped"
+    #: Events replayed by a gap-safe resubscription were skipped: they were created (by the
+    #: server's clock) before the subscription took effect.
+    EVENTS_SKIPPED = "events skipped"
     #: The client stopped for good; ``receive()`` raises the error.
     STOPPED = "stopped"
     #: The client was closed.

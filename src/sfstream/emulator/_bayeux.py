@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Mapping
+from email.utils import formatdate
 from typing import Any, Final
 
 from aiohttp import web
@@ -100,6 +101,8 @@ class Subscription:
         self.filters = filters
         self.variant = variant
         self.user_id = user_id
+        # Deliveries carry the subscribed name, a PushTopic filter included, as Salesforce's
+        # do (EMP-Connector listens on the filtered name and strips it to key its replay map).
         self.prefix = b'{"channel":' + dumps(channel) + b',"data":'
         # Plain subscriptions copy a slice of pre-encoded events with no per-event checks.
         self.plain = not filters and variant == VARIANT_CURRENT and not channel.startswith("/u/")
@@ -357,6 +360,8 @@ class BayeuxServer:
                 held.session.wake()
             held.session.last_seen = asyncio.get_running_loop().time()
         response = self._respond(events, [r for r in replies if r is not None])
+        # The org's own time (its clock may be skewed in tests), as Salesforce's replies carry.
+        response.headers["Date"] = formatdate(self.context.now(), usegmt=True)
         if context.new_cookie:
             path = "/cometd/"
             response.set_cookie(COOKIE_NAME, _ids.random_cookie(), path=path, httponly=True)
@@ -589,14 +594,14 @@ class BayeuxServer:
         replay_map = ext.get("replay") if isinstance(ext, dict) else None
         replay: Any = -1
         if isinstance(replay_map, dict):
+            # Salesforce looks a filtered subscription (/topic/X?F=v) up under the plain
+            # topic only, and refuses a map keyed by the filtered name (wire evidence E15).
             base = channel.partition("?")[0]
-            if channel in replay_map:
-                replay = replay_map[channel]
-            elif base in replay_map:
+            if base in replay_map:
                 replay = replay_map[base]
             else:
                 return (
-                    f"400::The replayId for channel {{{channel}}} wasn't found using the "
+                    f"400::The replayId for channel {{{base}}} wasn't found using the "
                     f"provided replay ID map {{{_java_map(replay_map)}}}. Ensure that the "
                     "channel name you provided in the replay map is valid and matches the "
                     "channel name used for subscribing."

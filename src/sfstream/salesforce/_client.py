@@ -5,9 +5,10 @@ The Salesforce layer composes :class:`~sfstream.bayeux.BayeuxClient` and never p
 - the authenticator supplies the ``Authorization`` header of every request and, through the
   driver's ``reauthenticate`` hook, new credentials when Salesforce answers 401 (only then:
   ``403::Unknown client`` costs no token request);
-- the :class:`~sfstream.salesforce.ReplayExtension` stamps each subscribe with its channel's
-  replay id and remembers the last event received per channel, so every resubscription after
-  a new session resumes right after it, whatever the ``replay`` option;
+- the :class:`~sfstream.salesforce.ReplayExtension` stamps each subscribe with its replay id
+  and remembers the last event received per subscription (a PushTopic filter included), so
+  every resubscription after a new session resumes right after it, whatever the ``replay``
+  option; it drops deliveries on channels nobody subscribed to;
 - the ``on_resubscribe_failed`` hook applies ``replay_fallback`` per channel when an automatic
   resubscription is refused for its replay id;
 - a connect request that fails on the network starts a new session at once
@@ -17,11 +18,13 @@ The Salesforce layer composes :class:`~sfstream.bayeux.BayeuxClient` and never p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import warnings
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -68,14 +71,21 @@ logger = logging.getLogger(__name__)
 DEFAULT_API_VERSION: Final = "67.0"
 #: The path of the Streaming API's CometD endpoint on an instance.
 COMETD_PATH: Final = "cometd"
-#: How far the client's clock may be ahead of Salesforce's: a subscription that starts with new
-#: events is taken to start this much earlier when a lost session forces a resubscription
-#: before its first event (see ReplayExtension.mark_subscribed).
+#: A subscription that starts with new events is taken to start this much earlier than the
+#: server's time (its HTTP ``Date``) when a lost session forces a resubscription before its
+#: first event (see ReplayExtension.mark_subscribed): room for the clocks of Salesforce's own
+#: servers, which date the events, to differ a little from the one that answers.
 CLOCK_SKEW_MARGIN: Final = timedelta(seconds=30)
 #: The ``extract_replay_id`` of a storage that never stores anything.
 _STORES_NOTHING: Final = ConstantReplayId.extract_replay_id
 #: Looked up once: reading an Enum member from its class costs a descriptor call.
 _AUTOMATIC: Final = ReplayMarkerStoragePolicy.AUTOMATIC
+
+
+def _get_replay_id(message: Message) -> object:
+    data = message.get("data")
+    event = data.get("event") if isinstance(data, dict) else None
+    return event.get("replayId") if isinstance(event, dict) else None
 
 
 def _replay_option(value: object) -> ReplayOption:
@@ -177,7 +187,7 @@ class Client:
         self._session = session
         self._on_status = on_status
         self._backoff = backoff
-        self._replay = ReplayExtension()
+        self._replay = ReplayExtension(on_drop=self._dropped)
         self._extensions = list(extensions)
         self._bayeux: BayeuxClient | None = None
         self._closed_before_open = False
@@ -337,6 +347,53 @@ class Client:
         if self._bayeux is not None:
             self._bayeux.report_status(StatusKind.REPLAY_FALLBACK, option.name, channel)
 
+    def _dropped(self, reason: str, channel: str, message: Message) -> None:
+        bayeux = self._bayeux
+        if reason == "unsubscribed":
+            logger.debug("dropped a delivery on %s: no subscription to it", channel)
+            if bayeux is not None:
+                bayeux.stats[StatusKind.DELIVERY_DROPPED] += 1
+            return
+        if reason == "repeated":
+            logger.debug("dropped a repeated delivery on %s (already received)", channel)
+            return
+        replay_id = _get_replay_id(message)
+        # INFO for the first event a resubscription skips, DEBUG for the next ones
+        level = logging.INFO if self._replay.skipped(channel) == 1 else logging.DEBUG
+        logger.log(
+            level,
+            "skipped event %s on %s: created before the subscription took effect "
+            "(a gap-safe resubscription replays all retained events)",
+            replay_id,
+            channel,
+        )
+        if bayeux is not None:
+            bayeux.report_status(
+                StatusKind.EVENTS_SKIPPED,
+                f"replayId {replay_id} was created before the subscription took effect",
+                channel,
+            )
+
+    def _server_time(self, bayeux: BayeuxClient) -> datetime | None:
+        """The server's time now, from the ``Date`` of its last reply (None: unknown).
+
+        The date was stamped before the reply arrived and is truncated to the second, and the
+        time elapsed since it arrived is added: the result is never later than the server's
+        clock (to the drift of the local one).
+        """
+        server_date = bayeux.server_date
+        if server_date is None:
+            return None
+        text, received_at = server_date
+        try:
+            date = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if date.tzinfo is None:
+            return None
+        elapsed = max(0.0, asyncio.get_running_loop().time() - received_at)
+        return date + timedelta(seconds=elapsed)
+
     def _require_open(self) -> BayeuxClient:
         if self._bayeux is None:
             raise ClientInvalidOperation(
@@ -354,19 +411,29 @@ class Client:
             ServerError: Salesforce refused the subscription (``error_message`` holds its
                 text, e.g. an invalid replay id when no ``replay_fallback`` is set).
             ReplayError: the replay storage could not be read.
+            AuthenticationError: Salesforce refused the credentials (a 401) and new ones could
+                not be fetched.
             TransportError: a network or HTTP error.
         """
         bayeux = self._require_open()
         validate_subscription(channel)  # before anything uses the name
         await self._replay.load_replay_id(self.replay_storage, channel)
-        since = datetime.now(UTC) - CLOCK_SKEW_MARGIN
+        # Where a NEW_EVENTS subscription starts, by the server's clock, never the local one:
+        # the local clock may be hours off the org's.
+        server_time = self._server_time(bayeux)
+        since = server_time - CLOCK_SKEW_MARGIN if server_time is not None else None
         try:
-            await bayeux.subscribe(channel)
-        except ServerError as error:
-            if self.replay_fallback is None or not is_replay_error(error):
-                raise
-            self._fall_back(channel, error)
-            await bayeux.subscribe(channel)
+            try:
+                await bayeux.subscribe(channel)
+            except ServerError as error:
+                if self.replay_fallback is None or not is_replay_error(error):
+                    raise
+                self._fall_back(channel, error)
+                await bayeux.subscribe(channel)
+        except BaseException:
+            if channel not in bayeux.subscriptions:
+                self._replay.unregister(channel)  # its deliveries are not wanted
+            raise
         self._replay.mark_subscribed(channel, since)
 
     async def unsubscribe(self, channel: str) -> None:
@@ -378,6 +445,7 @@ class Client:
             TransportError: a network or HTTP error.
         """
         await self._require_open().unsubscribe(channel)
+        self._replay.unregister(channel)
 
     async def publish(self, channel: str, data: Any) -> Message:
         """Publish ``data`` on ``channel`` over CometD.
@@ -418,6 +486,8 @@ class Client:
             and self.replay_storage_policy is _AUTOMATIC
             # ConstantReplayId stores nothing: skip two coroutines per event
             and type(storage).extract_replay_id is not _STORES_NOTHING
+            # a delivery no single subscription can claim moves no stored position
+            and self._replay.attributed(message.get("channel", ""))
         ):
             await self._store_marker(storage, message)
         return message

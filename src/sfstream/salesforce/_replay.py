@@ -4,14 +4,16 @@ Two halves that a client composes:
 
 * **Storage** (:class:`ReplayMarkerStorage` and its implementations) keeps one
   :class:`ReplayMarker` per channel across restarts. It is asynchronous, user-extensible and
-  aiosfstream-compatible. Markers are keyed by channel without a PushTopic filter
-  (``/topic/X?Field=value`` is stored as ``/topic/X``) and never move backwards: dates are
-  normalised to aware datetimes before they are compared.
+  aiosfstream-compatible. Markers are keyed by the full subscribed name, a PushTopic filter
+  included (``/topic/X?Field=value``), so that two filtered subscriptions to one topic each
+  keep their own position; unfiltered channels keep their plain name. Markers never move
+  backwards: dates are normalised to aware datetimes before they are compared.
 * **The replay extension** (:class:`ReplayExtension`, a pure
-  :class:`~sfstream.bayeux.Extension`) stamps ``ext.replay = {channel: id}`` on each outgoing
+  :class:`~sfstream.bayeux.Extension`) stamps ``ext.replay = {topic: id}`` on each outgoing
   ``/meta/subscribe`` for that subscription only, and records the replay id of every event
-  received, so that each automatic resubscription (after a re-handshake, a token refresh, a
-  server disconnect) resumes right after the last event the client received.
+  received per subscription, so that each automatic resubscription (after a re-handshake, a
+  token refresh, a server disconnect) resumes right after the last event that subscription
+  received.
 
 The flow a client follows:
 
@@ -42,18 +44,19 @@ import pickle
 import re
 import shelve
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Callable, Mapping, MutableMapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from enum import Enum, IntEnum
 from typing import Any, Final, NamedTuple, TypeAlias
 
-from sfstream.bayeux import Extension, Message
+from sfstream.bayeux import Extension, Message, matches
 from sfstream.exceptions import ReplayError, ServerError, failure_reason
 
 __all__ = [
     "ConstantReplayId",
     "DefaultMappingStorage",
+    "DropCallback",
     "MappingStorage",
     "ReplayExtension",
     "ReplayMarker",
@@ -120,7 +123,10 @@ class ReplayMarker(NamedTuple):
 
 
 def channel_key(channel: str) -> str:
-    """The key replay state is kept under: the channel without a PushTopic filter.
+    """The key of the replay map sent to Salesforce: the channel without a PushTopic filter.
+
+    Salesforce looks a filtered subscription up in ``ext.replay`` under this name only.
+    Markers are *stored* under the full subscribed name (see :class:`ReplayMarkerStorage`).
 
     >>> channel_key("/topic/Accounts?Type=Partner")
     '/topic/Accounts'
@@ -293,8 +299,9 @@ def _load_legacy(mapping: MutableMapping[str, Any], key: str) -> Any:
 class ReplayMarkerStorage(ABC):
     """Base class of replay marker storages: one :class:`ReplayMarker` per channel.
 
-    Implement :meth:`get_replay_marker` and :meth:`set_replay_marker`; they receive channel
-    names without a PushTopic filter. The rest is built on them: :meth:`get_replay_id` (where
+    Implement :meth:`get_replay_marker` and :meth:`set_replay_marker`; they receive the
+    subscribed channel names, a PushTopic filter included (``/topic/X?Type=Partner``). The
+    rest is built on them: :meth:`get_replay_id` (where
     a subscription starts), :meth:`extract_replay_id` (store a message's marker unless a newer
     one is stored) and the call form ``async with storage(message):`` (store only if the block
     raised nothing).
@@ -318,10 +325,17 @@ class ReplayMarkerStorage(ABC):
     async def get_replay_id(self, subscription: str) -> int | None:
         """The replay id a subscription to ``subscription`` starts from.
 
-        The stored marker's id, else None (storages with a default id return it instead).
-        A PushTopic filter in ``subscription`` is ignored.
+        The marker stored under the full subscribed name (a PushTopic filter included), else
+        None (storages with a default id return it instead). For a filtered subscription with
+        nothing stored under its own name, a marker stored under the plain topic (where
+        earlier sfstream builds kept it) is used.
         """
+        marker = await self.get_replay_marker(subscription)
+        if marker is not None:
+            return _as_marker(marker, subscription).replay_id
         key = channel_key(subscription)
+        if key == subscription:
+            return None
         marker = await self.get_replay_marker(key)
         return _as_marker(marker, key).replay_id if marker is not None else None
 
@@ -355,7 +369,7 @@ class ReplayMarkerStorage(ABC):
         channel = message.get("channel")
         if not isinstance(channel, str):
             raise ReplayError("cannot store a replay marker for a message without a channel")
-        key = channel_key(channel)
+        key = channel
         async with self._get_lock():
             last = await self.get_replay_marker(key)
             if last is not None and not _not_older(marker, _as_marker(last, key), key):
@@ -541,40 +555,84 @@ def is_replay_error(error: ServerError | Mapping[str, Any] | str | None) -> bool
     )
 
 
-class ReplayExtension(Extension):
-    """Stamps each ``/meta/subscribe`` with the replay id of its own channel.
+#: Called by ReplayExtension when it drops a delivery: ``(reason, channel, message)`` with
+#: reason ``"unsubscribed"`` (nobody subscribed to its channel), ``"skipped"`` (created before
+#: a gap-safe resubscription took effect) or ``"repeated"`` (received before on the same
+#: subscription).
+DropCallback: TypeAlias = Callable[[str, str, Message], None]
 
-    The id sent for a channel is, in this order: a pending fallback (:meth:`use_fallback`,
-    used once), the id of the last event received on the channel (so every resubscription
-    within the client's life resumes right after it), or the id loaded before the first
-    subscribe (:meth:`set_replay_id` / :meth:`load_replay_id`). With none of them, no
+
+class ReplayExtension(Extension):
+    """Stamps each ``/meta/subscribe`` with the replay id its subscription resumes from.
+
+    Resume state is kept **per subscription**, under the full subscribed name, filter
+    included: ``/topic/Acc?Type=Partner`` and ``/topic/Acc?Type=Customer`` each resume after
+    their own last event. The id sent for a subscription is, in this order: a pending fallback
+    (:meth:`use_fallback`, used once), the id of the last event received on it (so every
+    resubscription within the client's life resumes right after it), or the id loaded before
+    the first subscribe (:meth:`set_replay_id` / :meth:`load_replay_id`). With none of them, no
     ``ext.replay`` is sent and the server starts with new events.
 
-    The map is ``{channel: id}`` for the subscribed channel only. For a filtered PushTopic
-    subscription (``/topic/X?Field=value``) it holds the id under both the plain channel and
-    the subscription, since state is kept per plain channel. Pure: no IO, no clock.
+    The map is keyed by the channel *without* its filter (Salesforce refuses a map keyed by the
+    filtered name: "The replayId for channel {/topic/X} wasn't found using the provided replay
+    ID map {{/topic/X?F=v=-1}}"). Several subscriptions may share that key; when this one
+    resumes from a replay id, the id sent is the **lowest** position of all the subscriptions
+    to the same topic, so whichever way the server applies it, each of them restarts at or
+    before its own last event: the cost can only be duplicates, never a skipped event. The
+    repeats this causes on a subscription (replay ids up to its own last event) are dropped
+    until a later event arrives.
+
+    Deliveries are attributed by their ``channel``. Salesforce labels the deliveries of a
+    filtered subscription with the full subscribed name, filter included (EMP-Connector, the
+    Salesforce sample client, registers its listener on the filtered name and strips the query
+    string from each delivery's channel before keying its replay map). A delivery labelled
+    with the plain topic while only filtered subscriptions to it exist cannot be attributed:
+    it is delivered, and moves no subscription's position (a later resume may repeat it, never
+    skip what another subscription has not seen). A delivery on a channel no subscription
+    covers is dropped (``on_drop``), and a replay id lower than the last one of the same
+    subscription never moves its position backwards. Pure: no IO, no clock.
+
+    Args:
+        on_drop: called as ``on_drop(reason, channel, message)`` for each delivery the
+            extension drops; reason is ``"unsubscribed"`` (nobody subscribed to its channel),
+            ``"skipped"`` (created before a gap-safe resubscription took effect) or
+            ``"repeated"`` (received before on the same subscription).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_drop: Callable[[str, str, Message], None] | None = None) -> None:
+        self.on_drop = on_drop
+        #: subscriptions made (their ``/meta/subscribe`` went out), by full name
+        self._subscribed: dict[str, None] = {}
+        #: topics (without filter) -> subscriptions to them
+        self._by_topic: dict[str, dict[str, None]] = {}
+        self._wildcards = False
         self._loaded: dict[str, int] = {}
         self._received: dict[str, int] = {}
         self._fallback: dict[str, int] = {}
         self._fallback_counts: dict[str, int] = {}
-        #: when a subscription that started with new events only was made (per channel)
+        #: when a subscription that started with new events only was made (server time)
         self._started: dict[str, datetime] = {}
-        #: channels resubscribed with ALL_EVENTS: deliveries older than this are skipped
+        #: subscriptions resubscribed with ALL_EVENTS: deliveries older than this are skipped
         self._skip_before: dict[str, datetime] = {}
+        #: subscriptions resumed from a lower position than their own (shared topic):
+        #: deliveries up to their own last event are repeats, dropped until one goes past it
+        self._repeats_until: dict[str, int] = {}
+        #: events skipped by the current gap-safe resubscription of each subscription
+        self._skipped: dict[str, int] = {}
+        #: how many deliveries were dropped, by reason ("unsubscribed", "skipped", "repeated")
+        self.dropped: dict[str, int] = {}
+
+    # -- positions ---------------------------------------------------------------------------
 
     def set_replay_id(self, channel: str, replay_id: int | None) -> None:
         """Set where a subscription to ``channel`` starts if no event was received yet.
 
         None removes it (the server's default, new events, applies).
         """
-        key = channel_key(channel)
         if replay_id is None:
-            self._loaded.pop(key, None)
+            self._loaded.pop(channel, None)
         else:
-            self._loaded[key] = int(replay_id)
+            self._loaded[channel] = int(replay_id)
 
     async def load_replay_id(self, storage: ReplayMarkerStorage | None, channel: str) -> int | None:
         """Load where ``channel`` starts from ``storage`` (:meth:`set_replay_id`); return it.
@@ -587,15 +645,15 @@ class ReplayExtension(Extension):
         return replay_id
 
     def last_received(self, channel: str) -> int | None:
-        """The replay id of the last event received on ``channel``, or None."""
-        return self._received.get(channel_key(channel))
+        """The replay id of the last event received on subscription ``channel``, or None."""
+        return self._received.get(channel)
 
     def replay_id(self, channel: str) -> int | None:
-        """The replay id the next subscribe to ``channel`` will send (None: no ``ext``)."""
-        key = channel_key(channel)
+        """Where subscription ``channel`` resumes from (None: no ``ext``), without the lowest
+        position rule (see :meth:`sent_replay_id`)."""
         for source in (self._fallback, self._received, self._loaded):
-            if key in source:
-                return source[key]
+            if channel in source:
+                return source[channel]
         return None
 
     def use_fallback(self, channel: str, option: int) -> None:
@@ -605,95 +663,194 @@ class ReplayExtension(Extension):
         again. When that subscribe goes out, the refused id (loaded or last received) is
         dropped and ``option`` becomes where the channel starts until an event arrives.
         """
-        self._fallback[channel_key(channel)] = int(option)
+        self._fallback[channel] = int(option)
+
+    def skipped(self, channel: str) -> int:
+        """How many events the latest gap-safe resubscription of ``channel`` skipped."""
+        return self._skipped.get(channel, 0)
 
     def fallback_count(self, channel: str | None = None) -> int:
         """How many fallbacks were sent for ``channel``, or for all channels if None."""
         if channel is None:
             return sum(self._fallback_counts.values())
-        return self._fallback_counts.get(channel_key(channel), 0)
+        return self._fallback_counts.get(channel, 0)
 
     def forget(self, channel: str) -> None:
-        """Drop everything known about ``channel`` (loaded id, last received, fallback)."""
-        key = channel_key(channel)
-        self._loaded.pop(key, None)
-        self._received.pop(key, None)
-        self._fallback.pop(key, None)
-        self._started.pop(key, None)
-        self._skip_before.pop(key, None)
+        """Drop everything known about subscription ``channel`` (it is no longer made)."""
+        self._loaded.pop(channel, None)
+        self._received.pop(channel, None)
+        self._fallback.pop(channel, None)
+        self._started.pop(channel, None)
+        self._skip_before.pop(channel, None)
+        self.unregister(channel)
 
-    def mark_subscribed(self, channel: str, since: datetime) -> None:
-        """Record that a subscription to ``channel`` took effect at ``since`` (a UTC time a
-        little before the subscribe, to allow for clock skew).
+    def unregister(self, channel: str) -> None:
+        """Record that subscription ``channel`` was unsubscribed: its deliveries are dropped
+        from now on and its position no longer lowers the others', but it is kept, so that
+        subscribing again within the client's life resumes after its last event."""
+        self._repeats_until.pop(channel, None)
+        self._subscribed.pop(channel, None)
+        topic = channel_key(channel)
+        sharing = self._by_topic.get(topic)
+        if sharing is not None:
+            sharing.pop(channel, None)
+            if not sharing:
+                del self._by_topic[topic]
+        self._wildcards = any("*" in name for name in self._subscribed)
+
+    def mark_subscribed(self, channel: str, since: datetime | None) -> None:
+        """Record that a subscription to ``channel`` took effect no earlier than ``since``
+        (a time *of the server*: events are dated by the server's clock), or None when the
+        server's time is unknown.
 
         It matters only for a subscription that starts with new events only (``-1``, or no
         replay id) and has received nothing yet: if the session is lost before its first event,
         a ``-1`` resubscription would silently skip what was published in between. Such a
         resubscription asks for all retained events (``-2``) instead, and deliveries created
-        before ``since`` are skipped: nothing is lost, and the cost is that events from the few
-        seconds before ``since`` may be delivered once.
+        before ``since`` are skipped (each skip reported through ``on_drop``). Nothing is lost
+        as long as ``since`` is not later than the moment the subscription took effect on the
+        server; with ``since=None`` nothing is skipped (every retained event is delivered).
         """
-        key = channel_key(channel)
-        if key in self._received or self._loaded.get(key, ReplayOption.NEW_EVENTS) != -1:
+        if channel in self._received or self._loaded.get(channel, ReplayOption.NEW_EVENTS) != -1:
             return
-        self._started.setdefault(key, since)
+        self._started.setdefault(channel, since if since is not None else _NOT_KNOWN)
 
-    def _next_replay_id(self, key: str) -> int | None:
-        fallback = self._fallback.pop(key, None)
+    def _position(self, channel: str) -> int | None:
+        """Where ``channel`` stands for the lowest-position rule (None: it does not count)."""
+        if channel in self._received:
+            return self._received[channel]
+        if channel in self._fallback:
+            return self._fallback[channel]
+        if channel in self._started:
+            return int(ReplayOption.ALL_EVENTS)  # a gap-safe resubscription is pending
+        loaded = self._loaded.get(channel)
+        return loaded if loaded is not None and loaded != ReplayOption.NEW_EVENTS else None
+
+    def _own_replay_id(self, channel: str) -> int | None:
+        fallback = self._fallback.pop(channel, None)
         if fallback is not None:
-            self._received.pop(key, None)
-            self._started.pop(key, None)
-            self._skip_before.pop(key, None)
-            self._loaded[key] = fallback
-            self._fallback_counts[key] = self._fallback_counts.get(key, 0) + 1
-            logger.debug("subscribing to %s with the replay fallback %d", key, fallback)
+            self._repeats_until.pop(channel, None)
+            self._received.pop(channel, None)
+            self._started.pop(channel, None)
+            self._skip_before.pop(channel, None)
+            self._loaded[channel] = fallback
+            self._fallback_counts[channel] = self._fallback_counts.get(channel, 0) + 1
+            logger.debug("subscribing to %s with the replay fallback %d", channel, fallback)
             return fallback
-        if key in self._received:
-            return self._received[key]
-        started = self._started.get(key)
+        if channel in self._received:
+            return self._received[channel]
+        started = self._started.get(channel)
         if started is not None:
-            self._skip_before[key] = started
-            logger.debug("resubscribing to %s with all events after %s", key, started)
+            if started is not _NOT_KNOWN:
+                self._skip_before[channel] = started
+                self._skipped[channel] = 0
+            logger.debug("resubscribing to %s with all events after %s", channel, started)
             return int(ReplayOption.ALL_EVENTS)
-        return self._loaded.get(key)
+        return self._loaded.get(channel)
+
+    def _lowest(self, channel: str, replay_id: int) -> int:
+        """``replay_id`` lowered to the position of any other subscription to the same topic."""
+        for other in self._by_topic.get(channel_key(channel), ()):
+            if other != channel:
+                position = self._position(other)
+                if position is not None and position < replay_id:
+                    replay_id = position
+        return replay_id
+
+    def sent_replay_id(self, channel: str) -> int | None:
+        """The replay id a subscribe to ``channel`` would send now (a preview: nothing is used
+        up), after the lowest-position rule."""
+        own = self.replay_id(channel)
+        if own is None and channel in self._started:
+            own = int(ReplayOption.ALL_EVENTS)
+        if own is None or own < 0:
+            return own
+        return self._lowest(channel, own)
+
+    # -- the extension -----------------------------------------------------------------------
+
+    def _register(self, channel: str) -> None:
+        if channel in self._subscribed:
+            return
+        self._subscribed[channel] = None
+        self._by_topic.setdefault(channel_key(channel), {})[channel] = None
+        if "*" in channel:
+            self._wildcards = True
 
     def outgoing(self, message: Message) -> None:
-        """Add ``ext.replay`` to a ``/meta/subscribe`` for its channel."""
+        """Add ``ext.replay`` to a ``/meta/subscribe`` for its topic; register the subscription
+        (before it is sent, so that its first deliveries are recognised)."""
         if message.get("channel") != _META_SUBSCRIBE:
             return
         subscription = message.get("subscription")
         if not isinstance(subscription, str):
             return
-        key = channel_key(subscription)
-        replay_id = self._next_replay_id(key)
+        self._register(subscription)
+        replay_id = self._own_replay_id(subscription)
         if replay_id is None:
             return
-        replay_map = {key: replay_id}
-        if subscription != key:
-            replay_map[subscription] = replay_id
+        if replay_id >= 0:
+            lowest = self._lowest(subscription, replay_id)
+            if lowest < replay_id:
+                self._repeats_until[subscription] = replay_id
+            else:
+                self._repeats_until.pop(subscription, None)
+            replay_id = lowest
         ext = message.get("ext")
         if not isinstance(ext, dict):
             ext = message["ext"] = {}
-        ext["replay"] = replay_map
+        ext["replay"] = {channel_key(subscription): replay_id}
+
+    def _drop(self, reason: str, channel: str, message: Message) -> bool:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        if self.on_drop is not None:
+            self.on_drop(reason, channel, message)
+        return False
+
+    def attributed(self, channel: str) -> bool:
+        """True if a delivery on ``channel`` belongs to exactly one known subscription: its
+        marker may be stored. False for a delivery labelled with a plain topic that only
+        filtered subscriptions cover, or on a channel nobody subscribed to."""
+        return channel in self._subscribed
+
+    def _covered(self, channel: str) -> bool:
+        if channel_key(channel) in self._by_topic:
+            return True
+        return self._wildcards and any(matches(pattern, channel) for pattern in self._subscribed)
 
     def incoming(self, message: Message) -> bool | None:
-        """Record the replay id of a delivered event.
+        """Record the replay id of a delivered event for its subscription.
 
-        Returns False (drop it) for an event replayed by a gap-safe resubscription (see
-        :meth:`mark_subscribed`) that was created before the subscription took effect.
+        Returns False (drop it) for a delivery on a channel no subscription covers, and for an
+        event replayed by a gap-safe resubscription (see :meth:`mark_subscribed`) that was
+        created before the subscription took effect.
         """
         # Called for every delivered event: the usual shapes (JSON objects, an int replay id)
         # take the short way; anything else goes through the general helpers.
         channel = message.get("channel")
         if not isinstance(channel, str) or channel.startswith("/meta/"):
             return None
-        key = channel.partition("?")[0] if "?" in channel else channel  # channel_key()
+        if channel not in self._subscribed:
+            if "data" not in message:
+                return None  # a publish reply, not a delivery
+            if not self._covered(channel):
+                return self._drop("unsubscribed", channel, message)
+            return None  # delivered, but nobody's position moves (see the class docstring)
+        if self._repeats_until:
+            until = self._repeats_until.get(channel)
+            if until is not None:
+                repeated = _replay_id(message)
+                if repeated is not None and repeated <= until:
+                    # received before on this very subscription: the lower start was ours
+                    return self._drop("repeated", channel, message)
+                del self._repeats_until[channel]
         if self._skip_before:
-            skip_before = self._skip_before.get(key)
+            skip_before = self._skip_before.get(channel)
             if skip_before is not None:
                 if _created_before(message, skip_before):
-                    return False
-                del self._skip_before[key]
+                    self._skipped[channel] = self._skipped.get(channel, 0) + 1
+                    return self._drop("skipped", channel, message)
+                del self._skip_before[channel]
         try:
             replay_id = message["data"]["event"]["replayId"]
         except (KeyError, TypeError):
@@ -702,10 +859,16 @@ class ReplayExtension(Extension):
             replay_id = _replay_id(message)
             if replay_id is None:
                 return None
-        self._received[key] = replay_id
+        last = self._received.get(channel)
+        if last is None or replay_id > last:
+            self._received[channel] = replay_id
         if self._started:
-            self._started.pop(key, None)
+            self._started.pop(channel, None)
         return None
+
+
+#: ``since`` unknown: a gap-safe resubscription skips nothing.
+_NOT_KNOWN: Final = datetime.min.replace(tzinfo=UTC)
 
 
 def _created_before(message: Message, moment: datetime) -> bool:
