@@ -74,6 +74,8 @@ ResubscribeHook = Callable[[str, ServerError], bool]
 
 #: Seconds ``close()`` waits for the server to answer the disconnect.
 _DISCONNECT_TIMEOUT: Final = 2.0
+#: ``receive()`` lets the connect loop run at least once every this many messages (#13).
+_YIELD_EVERY: Final = 64
 
 
 def _auth_refused(error: SfstreamError) -> bool:
@@ -201,6 +203,8 @@ class BayeuxClient:
         self._reauth_channels: list[str] = []
         self._down_since: float | None = None
         self._reauth_failures = 0
+        #: messages ``receive()`` may still return before it yields to the loop (#13)
+        self._until_yield = 0
 
     def _new_engine(self) -> BayeuxEngine:
         return BayeuxEngine(
@@ -707,10 +711,25 @@ class BayeuxClient:
                 raise self._errors.popleft()
             queue = self._queue
             if queue:
+                # Overlap (#13): a consumer taking queued messages never awaits anything, so
+                # the connect loop would get the event loop only once the queue is empty and
+                # the server's time and ours would add up. Yield at least every _YIELD_EVERY
+                # messages, and at once after waking the paused poller; always *before* taking
+                # a message (a cancellation then loses nothing).
+                if self._until_yield <= 0:
+                    self._until_yield = _YIELD_EVERY
+                    await asyncio.sleep(0)
+                    continue
+                self._until_yield -= 1
                 message = queue.popleft()
                 capacity = self._capacity
-                if capacity is not None and len(queue) < self.max_pending_count:
+                if (
+                    capacity is not None
+                    and len(queue) < self.max_pending_count
+                    and not capacity.is_set()
+                ):
                     capacity.set()
+                    self._until_yield = 0  # the next receive() lets the poller send first
                 return message
             if self._fatal is not None:
                 raise self._fatal
