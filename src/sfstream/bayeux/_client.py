@@ -75,7 +75,7 @@ ResubscribeHook = Callable[[str, ServerError], bool]
 #: Seconds ``close()`` waits for the server to answer the disconnect.
 _DISCONNECT_TIMEOUT: Final = 2.0
 #: ``receive()`` lets the connect loop run at least once every this many messages (#13).
-_YIELD_EVERY: Final = 64
+_YIELD_EVERY: Final = 16
 
 
 def _auth_refused(error: SfstreamError) -> bool:
@@ -525,6 +525,7 @@ class BayeuxClient:
         for event in events:
             if isinstance(event, Deliveries):
                 self._queue.extend(event.messages)
+                self._until_yield = 0  # #13: receive() yields first, so this loop polls again
                 self._wake()
             elif isinstance(event, SubscribeSucceeded):
                 self._resolve(event.channel, None)
