@@ -5,7 +5,7 @@ seconds (a slow server, or a long round trip) and puts ``--overlap-batch`` event
 the sfstream client (its own process, ``max_pending_count`` = the batch) spends
 ``--work-us`` µs of CPU on each event without ever awaiting anything — the consumer that
 starved the poller before #13. Per reply the server takes ``delay`` and the consumer
-``batch × work``; if the two overlap, draining takes about the larger of the two per reply,
+``batch * work``; if the two overlap, draining takes about the larger of the two per reply,
 if not, their sum. The table gives the drain time against both.
 
 ``python -m benchmarks.overlap [--quick] [--compare-src NAME=DIR] [--json PATH]``
