@@ -877,3 +877,40 @@ async def test_cut_off_reply_is_retried_at_once_then_backs_off(
         with pytest.raises(TimeoutError):
             await receive(client, timeout=0.3)
         assert len(failed_at) == 3
+
+
+async def test_receive_nowait_serves_the_queue_in_slices(server: FakeBayeuxServer) -> None:
+    async with make_client(server, max_pending_count=0) as client:
+        assert client.receive_nowait() is None  # nothing waits
+        await client.subscribe("/a")
+        for n in range(40):
+            server.publish("/a", n)
+        assert (await receive(client))["data"] == 0
+        taken = [0]
+        while len(taken) < 40:
+            message = client.receive_nowait()
+            if message is None:  # the connect loop's turn: receive() yields, then serves
+                message = await receive(client)
+            taken.append(message["data"])
+        assert taken == list(range(40))
+        assert client.receive_nowait() is None
+
+
+async def test_async_for_takes_ready_messages_and_raises_errors_first(
+    server: FakeBayeuxServer,
+) -> None:
+    async with make_client(server) as client:
+        await client.subscribe("/a")
+        for n in range(3):
+            server.publish("/a", n)
+        seen = []
+        async for message in client:
+            seen.append(message["data"])
+            if len(seen) == 1:
+                client._errors.append(ServerError("resubscription refused"))
+                assert client.receive_nowait() is None  # the error goes first
+                with pytest.raises(ServerError):
+                    await client.__anext__()
+            if len(seen) == 3:
+                break
+        assert seen == [0, 1, 2]

@@ -715,23 +715,13 @@ class BayeuxClient:
                 # Overlap (#13): a consumer taking queued messages never awaits anything, so
                 # the connect loop would get the event loop only once the queue is empty and
                 # the server's time and ours would add up. Yield at least every _YIELD_EVERY
-                # messages, and at once after waking the paused poller; always *before* taking
-                # a message (a cancellation then loses nothing).
+                # messages, and at once after a reply was queued or the paused poller woken;
+                # always *before* taking a message (a cancellation then loses nothing).
                 if self._until_yield <= 0:
                     self._until_yield = _YIELD_EVERY
                     await asyncio.sleep(0)
                     continue
-                self._until_yield -= 1
-                message = queue.popleft()
-                capacity = self._capacity
-                if (
-                    capacity is not None
-                    and len(queue) < self.max_pending_count
-                    and not capacity.is_set()
-                ):
-                    capacity.set()
-                    self._until_yield = 0  # the next receive() lets the poller send first
-                return message
+                return self._take()
             if self._fatal is not None:
                 raise self._fatal
             if self._lifecycle is not _Lifecycle.OPEN:
@@ -757,6 +747,27 @@ class BayeuxClient:
             except TimeoutError:
                 continue
 
+    def receive_nowait(self) -> Message | None:
+        """The next message if :meth:`receive` would return it at once, else None.
+
+        None also when messages wait but an error is pending or it is the connect loop's
+        turn to run (the queue is served in slices, so that the next long poll goes out while
+        the consumer works): then ``await receive()``. Never raises.
+        """
+        if self._errors or not self._queue or self._until_yield <= 0:
+            return None
+        return self._take()
+
+    def _take(self) -> Message:
+        self._until_yield -= 1
+        queue = self._queue
+        message = queue.popleft()
+        capacity = self._capacity
+        if capacity is not None and len(queue) < self.max_pending_count and not capacity.is_set():
+            capacity.set()
+            self._until_yield = 0  # the next receive() lets the poller send first (#13)
+        return message
+
     def _time_left(self) -> float | None:
         if self._down_since is None or self.connection_timeout is None:
             return None
@@ -767,6 +778,9 @@ class BayeuxClient:
         return self
 
     async def __anext__(self) -> Message:
+        # the usual case first: a message waits and nothing else is due (#13)
+        if not self._errors and self._queue and self._until_yield > 0:
+            return self._take()
         try:
             return await self.receive()
         except ClientInvalidOperation:

@@ -480,6 +480,13 @@ class Client:
         if bayeux is None:
             bayeux = self._require_open()  # raises
         message = await bayeux.receive()
+        storage = self._storage_for(message)
+        if storage is not None:
+            await self._store_marker(storage, message)
+        return message
+
+    def _storage_for(self, message: Message) -> ReplayMarkerStorage | None:
+        """The storage that must store ``message``'s marker before it is returned, if any."""
         storage = self.replay_storage
         if (
             storage is not None
@@ -489,8 +496,8 @@ class Client:
             # a delivery no single subscription can claim moves no stored position
             and self._replay.attributed(message.get("channel", ""))
         ):
-            await self._store_marker(storage, message)
-        return message
+            return storage
+        return None
 
     async def _store_marker(self, storage: ReplayMarkerStorage, message: Message) -> None:
         try:
@@ -509,6 +516,16 @@ class Client:
         return self
 
     async def __anext__(self) -> Message:
+        # The usual case first (#13): a message is ready, no error waits; one coroutine per
+        # event instead of three.
+        bayeux = self._bayeux
+        if bayeux is not None and not self._storage_errors:
+            message = bayeux.receive_nowait()
+            if message is not None:
+                storage = self._storage_for(message)
+                if storage is not None:
+                    await self._store_marker(storage, message)
+                return message
         try:
             return await self.receive()
         except ClientInvalidOperation:
