@@ -288,6 +288,7 @@ class BayeuxClient:
         self._lifecycle = _Lifecycle.OPEN
         self._activity = asyncio.Event()
         self._capacity = asyncio.Event()
+        self._capacity.set()  # cleared only while polling is paused for backpressure
         if self._transport is None:
             self._transport = LongPollingTransport(
                 self.url,
@@ -719,8 +720,12 @@ class BayeuxClient:
                 # always *before* taking a message (a cancellation then loses nothing).
                 if self._until_yield <= 0:
                     self._until_yield = _YIELD_EVERY
-                    await asyncio.sleep(0)
-                    continue
+                    capacity = self._capacity
+                    if capacity is None or capacity.is_set():
+                        # (while polling is paused for backpressure, nothing waits for the
+                        # loop: no yield then)
+                        await asyncio.sleep(0)
+                        continue
                 return self._take()
             if self._fatal is not None:
                 raise self._fatal
