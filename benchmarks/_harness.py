@@ -34,6 +34,7 @@ class Server:
         max_batch: int = 10_000,
         hold_time: float = 25.0,
         connect_delay: float = 0.0,
+        extra_events: tuple[str, ...] = (),
     ) -> Server:
         argv = [
             bench_python(),
@@ -49,6 +50,8 @@ class Server:
             str(hold_time),
             "--connect-delay",
             str(connect_delay),
+            "--extra-events",
+            ",".join(extra_events),
         ]
         child = await Child.start("emulator", argv, cwd=ROOT, env=python_child_env())
         # Publishing a million events takes a while: allow 60 s per million plus a margin.

@@ -72,7 +72,7 @@ def cdc_payloads(count: int) -> list[dict[str, Any]]:
 
 async def serve(args: argparse.Namespace) -> None:
     org = Emulator(
-        events=["Bench__e", LATENCY_EVENT],
+        events=["Bench__e", LATENCY_EVENT, *(e for e in args.extra_events.split(",") if e)],
         cdc_entities=["Account"],
         hold_time=args.hold_time,
         session_expiry=args.session_expiry,
@@ -142,6 +142,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=10_000)
     parser.add_argument("--hold-time", type=float, default=25.0)
     parser.add_argument("--session-expiry", type=float, default=40.0)
+    parser.add_argument("--extra-events", default="", help="more platform events, e.g. A__e,B__e")
     parser.add_argument(
         "--connect-delay", type=float, default=0.0, help="seconds every /meta/connect waits"
     )
