@@ -319,10 +319,20 @@ def _run_emulator(args: argparse.Namespace) -> int:
         return ExitCode.INTERRUPTED
 
 
+def _default_org_before_channels(words: list[str]) -> list[str]:
+    """``--sf-org /event/X``: the channel is no alias (aliases never start with ``/``); make it
+    ``--sf-org= /event/X`` (the default org) so that argparse does not take it as one."""
+    fixed = list(words)
+    for index, word in enumerate(words[:-1]):
+        if word == "--sf-org" and words[index + 1].startswith("/"):
+            fixed[index] = "--sf-org="
+    return fixed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sfstream`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
-    words = list(sys.argv[1:] if argv is None else argv)
+    words = _default_org_before_channels(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(words)
     except SystemExit as exit_:
