@@ -144,6 +144,23 @@ def test_where_a_password_login_goes() -> None:
     mine = "https://acme.my.salesforce.com"
     assert password_login(login_url=mine).login_url == mine
     assert password_login(login_url=mine, domain="acme.my").login_url == mine
+    assert password_login(login_url=SANDBOX_LOGIN_URL, domain="test").login_url == (
+        SANDBOX_LOGIN_URL
+    )
+    # sandbox=True with a login URL keeps meaning what it means for the authenticators.
+    assert password_login(login_url=mine, sandbox=True).login_url == mine
+
+
+def test_production_and_sandbox_stay_the_authenticators_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sfstream.salesforce import _auth
+
+    monkeypatch.setattr(_auth, "PRODUCTION_LOGIN_URL", "http://127.0.0.1:1")
+    monkeypatch.setattr(_auth, "SANDBOX_LOGIN_URL", "http://127.0.0.1:2")
+    assert password_login(domain="login").login_url == "http://127.0.0.1:1"
+    assert password_login(domain="test").login_url == "http://127.0.0.1:2"
+    assert password_login(sandbox=True).login_url == "http://127.0.0.1:2"
 
 
 async def test_the_security_token_is_appended_to_the_password() -> None:

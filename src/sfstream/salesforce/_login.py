@@ -36,6 +36,8 @@ from sfstream.salesforce._auth import (
     SANDBOX_LOGIN_URL,
     AccessTokenAuthenticator,
     AuthenticatorBase,
+    JsonDumper,
+    JsonLoader,
     PasswordAuthenticator,
 )
 
@@ -100,6 +102,8 @@ def authenticator_from_login(
     sandbox: bool = False,
     login_url: str | None = None,
     session: aiohttp.ClientSession | None = None,
+    json_dumps: JsonDumper = json.dumps,
+    json_loads: JsonLoader = json.loads,
 ) -> AuthenticatorBase:
     """An authenticator from simple-salesforce's login parameters.
 
@@ -122,6 +126,7 @@ def authenticator_from_login(
         sandbox: log in to ``test.salesforce.com`` (as ``domain="test"``).
         login_url: where to log in, as a URL (the emulator's, or your My Domain).
         session: an aiohttp session for the token requests.
+        json_dumps, json_loads: as for :class:`AuthenticatorBase`.
 
     Raises:
         ValueError: the parameters do not make one login (say which is missing or in
@@ -141,7 +146,9 @@ def authenticator_from_login(
                 "a session_id/access_token needs instance_url (the org's URL, e.g. "
                 "https://acme.my.salesforce.com)"
             )
-        return AccessTokenAuthenticator(token, instance_url)
+        return AccessTokenAuthenticator(
+            token, instance_url, json_dumps=json_dumps, json_loads=json_loads
+        )
     if instance_url:
         raise ValueError("instance_url goes with session_id or access_token")
     if not (username and password and consumer_key and consumer_secret):
@@ -157,25 +164,37 @@ def authenticator_from_login(
             "flow needs a connected app's consumer key and secret); or give instance_url with "
             "session_id/access_token"
         )
+    target, to_sandbox = _login_target(domain, login_url, sandbox)
     return PasswordAuthenticator(
         consumer_key,
         consumer_secret,
         username,
         password + (security_token or ""),
-        login_url=_login_url(domain, login_url, sandbox),
+        sandbox=to_sandbox,
+        json_dumps=json_dumps,
+        json_loads=json_loads,
+        login_url=target,
         session=session,
     )
 
 
-def _login_url(domain: str | None, login_url: str | None, sandbox: bool) -> str | None:
+def _login_target(
+    domain: str | None, login_url: str | None, sandbox: bool
+) -> tuple[str | None, bool]:
+    """``(login_url, sandbox)`` for the authenticator: production and sandbox stay the
+    authenticator's own defaults."""
     if domain is None:
-        return SANDBOX_LOGIN_URL if sandbox and login_url is None else login_url
+        return login_url, sandbox
     from_domain = domain_login_url(domain)
     if login_url is not None and login_url.rstrip("/") != from_domain:
         raise ValueError("give domain or login_url, not both")
     if sandbox and from_domain != SANDBOX_LOGIN_URL:
         raise ValueError(f"sandbox=True means domain='test', not {domain!r}")
-    return from_domain
+    if from_domain == PRODUCTION_LOGIN_URL:
+        return None, False
+    if from_domain == SANDBOX_LOGIN_URL:
+        return None, True
+    return from_domain, False
 
 
 # -- the Salesforce CLI ------------------------------------------------------------------------
