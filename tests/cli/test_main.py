@@ -77,6 +77,21 @@ def test_usage_errors_are_one_line_with_did_you_mean(cli: CliRunner) -> None:
     cli("--jsn").assert_one_error_line(2, "unknown option --jsn", "sfstream --help")
 
 
+def test_a_command_calling_parser_error_reports_one_line(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sfstream import cli as cli_module
+
+    parser = cli_module.build_parser()
+
+    async def refuse(args: argparse.Namespace, console: Any) -> int:
+        parser.error("--foo needs --bar")
+
+    monkeypatch.setitem(cli_module._COMMANDS, "demo", refuse)
+    run = cli("demo")
+    run.assert_one_error_line(2, "--foo needs --bar", "sfstream --help shows every option")
+
+
 def test_missing_credentials_and_bad_channels(cli: CliRunner) -> None:
     cli("listen", EVENT).assert_one_error_line(2, "no credentials", "--sf-org")
     cli(

@@ -58,14 +58,14 @@ def _environment_help() -> str:
     return f"environment variables (flags win):\n{names}\n  NO_COLOR    no colours\n"
 
 
-class UsageError(Exception):
+class UsageError(CliError):
     """The command line does not parse (raised by :class:`_Parser` instead of printing the
-    whole usage block and exiting)."""
+    whole usage block and exiting). A command that calls ``parser.error()`` itself gets the
+    same one-line report, exit status 2."""
 
     def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
-        super().__init__(message)
+        super().__init__(message, ExitCode.USAGE, f"{parser.prog} --help shows every option")
         self.parser = parser
-        self.message = message
 
 
 class _Parser(argparse.ArgumentParser):
