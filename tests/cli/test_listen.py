@@ -23,7 +23,8 @@ import pytest
 from sfstream.bayeux import Message, Status, StatusKind
 from sfstream.cli import _listen
 from sfstream.emulator import EmulatorThread
-from sfstream.exceptions import ReplayError
+from sfstream.exceptions import ReplayError, ServerError
+from sfstream.salesforce import ReplayMarker
 from tests.cli.conftest import (
     CDC,
     EVENT,
@@ -591,3 +592,31 @@ def test_a_killed_listener_resumes_without_a_gap(
                      env=password_env(org))  # fmt: skip
     assert again.code == 0, again.err
     assert replay_ids(json_lines(again.out)) == [7]
+
+
+def test_stored_marker_note() -> None:
+    now = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+    refused = "400::The replayId {42} you provided was invalid. Please provide a valid ID."
+
+    def error(channel: object) -> ServerError:
+        return ServerError("Subscribe failed", {"error": refused, "subscription": channel})
+
+    shelf: dict[str, Any] = {
+        "/u/Notes": ReplayMarker("2024-06-01T11:00:00Z", 42),
+        "/data/AccountChangeEvent": ReplayMarker("1716800000000", 7),  # CDC: epoch ms
+        "/topic/Accounts": ReplayMarker("not a date", 1),
+    }
+    note = _listen._stored_marker_note
+    assert note(error("/u/Notes"), shelf, now) == (  # type: ignore[arg-type]
+        "the stored replay id is from 2024-06-01 11:00 UTC, within this channel's 24 h, so it "
+        "was not issued on this channel: is the store from another org?"
+    )
+    assert note(error("/data/AccountChangeEvent"), shelf, now) == (  # type: ignore[arg-type]
+        "the stored replay id is from 2024-05-27 08:53 UTC, older than this channel's 72 h"
+    )
+    assert note(error("/topic/Accounts"), shelf, now) is None  # type: ignore[arg-type]
+    assert note(error("/u/Other"), shelf, now) is None  # type: ignore[arg-type]
+    assert note(error(None), shelf, now) is None  # type: ignore[arg-type]
+    assert note(error("/u/Notes"), None, now) is None
+    other = ServerError("Subscribe failed", {"error": "403::Forbidden", "subscription": "/u/Notes"})
+    assert note(other, shelf, now) is None  # type: ignore[arg-type]

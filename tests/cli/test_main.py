@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shelve
 import signal
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from sfstream.exceptions import (
     TransportError,
     TransportTimeoutError,
 )
+from sfstream.salesforce import ReplayMarker
 from tests.cli.conftest import EVENT, ROOT, CliRunner, password_args
 
 
@@ -134,6 +137,18 @@ def test_subscription_errors(cli: CliRunner, org: EmulatorThread, tmp_path: Path
     store = str(tmp_path / "store")
     line = cli("listen", EVENT, "--replay", "42", "--store", store, *creds).assert_one_error_line(1)
     assert f"delete the store {store}" in line
+    # A stored id: its date tells whether it expired or was never issued on this channel.
+    now = datetime.now(UTC)
+    for age, why in [
+        (timedelta(hours=2), "within this channel's 72 h, so it was not issued on this channel"),
+        (timedelta(days=4), "older than this channel's 72 h"),
+    ]:
+        with shelve.open(store) as shelf:
+            shelf[EVENT] = ReplayMarker((now - age).isoformat().replace("+00:00", "Z"), 42)
+        line = cli("listen", EVENT, "--store", store, *creds).assert_one_error_line(
+            1, "Salesforce refused the replay id", why
+        )
+        assert "the stored replay id is from " in line
 
 
 def test_unreachable_hosts_exit_4(cli: CliRunner) -> None:

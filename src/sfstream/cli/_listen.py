@@ -14,7 +14,7 @@ import asyncio
 import dbm
 import shelve
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sfstream.bayeux import Message, Status, StatusKind
@@ -28,6 +28,9 @@ from sfstream.salesforce import (
     ReplayMarkerStoragePolicy,
     ReplayOption,
     ReplayParameter,
+    channel_key,
+    is_replay_error,
+    parse_marker_date,
 )
 
 from ._channels import known_channels, suggest_channel
@@ -359,7 +362,13 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             await close_client(client)
     except Exception as exc:
         suggestion = await _suggestion(exc, auth, api_version)
-        error = to_cli_error(exc, login_url=auth.login_url, store=args.store, suggestion=suggestion)
+        error = to_cli_error(
+            exc,
+            login_url=auth.login_url,
+            store=args.store,
+            suggestion=suggestion,
+            replay_note=_stored_marker_note(exc, shelf),
+        )
         if error is None:
             raise
         raise error from exc
@@ -376,6 +385,37 @@ async def _suggestion(exc: Exception, auth: AuthenticatorBase, api_version: str)
     if not isinstance(subscription, str):
         return None
     return suggest_channel(subscription, await known_channels(auth, api_version))
+
+
+def _stored_marker_note(
+    exc: Exception,
+    shelf: shelve.Shelf[ReplayMarker] | None,
+    now: datetime | None = None,
+) -> str | None:
+    """For a replay id refused on a channel the store has a marker for: whether the marker is
+    older than the channel's retention (expired) or not (then the id was never issued on this
+    channel, e.g. a store written against another org)."""
+    if shelf is None or not isinstance(exc, ServerError) or not is_replay_error(exc):
+        return None
+    subscription = (exc.response or {}).get("subscription")
+    if not isinstance(subscription, str):
+        return None
+    try:
+        marker = shelf.get(channel_key(subscription))
+        created = parse_marker_date(marker.date) if marker is not None else None
+    except (ReplayError, AttributeError, *dbm.error):
+        return None
+    if created is None:
+        return None
+    hours = 72 if subscription.startswith(("/event/", "/data/")) else 24
+    age = (now or datetime.now(UTC)) - created
+    stamp = created.strftime("%Y-%m-%d %H:%M UTC")
+    if age > timedelta(hours=hours):
+        return f"the stored replay id is from {stamp}, older than this channel's {hours} h"
+    return (
+        f"the stored replay id is from {stamp}, within this channel's {hours} h, so it was "
+        "not issued on this channel: is the store from another org?"
+    )
 
 
 def _fallback(name: str | None) -> ReplayOption | None:
