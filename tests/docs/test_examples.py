@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -141,6 +142,38 @@ SCENARIOS: dict[str, Scenario] = {
     "jwt_bearer.py": jwt_bearer,
     "bayeux_mock_transport.py": bayeux_mock_transport,
 }
+
+
+async def read_lines_until(process: asyncio.subprocess.Process, count: int, what: str) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(TIMEOUT):
+        while sum(what in line for line in lines) < count:
+            lines.append((await process.stdout.readline()).decode())
+    return lines
+
+
+@pytest.mark.parametrize("name", ["resume_with_shelve.py", "listen_platform_events.py"])
+async def test_ctrl_c_closes_the_client_and_saves_the_store(
+    name: str, sfstream_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The documented loop stopped by Ctrl-C: no traceback, nothing left open, exit status
+    130, and (with a store) the next run resumes after the last event printed."""
+    org = sfstream_emulator
+    process = await start(name, org=org, cwd=tmp_path)
+    await wait_for_subscription(org, CHANNEL, timeout=TIMEOUT)
+    await publish_amounts(org, 1, 2)
+    await read_lines_until(process, 2, "Amount__c")
+    process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(TIMEOUT):
+        _, stderr = await process.communicate()
+    assert process.returncode == 130
+    text = stderr.decode()
+    assert text == "stopped (Ctrl-C)\n"  # no traceback, no "Unclosed client session"
+    if name == "resume_with_shelve.py":
+        await publish_amounts(org, 3)
+        again = await run(name, "--count", "1", org=org, cwd=tmp_path)
+        assert amounts(again) == [3]  # the markers of 1 and 2 were on disk
 
 
 def test_every_example_has_a_scenario() -> None:

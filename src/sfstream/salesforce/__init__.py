@@ -29,6 +29,13 @@ from sfstream.salesforce._client import (
     Client,
     SalesforceStreamingClient,
 )
+from sfstream.salesforce._login import (
+    authenticator_from_login,
+    authenticator_from_sf_org,
+    default_sf_org,
+    domain_login_url,
+    sf_org_display,
+)
 from sfstream.salesforce._replay import (
     ConstantReplayId,
     DefaultMappingStorage,
@@ -74,11 +81,16 @@ __all__ = [
     "ReplayParameter",
     "SalesforceStreamingClient",
     "TokenRequest",
+    "authenticator_from_login",
+    "authenticator_from_sf_org",
     "channel_key",
     "check_url",
     "create_replay_storage",
+    "default_sf_org",
+    "domain_login_url",
     "is_replay_error",
     "marker_from_message",
     "parse_marker_date",
     "send_token_request",
+    "sf_org_display",
 ]
