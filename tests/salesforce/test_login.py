@@ -198,12 +198,43 @@ async def test_the_security_token_is_appended_to_the_password() -> None:
 
 
 def test_the_client_still_takes_its_own_parameters() -> None:
-    # The lead wires authenticator_from_login into SalesforceStreamingClient; until then the
-    # aiosfstream signature is unchanged.
     client = SalesforceStreamingClient(
         consumer_key="k", consumer_secret="s", username="u", password="p"
     )
     assert isinstance(client.auth, PasswordAuthenticator)
+
+
+async def test_the_streaming_client_takes_simple_salesforce_parameters() -> None:
+    async with Emulator(
+        events=["Order__e"], password=PASSWORD, security_token=SECURITY_TOKEN
+    ) as org:
+        async with SalesforceStreamingClient(
+            consumer_key=org.consumer_key,
+            consumer_secret=org.consumer_secret,
+            username=org.username,
+            password=PASSWORD,
+            security_token=SECURITY_TOKEN,
+            domain=org.login_url,
+        ) as client:
+            await client.subscribe("/event/Order__e")
+            await org.publish("/event/Order__e", {})
+            [message] = await receive_messages(client, 1)
+            assert message["channel"] == "/event/Order__e"
+            token = client.auth.access_token
+        assert token is not None
+        async with SalesforceStreamingClient(
+            instance_url=org.instance_url, session_id=token
+        ) as held:
+            assert isinstance(held.auth, AccessTokenAuthenticator)
+            await held.subscribe("/event/Order__e")
+            await org.publish("/event/Order__e", {})
+            [message] = await receive_messages(held, 1)
+            assert message["channel"] == "/event/Order__e"
+
+
+def test_the_streaming_client_refuses_parameters_that_make_no_login() -> None:
+    with pytest.raises(ValueError, match="password"):
+        SalesforceStreamingClient(username="u")
 
 
 # -- the Salesforce CLI ------------------------------------------------------------------------
