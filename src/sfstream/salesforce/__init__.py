@@ -29,6 +29,7 @@ from sfstream.salesforce._client import (
     Client,
     SalesforceStreamingClient,
 )
+from sfstream.salesforce._redis import RedisStorage
 from sfstream.salesforce._replay import (
     ConstantReplayId,
     DefaultMappingStorage,
@@ -45,6 +46,7 @@ from sfstream.salesforce._replay import (
     marker_from_message,
     parse_marker_date,
 )
+from sfstream.salesforce._sqlite import SqliteStorage
 
 __all__ = [
     "COMETD_PATH",
@@ -65,6 +67,7 @@ __all__ = [
     "JwtBearerAuthenticator",
     "MappingStorage",
     "PasswordAuthenticator",
+    "RedisStorage",
     "RefreshTokenAuthenticator",
     "ReplayExtension",
     "ReplayMarker",
@@ -73,6 +76,7 @@ __all__ = [
     "ReplayOption",
     "ReplayParameter",
     "SalesforceStreamingClient",
+    "SqliteStorage",
     "TokenRequest",
     "channel_key",
     "check_url",
