@@ -440,6 +440,7 @@ def test_parse_replay() -> None:
 
 
 def test_store_problems(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> None:
+    """More in test_store.py."""
     creds = password_args(org)
     cli(
         "listen", EVENT, "--store", str(tmp_path / "no" / "such" / "dir"), *creds
@@ -448,8 +449,9 @@ def test_store_problems(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> 
     with shelve.open(store) as shelf:
         shelf[EVENT] = "not a marker"
     cli("listen", EVENT, "--store", store, *creds).assert_one_error_line(
-        1, "replay store: the value stored for channel '/event/Order__e' is not a replay marker",
-        f"delete the store {store}",
+        1, f"cannot read the shelve store {store}: the value stored for channel "
+        "'/event/Order__e' is not a replay marker",
+        f"delete {store}",
     )  # fmt: skip
 
 

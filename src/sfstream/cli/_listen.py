@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dbm
-import shelve
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -22,11 +20,10 @@ from sfstream.salesforce import (
     DEFAULT_API_VERSION,
     AuthenticatorBase,
     Client,
-    DefaultMappingStorage,
-    ReplayMarker,
     ReplayMarkerStoragePolicy,
     ReplayOption,
     ReplayParameter,
+    SqliteStorage,
 )
 
 from ._credentials import (
@@ -37,6 +34,7 @@ from ._credentials import (
 )
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import BacklogProgress, Console, format_event, json_line
+from ._store import open_store
 from ._trace import TraceExtension, trace_writer
 
 __all__ = ["add_arguments", "close_client", "open_store", "parse_replay", "run", "status_line"]
@@ -103,7 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replay.add_argument(
         "--store",
         metavar="FILE",
-        help="keep the last replay id per channel in FILE (a shelve) and resume from it",
+        help="keep the last replay id per channel in FILE (SQLite; a shelve store given here "
+        "is migrated) and resume from it",
     )
     replay.add_argument(
         "--fallback",
@@ -162,24 +161,11 @@ def status_line(status: Status) -> str | None:
     return None
 
 
-def _replay_parameter(
-    args: argparse.Namespace, shelf: shelve.Shelf[ReplayMarker] | None
-) -> ReplayParameter:
+def _replay_parameter(args: argparse.Namespace, shelf: SqliteStorage | None) -> ReplayParameter:
     start: int = args.replay
     if shelf is None:
         return ReplayOption(start) if start < 0 else start
-    return DefaultMappingStorage(shelf, start)
-
-
-def open_store(path: str) -> shelve.Shelf[ReplayMarker]:
-    try:
-        return shelve.open(path)  # noqa: S301 - our own file of replay markers
-    except (OSError, *dbm.error) as exc:
-        raise CliError(
-            f"cannot open the store {path}: {exc}",
-            ExitCode.ERROR,
-            "check the path, or delete the file if it is damaged",
-        ) from None
+    return shelf  # opened with default_id=start
 
 
 def _describe_start(args: argparse.Namespace) -> str:
@@ -195,7 +181,7 @@ class _Listener:
         self,
         args: argparse.Namespace,
         console: Console,
-        shelf: shelve.Shelf[ReplayMarker] | None = None,
+        shelf: SqliteStorage | None = None,
     ) -> None:
         self.args = args
         self.console = console
@@ -230,9 +216,6 @@ class _Listener:
                 self.emit(message)
         except ReplayError as exc:
             self.note(f"no replay id stored: {exc}")
-            return
-        # On disk now: a process killed later loses no marker and leaves no torn one.
-        self.shelf.sync()
 
     async def listen(self, client: Client, auth: AuthenticatorBase) -> int:
         args = self.args
@@ -306,7 +289,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     auth = build_authenticator(credentials)
     console.add_secret(lambda: auth.access_token)
     console.add_secret(lambda: auth.refresh_token)
-    shelf = open_store(args.store) if args.store else None
+    shelf = await open_store(args.store, args.replay, console.note) if args.store else None
     listener = _Listener(args, console, shelf)
     try:
         client = Client(
