@@ -6,7 +6,8 @@ The emulator runs in the test process and outlives every consumer. A consumer
 event it processes (fsync'd) before marking it. It is killed at random moments while events
 are being published, started again, and a last run goes on until the last published event of
 each channel was processed. Then every published event must appear in the record (losses = 0);
-events processed twice (killed between processing and marking) are counted and reported, and only allowed across runs, never within one.
+events processed twice (killed between processing and marking) are counted and reported, and
+only allowed across runs, never within one.
 """
 
 from __future__ import annotations
