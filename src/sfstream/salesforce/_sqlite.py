@@ -159,9 +159,13 @@ class SqliteStorage(ReplayMarkerStorage):
         return f"<{type(self).__name__} {str(self._path)!r}{state}>"
 
     async def _run(self, function: Callable[[], _T]) -> _T:
-        if self._closed:
-            raise ReplayError(f"the replay store {self._path} is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function)
+        try:
+            if self._closed:
+                raise RuntimeError("closed")
+            future = asyncio.get_running_loop().run_in_executor(self._executor, function)
+        except RuntimeError:  # closed, also by another thread in the meantime
+            raise ReplayError(f"the replay store {self._path} is closed") from None
+        return await future
 
     async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
         """The marker stored for ``subscription``, or None.
