@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import signal
 import sqlite3
 import subprocess
@@ -389,6 +390,51 @@ async def test_sqlite_write_errors_are_replay_errors(tmp_path: Path) -> None:
         assert await storage.get_replay_id(EVENT) == 3
         with pytest.raises(ReplayError, match="cannot read"):
             await storage.get_replay_marker("\udc80")  # not encodable
+
+
+async def test_sqlite_waits_for_another_writer_off_the_event_loop(tmp_path: Path) -> None:
+    path = tmp_path / "markers.sqlite3"
+    async with SqliteStorage(path) as storage:
+        blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        blocker.execute("BEGIN IMMEDIATE")  # another process writing
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        ticking = asyncio.create_task(ticker())
+        release = asyncio.get_running_loop().call_later(0.3, blocker.execute, "COMMIT")
+        try:
+            await storage.set_replay_marker(EVENT, ReplayMarker("2026-01-01T00:00:00Z", 1))
+        finally:
+            release.cancel()
+            ticking.cancel()
+            blocker.close()
+        assert ticks >= 10  # the loop ran while the write waited for the lock
+        assert await storage.get_replay_id(EVENT) == 1
+
+
+def file_size(path: str) -> int:
+    return os.path.getsize(path)
+
+
+async def test_sqlite_keeps_the_wal_file_small(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes on the event loop do not checkpoint: every CHECKPOINT_EVERY writes, one does."""
+    from sfstream.salesforce import _sqlite
+
+    monkeypatch.setattr(_sqlite, "CHECKPOINT_EVERY", 50)
+    path = tmp_path / "markers.sqlite3"
+    async with SqliteStorage(path) as storage:
+        for n in range(600):
+            await storage.set_replay_marker(EVENT, ReplayMarker("2026-01-01T00:00:00Z", n))
+        wal = file_size(f"{path}-wal")
+    # one page frame (4 KiB) or more per write: 600 writes without checkpoints make 2.4 MB
+    assert wal < 100 * 4096
 
 
 # -- Redis specifics -------------------------------------------------------------------------
