@@ -532,3 +532,13 @@ def test_import_sfstream_imports_no_engine() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert run.stdout == "ok\n", run.stderr
+
+
+def test_a_missing_server_fails_and_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests import _servers
+
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(pytest.fail.Exception) as failed:
+        _servers.server_binary("redis-server", "/nonexistent/redis-server")
+    assert "redis-server is not installed" in str(failed.value)
+    assert "`.ci/run` installs it" in str(failed.value)
