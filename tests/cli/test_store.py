@@ -188,3 +188,17 @@ def test_an_sqlite_store_is_used_as_it_is(tmp_path: Path) -> None:
         assert asyncio.run(opened.get_replay_id("/u/x")) is None
     finally:
         opened.close()
+
+
+def test_relative_paths_and_odd_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name in ("markers", "my store #1?.db"):
+        for _ in range(2):  # created, then found again
+            opened = asyncio.run(_store.open_store(name, None))
+            try:
+                asyncio.run(opened.set_replay_marker(EVENT, ReplayMarker(OLD_DATE, 1)))
+            finally:
+                opened.close()
+            assert _store.find_shelve(Path(name)) is None
+    dbm_sqlite3_shelve(tmp_path / "old", {EVENT: ReplayMarker(OLD_DATE, 1)})
+    assert _store.find_shelve(Path("old")) == "dbm.sqlite3"

@@ -43,7 +43,7 @@ def _sqlite_tables(path: Path) -> set[str] | None:
     except OSError:
         return None
     try:
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+        connection = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
         try:
             rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             return {row[0] for row in rows}
