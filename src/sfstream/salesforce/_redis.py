@@ -95,8 +95,11 @@ class RedisStorage(ReplayMarkerStorage):
     normalised date, then replay id) and keeps the newer: several consumers writing the same
     subscription never move it backwards. Works with both storage policies.
 
-    >>> storage = RedisStorage("redis://localhost:6379/0", prefix="orders")  # doctest: +SKIP
-    >>> client = Client(auth, replay=storage)  # doctest: +SKIP
+    Example::
+
+        async with RedisStorage("redis://localhost:6379/0", prefix="orders") as replay:
+            async with Client(auth, replay=replay) as client:
+                ...
 
     Needs the ``redis`` package: ``pip install 'sfstream[redis]'``.
 

@@ -108,8 +108,11 @@ class SqliteStorage(ReplayMarkerStorage):
     marker backwards, and a process killed at any moment (SIGKILL included) leaves every
     committed marker readable. Works with both storage policies.
 
-    >>> storage = SqliteStorage("replay.sqlite3")  # doctest: +SKIP
-    >>> client = Client(auth, replay=storage)  # doctest: +SKIP
+    Example::
+
+        async with SqliteStorage("replay.sqlite3", default_id=ReplayOption.ALL_EVENTS) as replay:
+            async with Client(auth, replay=replay) as client:
+                ...
 
     Close it when done (:meth:`close`, or use it as a context manager, sync or async); the file
     stays, and the next run resumes from it.
