@@ -1,10 +1,11 @@
 """A marker writer process for the storage tests: ``python _writer.py BACKEND TARGET SEED N``.
 
 BACKEND is ``sqlite`` (TARGET a file), ``redis`` (TARGET ``URL PREFIX``, space-separated) or
-``cluster`` (the same, for a Redis Cluster). It writes the markers 1..N of the channels in
-:data:`CHANNELS` in an order shuffled by SEED (so writers race with old and new markers), and
-prints ``<channel> <replay id>`` for each marker once ``set_replay_marker`` returned (the marker,
-or a newer one, is then stored). With N = 0 it writes increasing markers until it is killed.
+``cluster`` (the same, for a Redis Cluster). For n in 1..N it writes marker n of each
+channel in :data:`CHANNELS`, then an older one picked by SEED (as a slower writer would), so
+that writers race with old and new markers. With N = 0 it writes increasing markers until it is
+killed, printing n once marker n of every channel is stored; else it prints ``READY`` once
+the storage is open and starts when a line arrives on stdin.
 """
 
 from __future__ import annotations
@@ -54,11 +55,14 @@ async def main(backend: str, target: str, seed: int, count: int) -> None:
                 for channel in CHANNELS:
                     await storage.set_replay_marker(channel, marker(n))
                 print(n, flush=True)
-        order = [(channel, n) for channel in CHANNELS for n in range(1, count + 1)]
-        random.Random(seed).shuffle(order)
-        for channel, n in order:
-            await storage.set_replay_marker(channel, marker(n))
-            print(channel.encode("unicode_escape").decode(), n, flush=True)
+        rng = random.Random(seed)
+        print("READY", flush=True)
+        sys.stdin.readline()  # all writers start together
+        for n in range(1, count + 1):
+            for channel in CHANNELS:
+                await storage.set_replay_marker(channel, marker(n))
+                # and an older one, as a slower consumer (or a replay) would write it
+                await storage.set_replay_marker(channel, marker(max(1, n - rng.randint(1, 30))))
     finally:
         await close_storage(storage)
 

@@ -216,6 +216,7 @@ async def start_writer(
 ) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         *(sys.executable, str(WRITER), backend, target, str(seed), str(count)),
+        stdin=asyncio.subprocess.PIPE,
         stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -226,11 +227,20 @@ async def start_writer(
 async def test_concurrent_processes_never_move_a_marker_backwards(
     backend: Backend, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """Four processes write the same markers in four shuffled orders while this test reads:
-    every marker read is not older than the one read before, and the newest one stays."""
+    """Four processes write increasing markers, each followed by an older one, while this test
+    reads: every marker read is not older than the one read before, and the newest one stays."""
     target = writer_target(backend, request, tmp_path)
     count = 150
-    writers = [await start_writer(backend, target, seed, count) for seed in range(4)]
+    writers = [
+        await start_writer(backend, target, seed, count, stdout=asyncio.subprocess.PIPE)
+        for seed in range(4)
+    ]
+    for writer in writers:  # all open, then all go
+        assert writer.stdout is not None
+        assert await writer.stdout.readline() == b"READY\n"
+    for writer in writers:
+        assert writer.stdin is not None
+        writer.stdin.write(b"go\n")
     reader = _writer.open_storage(backend, target)
     seen: dict[str, list[int]] = {channel: [] for channel in _writer.CHANNELS}
     try:
@@ -240,14 +250,15 @@ async def test_concurrent_processes_never_move_a_marker_backwards(
                 marker = await reader.get_replay_marker(channel)
                 if marker is not None:
                     seen[channel].append(marker_order(marker)[1])
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0)
         for writer, task in zip(writers, running, strict=True):
             _, errors = task.result()
             assert writer.returncode == 0, errors.decode()
         for channel in _writer.CHANNELS:
             assert await reader.get_replay_marker(channel) == _writer.marker(count)
             observed = seen[channel]
-            assert len(observed) > 5, "the reader saw the writers at work"
+            # how many states it sees depends on the CPU it gets; at least one change
+            assert len(set(observed)) >= 2, "the reader saw the writers at work"
             assert observed == sorted(observed), f"{channel} moved backwards: {observed}"
     finally:
         await _writer.close_storage(reader)
