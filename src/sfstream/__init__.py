@@ -31,12 +31,14 @@ from sfstream.salesforce import (
     JwtBearerAuthenticator,
     MappingStorage,
     PasswordAuthenticator,
+    RedisStorage,
     RefreshTokenAuthenticator,
     ReplayMarker,
     ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
     ReplayOption,
     SalesforceStreamingClient,
+    SqliteStorage,
 )
 
 __version__ = "0.1.0.dev0"
@@ -60,6 +62,7 @@ __all__ = [
     "JwtBearerAuthenticator",
     "MappingStorage",
     "PasswordAuthenticator",
+    "RedisStorage",
     "RefreshTokenAuthenticator",
     "ReplayError",
     "ReplayMarker",
@@ -69,6 +72,7 @@ __all__ = [
     "SalesforceStreamingClient",
     "ServerError",
     "SfstreamError",
+    "SqliteStorage",
     "Status",
     "StatusKind",
     "TransportConnectionClosed",

@@ -24,7 +24,7 @@ from sfstream.bayeux import Message, Status, StatusKind
 from sfstream.cli import _listen
 from sfstream.emulator import EmulatorThread
 from sfstream.exceptions import ReplayError, ServerError
-from sfstream.salesforce import ReplayMarker
+from sfstream.salesforce import MappingStorage, ReplayMarker
 from tests.cli.conftest import (
     CDC,
     EVENT,
@@ -517,6 +517,7 @@ def test_parse_replay() -> None:
 
 
 def test_store_problems(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> None:
+    """More in test_store.py."""
     creds = password_args(org)
     cli(
         "listen", EVENT, "--store", str(tmp_path / "no" / "such" / "dir"), *creds
@@ -525,8 +526,9 @@ def test_store_problems(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> 
     with shelve.open(store) as shelf:
         shelf[EVENT] = "not a marker"
     cli("listen", EVENT, "--store", store, *creds).assert_one_error_line(
-        1, "replay store: the value stored for channel '/event/Order__e' is not a replay marker",
-        f"delete the store {store}",
+        1, f"cannot read the shelve store {store}: the value stored for channel "
+        "'/event/Order__e' is not a replay marker",
+        f"delete {store}",
     )  # fmt: skip
 
 
@@ -594,29 +596,31 @@ def test_a_killed_listener_resumes_without_a_gap(
     assert replay_ids(json_lines(again.out)) == [7]
 
 
-def test_stored_marker_note() -> None:
+async def test_stored_marker_note() -> None:
     now = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
     refused = "400::The replayId {42} you provided was invalid. Please provide a valid ID."
 
     def error(channel: object) -> ServerError:
         return ServerError("Subscribe failed", {"error": refused, "subscription": channel})
 
-    shelf: dict[str, Any] = {
-        "/u/Notes": ReplayMarker("2024-06-01T11:00:00Z", 42),
-        "/data/AccountChangeEvent": ReplayMarker("1716800000000", 7),  # CDC: epoch ms
-        "/topic/Accounts": ReplayMarker("not a date", 1),
-    }
+    shelf = MappingStorage(
+        {
+            "/u/Notes": ReplayMarker("2024-06-01T11:00:00Z", 42),
+            "/data/AccountChangeEvent": ReplayMarker("1716800000000", 7),  # CDC: epoch ms
+            "/topic/Accounts": ReplayMarker("not a date", 1),
+        }
+    )
     note = _listen._stored_marker_note
-    assert note(error("/u/Notes"), shelf, now) == (  # type: ignore[arg-type]
+    assert await note(error("/u/Notes"), shelf, now) == (
         "the stored replay id is from 2024-06-01 11:00 UTC, within this channel's 24 h, so it "
         "was not issued on this channel: is the store from another org?"
     )
-    assert note(error("/data/AccountChangeEvent"), shelf, now) == (  # type: ignore[arg-type]
+    assert await note(error("/data/AccountChangeEvent"), shelf, now) == (
         "the stored replay id is from 2024-05-27 08:53 UTC, older than this channel's 72 h"
     )
-    assert note(error("/topic/Accounts"), shelf, now) is None  # type: ignore[arg-type]
-    assert note(error("/u/Other"), shelf, now) is None  # type: ignore[arg-type]
-    assert note(error(None), shelf, now) is None  # type: ignore[arg-type]
-    assert note(error("/u/Notes"), None, now) is None
+    assert await note(error("/topic/Accounts"), shelf, now) is None
+    assert await note(error("/u/Other"), shelf, now) is None
+    assert await note(error(None), shelf, now) is None
+    assert await note(error("/u/Notes"), None, now) is None
     other = ServerError("Subscribe failed", {"error": "403::Forbidden", "subscription": "/u/Notes"})
-    assert note(other, shelf, now) is None  # type: ignore[arg-type]
+    assert await note(other, shelf, now) is None

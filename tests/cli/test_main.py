@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
-import shelve
 import signal
 import subprocess
 import sys
@@ -30,7 +30,7 @@ from sfstream.exceptions import (
     TransportError,
     TransportTimeoutError,
 )
-from sfstream.salesforce import ReplayMarker
+from sfstream.salesforce import ReplayMarker, SqliteStorage
 from tests.cli.conftest import EVENT, ROOT, CliRunner, password_args
 
 
@@ -143,12 +143,19 @@ def test_subscription_errors(cli: CliRunner, org: EmulatorThread, tmp_path: Path
         (timedelta(hours=2), "within this channel's 72 h, so it was not issued on this channel"),
         (timedelta(days=4), "older than this channel's 72 h"),
     ]:
-        with shelve.open(store) as shelf:
-            shelf[EVENT] = ReplayMarker((now - age).isoformat().replace("+00:00", "Z"), 42)
-        line = cli("listen", EVENT, "--store", store, *creds).assert_one_error_line(
+        # A store of its own for each age: a store never moves a marker backwards.
+        aged = str(tmp_path / f"store-{age.total_seconds():.0f}")
+        marker = ReplayMarker((now - age).isoformat().replace("+00:00", "Z"), 42)
+        asyncio.run(store_marker(aged, EVENT, marker))
+        line = cli("listen", EVENT, "--store", aged, *creds).assert_one_error_line(
             1, "Salesforce refused the replay id", why
         )
         assert "the stored replay id is from " in line
+
+
+async def store_marker(path: str, channel: str, marker: ReplayMarker) -> None:
+    async with SqliteStorage(path) as store:
+        await store.set_replay_marker(channel, marker)
 
 
 def test_unreachable_hosts_exit_4(cli: CliRunner) -> None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dbm
-import shelve
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,12 +21,11 @@ from sfstream.salesforce import (
     DEFAULT_API_VERSION,
     AuthenticatorBase,
     Client,
-    DefaultMappingStorage,
-    ReplayMarker,
+    ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
     ReplayOption,
     ReplayParameter,
-    channel_key,
+    SqliteStorage,
     is_replay_error,
     parse_marker_date,
 )
@@ -42,6 +39,7 @@ from ._credentials import (
 )
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import BacklogProgress, Console, format_event, json_line
+from ._store import open_store
 from ._trace import TraceExtension, trace_writer
 
 __all__ = [
@@ -116,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replay.add_argument(
         "--store",
         metavar="FILE",
-        help="keep the last replay id per channel in FILE (a shelve) and resume from it",
+        help="keep the last replay id per channel in FILE (SQLite; a shelve store given here "
+        "is migrated) and resume from it",
     )
     replay.add_argument(
         "--fallback",
@@ -175,24 +174,11 @@ def status_line(status: Status) -> str | None:
     return None
 
 
-def _replay_parameter(
-    args: argparse.Namespace, shelf: shelve.Shelf[ReplayMarker] | None
-) -> ReplayParameter:
+def _replay_parameter(args: argparse.Namespace, shelf: SqliteStorage | None) -> ReplayParameter:
     start: int = args.replay
     if shelf is None:
         return ReplayOption(start) if start < 0 else start
-    return DefaultMappingStorage(shelf, start)
-
-
-def open_store(path: str) -> shelve.Shelf[ReplayMarker]:
-    try:
-        return shelve.open(path)  # noqa: S301 - our own file of replay markers
-    except (OSError, *dbm.error) as exc:
-        raise CliError(
-            f"cannot open the store {path}: {exc}",
-            ExitCode.ERROR,
-            "check the path, or delete the file if it is damaged",
-        ) from None
+    return shelf  # opened with default_id=start
 
 
 def _describe_start(args: argparse.Namespace) -> str:
@@ -208,7 +194,7 @@ class _Listener:
         self,
         args: argparse.Namespace,
         console: Console,
-        shelf: shelve.Shelf[ReplayMarker] | None = None,
+        shelf: SqliteStorage | None = None,
     ) -> None:
         self.args = args
         self.console = console
@@ -243,9 +229,6 @@ class _Listener:
                 self.emit(message)
         except ReplayError as exc:
             self.note(f"no replay id stored: {exc}")
-            return
-        # On disk now: a process killed later loses no marker and leaves no torn one.
-        self.shelf.sync()
 
     async def listen(self, client: Client, auth: AuthenticatorBase) -> int:
         args = self.args
@@ -340,7 +323,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     console.add_secret(lambda: auth.access_token)
     console.add_secret(lambda: auth.refresh_token)
     api_version = credentials.api_version or DEFAULT_API_VERSION
-    shelf = open_store(args.store) if args.store else None
+    shelf = await open_store(args.store, args.replay, console.note) if args.store else None
     listener = _Listener(args, console, shelf)
     try:
         client = Client(
@@ -367,7 +350,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             login_url=auth.login_url,
             store=args.store,
             suggestion=suggestion,
-            replay_note=_stored_marker_note(exc, shelf),
+            replay_note=await _stored_marker_note(exc, shelf),
         )
         if error is None:
             raise
@@ -387,9 +370,9 @@ async def _suggestion(exc: Exception, auth: AuthenticatorBase, api_version: str)
     return suggest_channel(subscription, await known_channels(auth, api_version))
 
 
-def _stored_marker_note(
+async def _stored_marker_note(
     exc: Exception,
-    shelf: shelve.Shelf[ReplayMarker] | None,
+    shelf: ReplayMarkerStorage | None,
     now: datetime | None = None,
 ) -> str | None:
     """For a replay id refused on a channel the store has a marker for: whether the marker is
@@ -401,9 +384,9 @@ def _stored_marker_note(
     if not isinstance(subscription, str):
         return None
     try:
-        marker = shelf.get(channel_key(subscription))
+        marker = await shelf.get_replay_marker(subscription)
         created = parse_marker_date(marker.date) if marker is not None else None
-    except (ReplayError, AttributeError, *dbm.error):
+    except ReplayError:
         return None
     if created is None:
         return None

@@ -36,6 +36,7 @@ from sfstream.salesforce._login import (
     domain_login_url,
     sf_org_display,
 )
+from sfstream.salesforce._redis import RedisStorage
 from sfstream.salesforce._replay import (
     ConstantReplayId,
     DefaultMappingStorage,
@@ -52,6 +53,7 @@ from sfstream.salesforce._replay import (
     marker_from_message,
     parse_marker_date,
 )
+from sfstream.salesforce._sqlite import SqliteStorage
 
 __all__ = [
     "COMETD_PATH",
@@ -72,6 +74,7 @@ __all__ = [
     "JwtBearerAuthenticator",
     "MappingStorage",
     "PasswordAuthenticator",
+    "RedisStorage",
     "RefreshTokenAuthenticator",
     "ReplayExtension",
     "ReplayMarker",
@@ -80,6 +83,7 @@ __all__ = [
     "ReplayOption",
     "ReplayParameter",
     "SalesforceStreamingClient",
+    "SqliteStorage",
     "TokenRequest",
     "authenticator_from_login",
     "authenticator_from_sf_org",
