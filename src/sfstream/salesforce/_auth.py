@@ -239,11 +239,20 @@ async def _post(
     except (ValueError, TypeError, LookupError) as exc:
         # The parser's error may quote the body (which may hold a token): chain a stand-in,
         # raised out of the except block so the original is not the __context__ either.
-        error = AuthenticationTransportError(
-            f"Network request failed: the token endpoint answered HTTP {status} with a body "
-            f"that is not JSON ({content_type})",
-            status=status,
-        )
+        error: AuthenticationError
+        if 300 <= status < 500:
+            # a redirect or a refusal (a wrong login URL, a proxy): not the network's fault
+            error = AuthenticationError(
+                f"Authentication failed (HTTP {status}): the token endpoint answered with a "
+                f"body that is not JSON ({content_type})",
+                status=status,
+            )
+        else:
+            error = AuthenticationTransportError(
+                f"Network request failed: the token endpoint answered HTTP {status} with a "
+                f"body that is not JSON ({content_type})",
+                status=status,
+            )
         error.__cause__ = ValueError(f"{type(exc).__name__}: the body is not JSON")
     else:
         return status, body
@@ -275,8 +284,10 @@ async def send_token_request(
         followed: a 3xx status is returned as is.
 
     Raises:
-        AuthenticationTransportError: the body is not JSON or is too large (decoded bytes
-            count: a compressed reply is inflated only as far as ``max_size``).
+        AuthenticationTransportError: the body is too large (decoded bytes count: a
+            compressed reply is inflated only as far as ``max_size``), or is not JSON with a
+            2xx or 5xx status.
+        AuthenticationError: the body is not JSON with a 3xx or 4xx status.
         aiohttp.ClientError, TimeoutError, OSError: the request failed; callers map these
             (:meth:`AuthenticatorBase.authenticate` does).
     """
