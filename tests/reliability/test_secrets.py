@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import random
@@ -36,6 +37,8 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from sfstream import (
     AccessTokenAuthenticator,
@@ -47,7 +50,9 @@ from sfstream import (
     PasswordAuthenticator,
     RefreshTokenAuthenticator,
     Status,
+    _http,
 )
+from sfstream._http import ScrubbedError, safe_cause
 from sfstream.bayeux import ConstantBackoff, LongPollingTransport, Request
 from sfstream.cli._errors import CliError
 from sfstream.cli._publish import RestClient, RestError
@@ -535,3 +540,64 @@ async def test_no_secret_in_the_chain_of_a_rest_publish_failure(fault: str) -> N
         assert server.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
     assert isinstance(info.value, CliError | RestError), repr(info.value)
     assert_no_secret(info.value, {"access token": ACCESS_TOKEN})
+
+
+# -- the scrubbing helpers ------------------------------------------------------------------------
+
+
+def _response_error(secret: str) -> aiohttp.ClientResponseError:
+    headers = CIMultiDictProxy(CIMultiDict({"Authorization": f"Bearer {secret}"}))
+    request_info = aiohttp.RequestInfo(URL("https://acme.my.salesforce.com"), "POST", headers)
+    return aiohttp.ClientResponseError(request_info, (), status=400, message="Bad status line")
+
+
+def test_safe_cause_keeps_a_harmless_error() -> None:
+    error = ConnectionRefusedError(111, "Connection refused")
+    assert safe_cause(error) is error
+    assert _http.describe(error) == "ConnectionRefusedError: [Errno 111] Connection refused"
+    assert _http.describe(TimeoutError()) == "TimeoutError: timed out"
+    assert _http.describe(aiohttp.ServerDisconnectedError()) == (
+        "ServerDisconnectedError: Server disconnected"
+    )
+
+
+def test_safe_cause_replaces_an_error_that_shows_the_headers() -> None:
+    error = _response_error(ACCESS_TOKEN)
+    assert ACCESS_TOKEN in repr(error)
+    scrubbed = safe_cause(error)
+    assert isinstance(scrubbed, ScrubbedError)
+    assert isinstance(scrubbed, ConnectionError)
+    assert str(scrubbed) == "ClientResponseError: 400, Bad status line"
+    assert (scrubbed.__cause__, scrubbed.__context__, scrubbed.__traceback__) == (None, None, None)
+
+
+def test_safe_cause_looks_down_the_chain() -> None:
+    outer = aiohttp.ClientPayloadError("truncated")
+    outer.__context__ = RuntimeError("middle")
+    outer.__context__.__cause__ = _response_error(ACCESS_TOKEN)
+    scrubbed = safe_cause(outer)
+    assert isinstance(scrubbed, ScrubbedError)
+    assert str(scrubbed) == "ClientPayloadError"  # its own text is not trusted either
+    assert ACCESS_TOKEN not in chain_text(scrubbed)
+
+
+def test_safe_cause_distrusts_a_chain_too_long_to_inspect() -> None:
+    error: BaseException = OSError("first")
+    for n in range(40):
+        link = OSError(f"link {n}")
+        link.__cause__ = error
+        error = link
+    assert isinstance(safe_cause(error), ScrubbedError)
+    short = OSError("one")
+    short.__cause__ = OSError("two")
+    assert safe_cause(short) is short
+
+
+def test_safe_cause_of_a_parser_error_quotes_no_body() -> None:
+    body = '{"access_token": "' + ACCESS_TOKEN + '", oops'
+    with pytest.raises(json.JSONDecodeError) as info:
+        json.loads(body)
+    scrubbed = safe_cause(info.value)
+    assert type(scrubbed) is ValueError
+    assert str(scrubbed).startswith("JSONDecodeError: Expecting property name")
+    assert ACCESS_TOKEN not in chain_text(scrubbed)

@@ -512,7 +512,7 @@ def test_jwt_key_errors_never_echo_the_key(keys: Keys, tmp_path: Path) -> None:
     with pytest.raises(InvalidArgumentError, match=r"neither PEM text .* nor the path") as info:
         JwtBearerAuthenticator(CONSUMER_KEY, USERNAME, body)
     assert not any(line in all_text(info.value) for line in keys.secret_lines)
-    with pytest.raises(ValueError, match="could not be loaded") as info:
+    with pytest.raises(InvalidArgumentError, match="could not be loaded") as info:
         JwtBearerAuthenticator(
             CONSUMER_KEY, USERNAME, keys.encrypted_pem, private_key_password="WRONG-PASSWORD-7x"
         )
