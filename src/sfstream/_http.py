@@ -50,6 +50,10 @@ async def read_limited(
     declared = response.content_length
     if declared is not None and declared > limit:
         raise too_large(declared)
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if declared is not None and encoding == "identity":
+        # Not compressed: the body is exactly the declared length, in one read.
+        return await response.read()
     chunks: list[bytes] = []
     size = 0
     content = response.content
