@@ -601,3 +601,28 @@ def test_safe_cause_of_a_parser_error_quotes_no_body() -> None:
     assert type(scrubbed) is ValueError
     assert str(scrubbed).startswith("JSONDecodeError: Expecting property name")
     assert ACCESS_TOKEN not in chain_text(scrubbed)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "text"),
+    [
+        (
+            aiohttp.ClientOSError(104, "Connection reset by peer"),
+            "TransportConnectionClosed",
+            "104",
+        ),
+        (ConnectionResetError(104, "reset"), "TransportConnectionClosed", "reset"),
+        (OSError(5, "I/O error"), "TransportError", "OSError: [Errno 5] I/O error"),
+        (aiohttp.InvalidURL("http://x:99999"), "TransportError", "InvalidURL"),
+        (_response_error(ACCESS_TOKEN), "TransportError", "not valid HTTP: 400, Bad status"),
+    ],
+)
+def test_every_transport_failure_maps_to_the_tree(
+    error: BaseException, kind: str, text: str
+) -> None:
+    transport = LongPollingTransport("http://127.0.0.1:1/cometd/67.0")
+    mapped = transport._map_error(error, 5.0)
+    assert type(mapped).__name__ == kind
+    assert text in str(mapped)
+    assert mapped.__cause__ is not None
+    assert ACCESS_TOKEN not in chain_text(mapped)
