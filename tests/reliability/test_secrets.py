@@ -626,3 +626,21 @@ def test_every_transport_failure_maps_to_the_tree(
     assert text in str(mapped)
     assert mapped.__cause__ is not None
     assert ACCESS_TOKEN not in chain_text(mapped)
+
+
+@pytest.mark.parametrize("fault", ["malformed HTTP", "oversized headers", "reset mid-body"])
+async def test_no_secret_in_the_chain_of_a_client_whose_cometd_fails(fault: str) -> None:
+    """Through ``Client.open()`` with a given token: the handshake carries it as Bearer."""
+    async with HostileServer(FAULTS_OF_AN_ENDPOINT[fault]) as server:
+        client = Client(
+            AccessTokenAuthenticator(ACCESS_TOKEN, server.url),
+            connection_timeout=1,
+            backoff=ConstantBackoff(0.1),
+        )
+        try:
+            with pytest.raises(TransportError) as info:
+                await client.open()
+        finally:
+            await client.close()
+        assert server.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
+    assert_no_secret(info.value, {"access token": ACCESS_TOKEN})
