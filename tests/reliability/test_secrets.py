@@ -56,7 +56,8 @@ from sfstream._http import ScrubbedError, safe_cause
 from sfstream.bayeux import ConstantBackoff, LongPollingTransport, Request
 from sfstream.cli._errors import CliError
 from sfstream.cli._publish import RestClient, RestError
-from sfstream.exceptions import TransportError
+from sfstream.exceptions import AuthenticationTransportError, TransportError
+from sfstream.salesforce import TokenRequest, send_token_request
 
 from ._campaign import FAULTS, CampaignConfig, _Run
 from ._harness import EVENT, ProxiedOrg
@@ -644,3 +645,17 @@ async def test_no_secret_in_the_chain_of_a_client_whose_cometd_fails(fault: str)
             await client.close()
         assert server.requests[0].headers["authorization"] == f"Bearer {ACCESS_TOKEN}"
     assert_no_secret(info.value, {"access token": ACCESS_TOKEN})
+
+
+@pytest.mark.parametrize("fault", ["malformed HTTP", "oversized headers", "connection reset"])
+async def test_the_token_runner_itself_raises_no_secret(fault: str) -> None:
+    """``send_token_request`` (public) maps the HTTP library's errors too."""
+    async with HostileServer(FAULTS_OF_AN_ENDPOINT[fault]) as server:
+        request = TokenRequest(
+            server.url + "/services/oauth2/token",
+            {"grant_type": "client_credentials"},
+            basic_auth=(CONSUMER_KEY, CONSUMER_SECRET),
+        )
+        with pytest.raises(AuthenticationTransportError, match="Network request failed") as info:
+            await send_token_request(request)
+    assert_no_secret(info.value, login_secrets([], []))

@@ -284,12 +284,11 @@ async def send_token_request(
         followed: a 3xx status is returned as is.
 
     Raises:
-        AuthenticationTransportError: the body is too large (decoded bytes count: a
-            compressed reply is inflated only as far as ``max_size``), or is not JSON with a
-            2xx or 5xx status.
+        AuthenticationTransportError: the request failed (connection, TLS, timeout, malformed
+            HTTP; the cause is chained, scrubbed of the request headers), the body is too
+            large (decoded bytes count: a compressed reply is inflated only as far as
+            ``max_size``), or is not JSON with a 2xx or 5xx status.
         AuthenticationError: the body is not JSON with a 3xx or 4xx status.
-        aiohttp.ClientError, TimeoutError, OSError: the request failed; callers map these
-            (:meth:`AuthenticatorBase.authenticate` does).
     """
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("requesting a token from %s (grant_type=%s)", request.url, request.grant_type)
@@ -299,10 +298,25 @@ async def send_token_request(
         "json_loads": json_loads,
         "max_size": max_size,
     }
-    if session is not None:
-        return await _post(session, request, **kwargs)
-    async with aiohttp.ClientSession() as own_session:
-        return await _post(own_session, request, **kwargs)
+    try:
+        if session is not None:
+            return await _post(session, request, **kwargs)
+        async with aiohttp.ClientSession() as own_session:
+            return await _post(own_session, request, **kwargs)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        error = _network_failure(request.url, exc)
+    # Raised out of the except block: aiohttp's error (whose repr holds the request
+    # headers, HTTP Basic credentials included) must not become the __context__.
+    raise error
+
+
+def _network_failure(token_url: str, exc: BaseException) -> AuthenticationTransportError:
+    """Our error for a token request that failed, chained to a scrubbed cause."""
+    error = AuthenticationTransportError(
+        f"Network request failed: no token from {token_url} ({describe(exc)})"
+    )
+    error.__cause__ = safe_cause(exc)
+    return error
 
 
 def _error_fields(body: Any) -> tuple[str | None, str | None]:
@@ -612,10 +626,8 @@ class AuthenticatorBase:
         except AuthenticationError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            error = AuthenticationTransportError(
-                f"Network request failed: no token from {self.token_url} ({describe(exc)})"
-            )
-            error.__cause__ = safe_cause(exc)
+            # an overridden _authenticate() that lets the HTTP library's errors through
+            error = _network_failure(self.token_url, exc)
         else:
             return self.parse_token_response(status, body)
         # Raised out of the except block: aiohttp's error (whose repr holds the request
