@@ -265,7 +265,9 @@ class Emulator:
         self._bayeux = bayeux = BayeuxServer(context)
         oauth = OAuthEndpoint(context)
         rest = RestApi(context, bayeux.online_user_ids)
-        app = web.Application(middlewares=[self._fault_middleware])
+        # REST, OAuth and admin bodies: at most 1 MiB, counted decoded (a gzip request body is
+        # inflated only that far); CometD bodies have their own max_request_size.
+        app = web.Application(middlewares=[self._fault_middleware], client_max_size=1024**2)
         router = app.router
         router.add_post("/services/oauth2/token", oauth.token)
         router.add_route("*", "/services/oauth2/revoke", oauth.revoke)
