@@ -99,7 +99,7 @@ class RecordedOrg:
                     self.handshakes += 1
                 replies.append(answer(name, message, client_id=f"client{self.handshakes}"))
             elif channel == "/meta/subscribe":
-                name = self.subscribe_replies.get(message["subscription"], "subscribe")
+                name = self.subscribe_replies.get(str(message["subscription"]), "subscribe")
                 replies.append(answer(name, message))
             elif channel == "/meta/connect":
                 replies += await self.connect(message)
@@ -148,7 +148,7 @@ async def test_a_session_of_recorded_replies_with_both_unknown_client_advices() 
     )
     async with client_for(org) as client:
         await client.subscribe("/topic/Accounts")
-        got = []
+        got: list[Message] = []
         async with asyncio.timeout(10):
             while len(got) < 3:
                 got.append(await client.receive())
