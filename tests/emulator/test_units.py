@@ -407,7 +407,7 @@ def test_a_platform_event_name_ends_in_e(name: str) -> None:
         OrgState().define_event(name)
     with pytest.raises(ValueError, match="ends in __e"):
         Emulator(events=[name])
-    with pytest.raises(ValueError, match="ends in __e|publish to a member event"):
+    with pytest.raises(ValueError, match=r"ends in __e|publish to a member event"):
         Emulator().publish_nowait(f"/event/{name.removeprefix('/event/')}", {})
 
 
