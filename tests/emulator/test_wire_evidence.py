@@ -308,28 +308,53 @@ async def test_replay_map_without_the_channel(bayeux: Bayeux) -> None:
     assert reply["error"] == theirs["error"].replace("topicName", "Accounts")
 
 
-async def test_event_shapes(bayeux: Bayeux, org: Emulator) -> None:
-    await bayeux.start("/topic/Accounts", "/event/Order__e", "/data/AccountChangeEvent")
-    org.create_record("Account", {"Name": "Manager"})
-    await org.publish("/event/Order__e", {"Order_Number__c": "17", "Has_Shipped__c": False})
+async def deliveries(bayeux: Bayeux, count: int) -> dict[str, dict[str, Any]]:
+    """The data of the next ``count`` deliveries, by channel."""
     got: list[dict[str, Any]] = []
     async with asyncio.timeout(5):
-        while len(got) < 3:
+        while len(got) < count:
             got += events_of(await bayeux.connect())
-    by_channel = {m["channel"]: m["data"] for m in got}
-    push_topic = by_channel["/topic/Accounts"]
-    same_shape(push_topic, RECORDED["push-topic-event"]["data"], nested=False)
+    return {m["channel"]: m["data"] for m in got}
+
+
+async def test_push_topic_event_fields_in_salesforce_order(bayeux: Bayeux, org: Emulator) -> None:
+    await bayeux.start("/topic/Accounts")
+    org.create_record("Account", {"Name": "Manager"})
+    push_topic = (await deliveries(bayeux, 1))["/topic/Accounts"]
+    same_shape(push_topic, RECORDED["push-topic-event"]["data"])
     assert list(push_topic["event"]) == ["createdDate", "replayId", "type"]
     assert push_topic["event"]["createdDate"] == "2023-11-14T22:13:20.517Z"  # milliseconds kept
-    platform = by_channel["/event/Order__e"]
+
+
+async def test_platform_event_shape(bayeux: Bayeux, org: Emulator) -> None:
+    await bayeux.start("/event/Order__e")
+    await org.publish("/event/Order__e", {"Order_Number__c": "17", "Has_Shipped__c": False})
+    platform = (await deliveries(bayeux, 1))["/event/Order__e"]
     same_shape(platform, RECORDED["platform-event"]["data"])
-    change = by_channel["/data/AccountChangeEvent"]["payload"]
-    header = change["ChangeEventHeader"]
-    evidence = RECORDED["change-event-header"]
-    assert header["commitTimestamp"] == 1_700_000_000_000  # whole seconds
-    assert evidence["commitTimestamp"] % 1000 == 0
+    assert platform["payload"]["CreatedDate"] == "2023-11-14T22:13:20.517Z"
+
+
+async def test_change_events_have_whole_second_commit_timestamps(
+    bayeux: Bayeux, org: Emulator
+) -> None:
+    await bayeux.start("/data/AccountChangeEvent")
+    org.create_record("Account", {"Name": "Manager"})
+    header = (await deliveries(bayeux, 1))["/data/AccountChangeEvent"]["payload"][
+        "ChangeEventHeader"
+    ]
+    assert RECORDED["change-event-header"]["commitTimestamp"] % 1000 == 0
+    assert header["commitTimestamp"] == 1_700_000_000_000
+
+
+async def test_record_dates_are_whole_seconds(bayeux: Bayeux, org: Emulator) -> None:
+    await bayeux.start("/data/AccountChangeEvent")
+    record_id = org.create_record("Account", {"Name": "Manager"})
+    change = (await deliveries(bayeux, 1))["/data/AccountChangeEvent"]["payload"]
+    evidence = RECORDED["change-event-header"]["date"]
     assert change["CreatedDate"] == "2023-11-14T22:13:20.000Z"
-    assert len(change["CreatedDate"]) == len(evidence["date"])
+    assert len(change["CreatedDate"]) == len(evidence)
+    fields = org.state.records[record_id].fields
+    assert fields["LastModifiedDate"] == fields["SystemModstamp"] == "2023-11-14T22:13:20.000Z"
 
 
 async def test_client_credentials_token(http: aiohttp.ClientSession, org: Emulator) -> None:
