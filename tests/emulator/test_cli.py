@@ -337,6 +337,9 @@ def test_event_fields_in_a_config_file(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"events": {"A__e": "X__c"}}))
     with pytest.raises(ValueError, match="list of names"):
         _cli.build_emulator(parse("--config", str(bad)))
+    bad.write_text(json.dumps({"events": "A__e"}))
+    with pytest.raises(ValueError, match="a list of names or a table"):
+        _cli.build_emulator(parse("--config", str(bad)))
 
 
 async def test_the_banner_says_how_to_declare_fields() -> None:
