@@ -26,7 +26,8 @@ import pytest
 from sfstream.bayeux import BayeuxClient, ConstantBackoff, Message, MockTransport, Request, decode
 from sfstream.emulator import Emulator, ManualClock
 from sfstream.exceptions import ServerError
-from tests.emulator.conftest import Bayeux, events_of, password_token
+
+from .conftest import Bayeux, events_of, password_token
 
 EVIDENCE: list[dict[str, Any]] = json.loads(
     (Path(__file__).with_name("wire_evidence.json")).read_text(encoding="utf-8")
