@@ -17,7 +17,7 @@ import pytest
 from sfstream.relay import LeaseLost
 from sfstream.relay._nats import NatsSink, channel_subject
 from tests.relay._nats_servers import NatsCluster
-from tests.relay.test_nats_sink import ORDERS, ORG, SHIPMENTS, event, stored
+from tests.relay.test_nats_sink import ORDERS, ORG, SHIPMENTS, event, stored, take_over
 
 #: Events per channel.
 COUNT = 150
@@ -100,9 +100,7 @@ async def test_standby_takes_over_while_a_node_is_down(cluster: NatsCluster) -> 
         await a.write(lease_a, [event(1), event(2)])
         kv_leader = await stream_leader(cluster.urls[0], "KV_sfstream-leases")
         cluster.kill(int(kv_leader.removeprefix("n")) - 1)  # the lease's own leader dies; a too
-        async with asyncio.timeout(40):
-            while (lease_b := await b.acquire("orders", "relay-b", ttl)) is None:
-                await asyncio.sleep(0.1)
+        lease_b = await take_over(b, "orders", "relay-b", ttl, within=40)
         assert lease_b.token > lease_a.token
         assert await b.position(ORG, ORDERS) == 2
         await b.write(lease_b, [event(2), event(3)])

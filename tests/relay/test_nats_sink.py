@@ -78,9 +78,11 @@ async def stored(server_url: str, stream: str = "SFSTREAM") -> list[tuple[str, i
         await nc.close()
 
 
-async def take_over(sink: NatsSink, name: str, holder: str, ttl: float) -> Lease:
+async def take_over(
+    sink: NatsSink, name: str, holder: str, ttl: float, within: float | None = None
+) -> Lease:
     """Poll ``acquire`` as a standby does until it gets the lease (bounded)."""
-    async with asyncio.timeout(ttl * 4 + 5):
+    async with asyncio.timeout(within or ttl * 4 + 5):
         while True:
             lease = await sink.acquire(name, holder, ttl)
             if lease is not None:
