@@ -7,7 +7,6 @@ stream elects a new leader, publishes whose ack was lost are sent again with the
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
