@@ -189,6 +189,10 @@ class NatsSinkStats:
     """Writes refused because another writer had written to the subject meanwhile."""
 
 
+class _Abandoned(Exception):
+    """A request got no answer in time (internal: retried, then reported as SinkError)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _LeaseEntry:
     revision: int
@@ -318,22 +322,13 @@ class NatsSink(Sink):
             raise SinkError("this NatsSink was closed; create a new one")
         shown = ",".join(_redact(server) for server in self._servers)
         try:
-            async with asyncio.timeout(self._connect_timeout * (len(self._servers) + 1)):
-                nc = await nats.connect(
-                    servers=self._servers,
-                    name=self._name,
-                    connect_timeout=max(1, round(self._connect_timeout)),
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.25,
-                    error_cb=self._on_error,
-                    disconnected_cb=self._on_disconnected,
-                    reconnected_cb=self._on_reconnected,
-                )
-        except (OSError, TimeoutError, nats.errors.Error) as error:
+            nc = await _isolated(self._connect, self._connect_timeout * 3 * len(self._servers) + 5)
+        except (OSError, TimeoutError, nats.errors.Error, _Abandoned) as error:
             raise SinkError(f"cannot connect to NATS at {shown}: {type(error).__name__}") from None
+        nc.options["max_reconnect_attempts"] = -1
         self._nc = nc
-        self._js = nc.jetstream(timeout=self._request_timeout)
+        # nats-py's own request timeout is a fallback: _retrying() bounds each request itself.
+        self._js = nc.jetstream(timeout=self._request_timeout + 5)
         try:
             await self._ensure_stream()
             await self._ensure_bucket()
@@ -343,13 +338,28 @@ class NatsSink(Sink):
             raise
         logger.info("NATS sink open: %s, stream %s, bucket %s", shown, self._stream, self._bucket)
 
+    async def _connect(self) -> NatsClient:
+        return await nats.connect(
+            servers=self._servers,
+            name=self._name,
+            connect_timeout=max(1, round(self._connect_timeout)),
+            allow_reconnect=True,
+            # A few rounds over the servers for the first connection (so that open() fails with
+            # a clear error when none answers); once connected, open() sets "forever".
+            max_reconnect_attempts=2,
+            reconnect_time_wait=0.25,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+
     async def close(self) -> None:
         self._closed = True
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
             try:
-                await nc.close()
-            except Exception:  # pragma: no cover - closing a broken connection
+                await _isolated(nc.close, 10.0)
+            except Exception:  # closing a broken connection
                 logger.debug("closing the NATS connection failed", exc_info=True)
 
     async def _on_error(self, error: Exception) -> None:
@@ -445,7 +455,7 @@ class NatsSink(Sink):
             if self._nc is None or self._nc.is_closed:
                 raise SinkError(f"{what}: the NATS connection is closed")
             try:
-                return await request()
+                return await self._bounded(request)
             except nats.js.errors.APIError as error:
                 if error.code is None or error.code < 500:
                     raise
@@ -457,6 +467,7 @@ class NatsSink(Sink):
                 nats.errors.ConnectionReconnectingError,
                 nats.errors.OutboundBufferLimitError,
                 TimeoutError,
+                _Abandoned,
             ) as error:
                 reason = type(error).__name__
             except nats.errors.ConnectionClosedError:
@@ -467,6 +478,10 @@ class NatsSink(Sink):
             logger.debug("%s: %s; retrying in %.2f s", what, reason, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+    async def _bounded(self, request: Callable[[], Awaitable[T]]) -> T:
+        """One request, given up after ``request_timeout`` (:func:`_isolated`)."""
+        return await _isolated(request, self._request_timeout)
 
     async def _last_message(self, stream: str, subject: str) -> RawStreamMsg | None:
         """The subject's last message, read from the stream leader; ``None`` if it has none."""
@@ -713,6 +728,38 @@ class NatsSink(Sink):
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+async def _isolated(call: Callable[[], Awaitable[T]], limit: float) -> T:
+    """Await ``call()`` in a task of its own; :class:`_Abandoned` after ``limit`` seconds.
+
+    Giving up cancels that task, never the caller's, and a ``CancelledError`` that escapes
+    the client library's own timers (seen with a tracer on Python 3.11) ends the helper task
+    only: it counts as "no answer" here and is retried like a timeout.
+    """
+
+    async def run() -> T:
+        return await call()
+
+    task = asyncio.ensure_future(run())
+    task.add_done_callback(_consume)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise _Abandoned("no answer in time")
+    if task.cancelled():
+        raise _Abandoned("cancelled inside the client library")
+    return task.result()
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a request task that may have been given up (no log noise)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _headers(message: RawStreamMsg) -> dict[str, str]:
