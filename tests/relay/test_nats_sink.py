@@ -17,7 +17,7 @@ import nats
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nats.js.api import ConsumerConfig
+from nats.js.api import ConsumerConfig, RetentionPolicy
 
 from sfstream.exceptions import SfstreamError
 from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError
@@ -469,3 +469,107 @@ async def test_a_pull_consumer_receives_the_events_in_order(
         assert seen == list(range(1, 21))
     finally:
         await nc.close()
+
+
+# -- edges ------------------------------------------------------------------------------------
+
+
+async def test_open_twice_is_one_connection(sink: NatsSink) -> None:
+    nc = sink._nc
+    await sink.open()
+    assert sink._nc is nc
+
+
+async def test_existing_work_queue_stream_is_refused(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().add_stream(
+            name="SFSTREAM", subjects=["sfstream.>"], retention=RetentionPolicy.WORK_QUEUE
+        )
+    finally:
+        await nc.close()
+    with pytest.raises(SinkError, match="needs limits retention"):
+        async with NatsSink(nats_server.url):
+            pass
+
+
+async def test_event_the_stream_refuses_is_a_sink_error(nats_server: NatsServer) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().add_stream(name="SFSTREAM", subjects=["sfstream.>"], max_msg_size=512)
+    finally:
+        await nc.close()
+    async with NatsSink(nats_server.url) as sink:
+        lease = await sink.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        big = RelayEvent(ORG, ORDERS, 1, "", b"x" * 2048)
+        with pytest.raises(SinkError, match="JetStream refused an event"):
+            await sink.write(lease, [big])
+        assert await sink.position(ORG, ORDERS) is None
+
+
+async def test_non_ascii_header_values_are_percent_encoded(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(3, "/event/Café__e")])
+    assert await sink.position(ORG, "/event/Café__e") == 3
+    nc = await nats.connect(nats_server.url)
+    try:
+        message = await nc.jetstream().get_last_msg(
+            "SFSTREAM", channel_subject(ORG, "/event/Café__e")
+        )
+        assert message.headers is not None
+        assert message.headers["Sfstream-Channel"] == "/event/Caf%C3%A9__e"
+    finally:
+        await nc.close()
+
+
+async def test_unreadable_lease_value_counts_as_free(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().publish("$KV.sfstream-leases.orders", b"not json")
+    finally:
+        await nc.close()
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    assert lease.token == 2
+
+
+async def test_invalid_ttl_and_replay_id_header_are_sink_errors(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    with pytest.raises(SinkError, match="TTL must be > 0"):
+        await sink.acquire("orders", "relay-a", 0)
+    nc = await nats.connect(nats_server.url)
+    try:
+        subject = channel_subject(ORG, ORDERS)
+        await nc.jetstream().publish(subject, b"{}", headers={"Sfstream-Replay-Id": "x"})
+    finally:
+        await nc.close()
+    with pytest.raises(SinkError, match="invalid Sfstream-Replay-Id"):
+        await sink.position(ORG, ORDERS)
+
+
+async def test_renew_refused_by_the_bucket_is_lease_lost(nats_server: NatsServer) -> None:
+    async with NatsSink(nats_server.url) as a:
+        lease = await a.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        # a writer that read the same revision renews first: a's compare-and-set must fail
+        real_current = a._current
+
+        async def current_then_someone_writes(held: Lease):
+            entry = await real_current(held)
+            nc = await nats.connect(nats_server.url)
+            try:
+                await nc.jetstream().publish("$KV.sfstream-leases.orders", b"{}")
+            finally:
+                await nc.close()
+            return entry
+
+        a._current = current_then_someone_writes  # type: ignore[method-assign,assignment]
+        with pytest.raises(LeaseLost, match="while renewing"):
+            await a.renew(lease)
