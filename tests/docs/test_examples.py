@@ -8,6 +8,7 @@ default credentials, which the scripts default to, are checked too) and finishes
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -135,12 +136,36 @@ async def bayeux_mock_transport(org: Emulator, cwd: Path) -> None:
     assert lines[0].startswith("total 42.5;")
 
 
+async def nats_worker(org: Emulator, cwd: Path) -> None:
+    # The relay's side, done with the sink itself: three events in JetStream (real nats-server).
+    from sfstream.relay import RelayEvent
+    from sfstream.relay._nats import NatsSink
+    from tests.relay._nats_servers import NatsServer
+
+    with NatsServer(cwd) as server:
+        async with NatsSink(server.url) as sink:
+            lease = await sink.acquire("orders", "relay", 10)
+            assert lease is not None
+            events = []
+            for replay_id, amount in enumerate((42, 7, 9), 1):
+                message = {"channel": CHANNEL, "data": {"payload": {"Amount__c": amount}}}
+                events.append(
+                    RelayEvent(org.org_id, CHANNEL, replay_id, "", json.dumps(message).encode())
+                )
+            await sink.write(lease, events)
+        lines = await run(
+            "nats_worker.py", "--server", server.url, "--count", "3", org=org, cwd=cwd
+        )
+    assert lines == [f'{CHANNEL} {n} {{"Amount__c": {a}}}' for n, a in ((1, 42), (2, 7), (3, 9))]
+
+
 SCENARIOS: dict[str, Scenario] = {
     "listen_platform_events.py": listen_platform_events,
     "resume_with_shelve.py": resume_with_shelve,
     "manual_replay_policy.py": manual_replay_policy,
     "jwt_bearer.py": jwt_bearer,
     "bayeux_mock_transport.py": bayeux_mock_transport,
+    "nats_worker.py": nats_worker,
 }
 
 
