@@ -38,6 +38,7 @@ from sfstream.exceptions import (
     ClientError,
     ClientInvalidOperation,
     HTTPStatusError,
+    InvalidArgumentError,
     ProtocolError,
     ServerError,
     TransportTimeoutError,
@@ -1099,7 +1100,7 @@ def test_publish_validation() -> None:
     with pytest.raises(ClientInvalidOperation, match="cannot publish without a session"):
         engine.publish("/foo", 1)
     connected(engine)
-    with pytest.raises(ValueError, match="meta channel"):
+    with pytest.raises(InvalidArgumentError, match="meta channel"):
         engine.publish("/meta/connect", 1)
     with pytest.raises(ValueError, match="invalid channel name"):
         engine.publish("/foo/*", 1)

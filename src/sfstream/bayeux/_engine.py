@@ -53,6 +53,7 @@ from sfstream.bayeux._state import Input, State, StateMachine
 from sfstream.exceptions import (
     ClientError,
     ClientInvalidOperation,
+    InvalidArgumentError,
     ProtocolError,
     ServerError,
     SfstreamError,
@@ -303,7 +304,7 @@ class BayeuxEngine:
         """A publish of ``data`` on ``channel``; the reply comes as :class:`PublishReplied`."""
         validate_channel(channel)
         if channel.startswith("/meta/"):
-            raise ValueError(f"cannot publish to the meta channel {channel!r}")
+            raise InvalidArgumentError(f"cannot publish to the meta channel {channel!r}")
         self._check_usable()
         if self._client_id is None:
             raise ClientInvalidOperation("cannot publish without a session; open the client first")

@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import aiohttp
 
-from sfstream.exceptions import AuthenticationError
+from sfstream.exceptions import AuthenticationError, InvalidArgumentError
 from sfstream.salesforce._auth import (
     PRODUCTION_LOGIN_URL,
     SANDBOX_LOGIN_URL,
@@ -67,15 +67,17 @@ def domain_login_url(domain: str) -> str:
     ``http://127.0.0.1:8808`` for an emulator) is used as it is; so is a loopback host.
 
     Raises:
-        ValueError: ``domain`` is empty or holds a path or spaces.
+        InvalidArgumentError: ``domain`` is empty or holds a path or spaces.
     """
     value = domain.strip().rstrip("/")
     if not value or " " in value:
-        raise ValueError(f"domain must be 'login', 'test' or a My Domain host, got {domain!r}")
+        raise InvalidArgumentError(
+            f"domain must be 'login', 'test' or a My Domain host, got {domain!r}"
+        )
     if "://" in value:
         return value
     if "/" in value:
-        raise ValueError(f"domain must be a host, not a path: {domain!r}")
+        raise InvalidArgumentError(f"domain must be a host, not a path: {domain!r}")
     lowered = value.lower()
     if lowered == "login":
         return PRODUCTION_LOGIN_URL
@@ -129,20 +131,22 @@ def authenticator_from_login(
         json_dumps, json_loads: as for :class:`AuthenticatorBase`.
 
     Raises:
-        ValueError: the parameters do not make one login (say which is missing or in
+        InvalidArgumentError: the parameters do not make one login (say which is missing or in
             conflict), or a URL is refused (not https outside loopback).
     """
     if session_id and access_token and session_id != access_token:
-        raise ValueError("give session_id or access_token (two names for one token), not both")
+        raise InvalidArgumentError(
+            "give session_id or access_token (two names for one token), not both"
+        )
     token = session_id or access_token
     if token:
         if username or password or security_token:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "give either a token (session_id/access_token with instance_url) or a "
                 "username and password, not both"
             )
         if not instance_url:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "a session_id/access_token needs instance_url (the org's URL, e.g. "
                 "https://acme.my.salesforce.com)"
             )
@@ -150,7 +154,7 @@ def authenticator_from_login(
             token, instance_url, json_dumps=json_dumps, json_loads=json_loads
         )
     if instance_url:
-        raise ValueError("instance_url goes with session_id or access_token")
+        raise InvalidArgumentError("instance_url goes with session_id or access_token")
     if not (username and password and consumer_key and consumer_secret):
         given = {
             "username": username,
@@ -159,7 +163,7 @@ def authenticator_from_login(
             "consumer_secret": consumer_secret,
         }
         missing = ", ".join(name for name, value in given.items() if not value)
-        raise ValueError(
+        raise InvalidArgumentError(
             f"to log in with a password, also give {missing} (the OAuth username-password "
             "flow needs a connected app's consumer key and secret); or give instance_url with "
             "session_id/access_token"
@@ -187,9 +191,9 @@ def _login_target(
         return login_url, sandbox
     from_domain = domain_login_url(domain)
     if login_url is not None and login_url.rstrip("/") != from_domain:
-        raise ValueError("give domain or login_url, not both")
+        raise InvalidArgumentError("give domain or login_url, not both")
     if sandbox and from_domain != SANDBOX_LOGIN_URL:
-        raise ValueError(f"sandbox=True means domain='test', not {domain!r}")
+        raise InvalidArgumentError(f"sandbox=True means domain='test', not {domain!r}")
     if from_domain == PRODUCTION_LOGIN_URL:
         return None, False
     if from_domain == SANDBOX_LOGIN_URL:
