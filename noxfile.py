@@ -31,6 +31,7 @@ PURE_MODULES = [
     "*/sfstream/bayeux/_messages.py",
     "*/sfstream/bayeux/_state.py",
     "*/sfstream/bayeux/_status.py",
+    "*/sfstream/bayeux/_ack.py",
 ]
 
 

@@ -27,6 +27,7 @@ PURE_MODULES = (
     "sfstream.bayeux._state",
     # Declared "Pure module: no IO" in its docstring, but not in the brief's coverage list.
     "sfstream.bayeux._status",
+    "sfstream.bayeux._ack",
 )
 
 #: The IO modules of ``sfstream.bayeux`` (the pure ones must not import them).
