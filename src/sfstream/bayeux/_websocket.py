@@ -354,9 +354,9 @@ class WebSocketTransport(Transport):
         if self._closed:
             return
         self._closed = True
+        self._fail_pending(TransportInvalidOperation("the transport is closed"))
         ws = self._ws
         if ws is not None:
             await self._drop(ws)
-        self._fail_pending(TransportInvalidOperation("the transport is closed"))
         if self._owns_session and self._session is not None:
             await self._session.close()
