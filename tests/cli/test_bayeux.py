@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 
 from sfstream.bayeux import Status, StatusKind
-from sfstream.cli import _bayeux
+from sfstream.cli import ExitCode, _bayeux, build_parser
 from sfstream.cli._output import Console
 from sfstream.emulator import EmulatorThread
-from tests.cli.conftest import GENERIC, CliRunner, json_lines, publish_when_subscribed
+from tests.cli.conftest import GENERIC, ROOT, CliRunner, json_lines, publish_when_subscribed
 
 
 def token_args(org: EmulatorThread) -> tuple[str, list[str]]:
@@ -179,3 +179,14 @@ def test_status_lines() -> None:
     ):
         assert _bayeux.status_line(Status(kind, "x", "/c"))
     assert _bayeux.status_line(Status(StatusKind.CONNECTED)) is None
+
+
+def test_every_option_and_exit_code_is_documented() -> None:
+    page = (ROOT / "docs" / "bayeux-cli.md").read_text()
+    parser = build_parser()
+    [action] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for option in action.choices["bayeux"]._actions:
+        for name in option.option_strings:
+            assert f"`{name}" in page, f"bayeux {name} is not in docs/bayeux-cli.md"
+    for code in ExitCode:
+        assert f"{int(code)} " in page, code

@@ -151,12 +151,29 @@ async def test_a_frame_answering_nothing_is_pushed_and_deliveries_never_answer(
     transport = WebSocketTransport(url)
     try:
         replies = await transport.send(Request([{"channel": "/chat", "id": "7"}], timeout=5))
-        first = await transport.receive_pushed()
+        # Frames already read are joined into one batch, within the limit given.
+        first = await transport.receive_pushed(1)
         second = await transport.receive_pushed()
     finally:
         await transport.close()
     assert replies == [{"channel": "/chat", "id": "7", "successful": True}]
-    assert [m["data"] for m in first + second] == [{"n": 1}, {"n": 2}]
+    assert [m["data"] for m in first] == [{"n": 1}]
+    assert [m["data"] for m in second] == [{"n": 2}]
+
+
+async def test_pushed_frames_read_ahead_are_joined(site: Site) -> None:
+    async def on_frame(ws: web.WebSocketResponse, messages: list[JSON]) -> None:
+        for n in range(5):
+            await ws.send_str(json.dumps([{"channel": "/chat", "data": n}]))
+        await answer_ok(ws, messages)
+
+    url = await site.start(on_frame)
+    transport = WebSocketTransport(url)
+    try:
+        await transport.send(HANDSHAKE)
+        assert [m["data"] for m in await transport.receive_pushed()] == [0, 1, 2, 3, 4]
+    finally:
+        await transport.close()
 
 
 async def test_deliveries_in_a_reply_frame_go_with_the_reply(site: Site) -> None:

@@ -456,7 +456,8 @@ class BayeuxClient:
                 while limit > 0 and len(self._queue) >= limit:
                     self._capacity.clear()
                     await self._capacity.wait()
-                messages = await transport.receive_pushed()
+                room = limit - len(self._queue) if limit > 0 else None
+                messages = await transport.receive_pushed(room)
                 if self._engine.closed:
                     continue
                 self._dispatch(self._engine.receive(messages))

@@ -53,11 +53,13 @@ class Transport(ABC):
             TransportInvalidOperation: the transport is closed.
         """
 
-    async def receive_pushed(self) -> list[Message]:
+    async def receive_pushed(self, limit: int | None = None) -> list[Message]:
         """Wait for the next messages the server sent outside any reply (duplex transports).
 
         A driver calls it only when it has room for more messages: a transport stops reading
-        from the server while pushed messages wait unread. A request-reply transport has none.
+        from the server while pushed messages wait unread. ``limit`` is that room: a transport
+        may join what it already holds into one batch up to it (one message the server sent
+        together may exceed it). A request-reply transport has none.
 
         Raises:
             TransportInvalidOperation: the transport is closed, or not duplex.
@@ -129,9 +131,9 @@ class MockTransport(Transport):
             raise TransportInvalidOperation("only a duplex transport pushes messages")
         self._pushed.put_nowait(decode(encode(list(messages))))
 
-    async def receive_pushed(self) -> list[Message]:
+    async def receive_pushed(self, limit: int | None = None) -> list[Message]:
         if self.closed or not self.duplex:
-            return await super().receive_pushed()
+            return await super().receive_pushed(limit)
         return await self._pushed.get()
 
     def new_session(self) -> None:

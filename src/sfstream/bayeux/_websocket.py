@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import ssl as ssl_module
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 _CLOSE_TIMEOUT: Final = 2.0
 #: Frames of pushed messages read ahead of the driver before the transport stops reading.
 _PUSH_BUFFER: Final = 8
+#: Pushed messages handed over in one batch at most (when frames wait in the buffer).
+_PUSH_BATCH: Final = 1000
 #: WebSocket close code of a message over the receiver's limit (RFC 6455).
 _MESSAGE_TOO_BIG: Final = 1009
 
@@ -130,7 +133,10 @@ class WebSocketTransport(Transport):
         self._reader: asyncio.Task[None] | None = None
         self._open_lock: asyncio.Lock | None = None
         self._pending: dict[str, _Pending] = {}
-        self._pushed: asyncio.Queue[list[Message]] = asyncio.Queue(_PUSH_BUFFER)
+        #: Frames of pushed messages not yet read; the reader waits while it is full.
+        self._pushed: deque[list[Message]] = deque()
+        self._pushed_ready = asyncio.Event()
+        self._pushed_room = asyncio.Event()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -244,10 +250,22 @@ class WebSocketTransport(Transport):
 
     # -- receiving -----------------------------------------------------------------------
 
-    async def receive_pushed(self) -> list[Message]:
+    async def receive_pushed(self, limit: int | None = None) -> list[Message]:
+        """The pushed messages of the next frame, with those of the frames already read after
+        it while they fit in ``limit`` (one batch for the engine however the server split
+        them)."""
         if self._closed:
             raise TransportInvalidOperation("the transport is closed")
-        return await self._pushed.get()
+        frames = self._pushed
+        while not frames:
+            self._pushed_ready.clear()
+            await self._pushed_ready.wait()
+        messages = frames.popleft()
+        most = _PUSH_BATCH if limit is None else min(limit, _PUSH_BATCH)
+        while frames and len(messages) + len(frames[0]) <= most:
+            messages = messages + frames.popleft()
+        self._pushed_room.set()
+        return messages
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         where = f"{self.url.host}:{self.url.port}"
@@ -340,7 +358,11 @@ class WebSocketTransport(Transport):
                 if pending.waiting <= 0:
                     pending.future.set_result(pending.replies)
         elif others:
-            await self._pushed.put(others)
+            while len(self._pushed) >= _PUSH_BUFFER:
+                self._pushed_room.clear()
+                await self._pushed_room.wait()
+            self._pushed.append(others)
+            self._pushed_ready.set()
 
     def _fail_pending(self, error: TransportError) -> None:
         pendings = {id(p): p for p in self._pending.values()}.values()
