@@ -31,7 +31,7 @@ PURE_MODULES = (
 )
 
 #: The IO modules of ``sfstream.bayeux`` (the pure ones must not import them).
-BAYEUX_IO_MODULES = ("_client", "_transport", "_aiohttp", "_mock")
+BAYEUX_IO_MODULES = ("_client", "_transport", "_aiohttp", "_mock", "_websocket")
 
 #: Modules a pure module must not import, with everything under them.
 FORBIDDEN = (

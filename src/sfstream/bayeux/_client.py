@@ -11,7 +11,6 @@ until the consumer catches up (backpressure, never dropping).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -53,7 +52,7 @@ from sfstream.bayeux._messages import Message
 from sfstream.bayeux._state import State
 from sfstream.bayeux._status import Status, StatusCallback, StatusKind, StatusStats
 from sfstream.bayeux._transport import Transport
-from sfstream.bayeux._websocket import WebSocketTransport
+from sfstream.bayeux._websocket import WebSocketTransport, cancel_and_wait
 from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
@@ -337,10 +336,8 @@ class BayeuxClient:
         transport = self._transport
         try:
             push, self._push_task = self._push_task, None
-            if push is not None and not push.done():
-                push.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await push
+            if push is not None:
+                push.cancel()  # awaited below, once the connect loop has ended too
             task, self._task = self._task, None
             if task is not None and not task.done():
                 task.cancel()
@@ -349,6 +346,8 @@ class BayeuxClient:
                 except asyncio.CancelledError:
                     if current is not None and current.cancelling() > cancelling:
                         raise
+            if push is not None:
+                await cancel_and_wait(push)
             request = self._engine.disconnect() if disconnect else None
             if request is not None and transport is not None:
                 try:
@@ -414,9 +413,7 @@ class BayeuxClient:
         logger.warning("%s: falling back from %s to %s", why, old.connection_type, kind)
         push, self._push_task = self._push_task, None
         if push is not None:
-            push.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await push
+            await cancel_and_wait(push)
         self._transport = self._new_transport(kind)
         self._transport_worked = False
         self._start_push_reader()

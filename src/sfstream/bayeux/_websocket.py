@@ -66,6 +66,19 @@ _PUSH_BATCH: Final = 1000
 _MESSAGE_TOO_BIG: Final = 1009
 
 
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and wait for it to end; a cancellation of the caller itself (arriving
+    meanwhile) still propagates."""
+    current = asyncio.current_task()
+    cancelling = current.cancelling() if current is not None else 0
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        if current is not None and current.cancelling() > cancelling:
+            raise
+
+
 @dataclass(eq=False)
 class _Pending:
     """A request waiting for its replies."""
@@ -193,9 +206,7 @@ class WebSocketTransport(Transport):
         with contextlib.suppress(Exception):
             await ws.close()
         if reader is not None:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
 
     # -- sending -------------------------------------------------------------------------
 
