@@ -527,3 +527,37 @@ async def test_no_fallback_once_websocket_worked(site: Site) -> None:
         assert client.connection_type == "websocket"
     assert StatusKind.FALLBACK not in [s.kind for s in statuses]
     assert len(site.upgrades) == 2
+
+
+async def test_a_silent_socket_is_dropped_within_the_advice_timeout_plus_the_margin(
+    site: Site,
+) -> None:
+    # The server stops answering without closing anything (a half-open connection): the held
+    # connect times out after advice.timeout (0.5 s) + the engine's 15 s margin, the socket is
+    # dropped, and the next connect opens a new one.
+    fake = FakeBayeuxServer(hold=0.5, connection_types=("websocket",))
+    answering = bayeux_site(fake)
+    silent = False
+
+    async def on_frame(ws: web.WebSocketResponse, messages: list[JSON]) -> None:
+        if not (silent and ws is site.sockets[0]):  # only the first socket goes silent
+            await answering(ws, messages)
+
+    url = await site.start(on_frame)
+    statuses: list[Status] = []
+
+    async with ws_client(
+        url, statuses, connection_types=("websocket",), connection_timeout=60
+    ) as client:
+        await client.subscribe("/a")
+        await asyncio.sleep(0.7)  # a connect is held with the 0.5 s advice now
+        silent = True
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(25):
+            while StatusKind.CONNECTION_LOST not in [s.kind for s in statuses]:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert loop.time() - started < 0.5 + 15 + 2
+        fake.publish("/a", "after")
+        assert (await receive(client))["data"] == "after"
+    assert len(site.upgrades) == 2
