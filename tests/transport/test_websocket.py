@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,6 +32,7 @@ from sfstream.exceptions import (
     TransportTimeoutError,
 )
 from tests.driver.fake_server import FakeBayeuxServer
+from tests.reliability.test_security import certificate  # noqa: F401 - a fixture
 
 JSON = dict[str, Any]
 #: Called with the socket and each decoded frame the client sent.
@@ -56,6 +59,7 @@ class Site:
         *,
         post: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
         prepare: Callable[[web.WebSocketResponse], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> str:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         if on_frame is not None:
@@ -76,7 +80,7 @@ class Site:
         if post is not None:
             app.router.add_post("/bayeux", post)
         server = TestServer(app, host="127.0.0.1")
-        await server.start_server()
+        await server.start_server(ssl=ssl_context)
         self.servers.append(server)
         return str(server.make_url("/bayeux"))
 
@@ -374,6 +378,38 @@ async def test_a_closed_transport_refuses_everything(site: Site) -> None:
         await transport.send(HANDSHAKE)
     with pytest.raises(TransportInvalidOperation):
         await transport.receive_pushed()
+
+
+async def test_tls_is_verified_and_a_users_context_or_session_trusts_a_server(
+    site: Site,
+    certificate: tuple[Path, Path],  # noqa: F811
+) -> None:
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(*certificate)
+    url = await site.start(answer_ok, ssl_context=server_context)
+    assert url.startswith("https://")
+    refusing = WebSocketTransport(url)
+    try:
+        with pytest.raises(TransportError, match="cannot connect"):
+            await refusing.send(HANDSHAKE)
+    finally:
+        await refusing.close()
+
+    trusting = ssl.create_default_context(cafile=str(certificate[0]))
+    with_context = WebSocketTransport(url, ssl=trusting)
+    try:
+        assert await with_context.send(HANDSHAKE) == ok([dict(HANDSHAKE.messages[0])])
+    finally:
+        await with_context.close()
+    connector = aiohttp.TCPConnector(ssl=trusting)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        # The user's session brings the trusting context (the transport's default ssl=True
+        # leaves the connector's settings in force).
+        with_session = WebSocketTransport(url, session=session)
+        try:
+            assert await with_session.send(HANDSHAKE) == ok([dict(HANDSHAKE.messages[0])])
+        finally:
+            await with_session.close()
 
 
 @pytest.mark.parametrize("bad", ["ftp://host/bayeux", "/relative"])
