@@ -190,3 +190,9 @@ def test_every_option_and_exit_code_is_documented() -> None:
             assert f"`{name}" in page, f"bayeux {name} is not in docs/bayeux-cli.md"
     for code in ExitCode:
         assert f"{int(code)} " in page, code
+
+
+def test_ws_urls_mean_the_same_http_endpoint() -> None:
+    assert _bayeux._http_url("ws://127.0.0.1:8000/bayeux") == "http://127.0.0.1:8000/bayeux"
+    assert _bayeux._http_url("wss://example.com/cometd") == "https://example.com/cometd"
+    assert _bayeux._http_url("http://example.com/cometd") == "http://example.com/cometd"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ._peers import FayeServer
+from ._peers import CometdServer, FayeServer
 
 pytestmark = pytest.mark.interop
 
@@ -75,3 +75,46 @@ async def test_trace_and_json_deliveries_over_websocket(faye: FayeServer) -> Non
     )
     assert echoed["rtt_ms"] is None
     assert TOKEN not in out.decode() + err.decode()
+
+
+async def test_ack_against_the_cometd_server(node_peers: None) -> None:
+    server = CometdServer(timeout=2.0, ack=True)
+    await server.start()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sfstream",
+            "bayeux",
+            server.url,
+            "--subscribe",
+            "/acked",
+            "--ack",
+            "--trace",
+            "--json",
+            "--count",
+            "1",
+            "--timeout",
+            "20",
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            await server.wait_for_subscription("/acked", within=15)
+            await server.publish("/acked", {"n": 1})
+            async with asyncio.timeout(30):
+                out, err = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    finally:
+        await server.stop()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(out.decode())["data"] == {"n": 1}
+    trace = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    handshake = next(t for t in trace if t["channel"] == "/meta/handshake")
+    assert handshake["message"]["ext"] == {"ack": True}
+    connects = [t for t in trace if t["channel"] == "/meta/connect" and t["direction"] == "out"]
+    assert all(isinstance(t["message"]["ext"]["ack"], int) for t in connects)
