@@ -33,6 +33,7 @@ PURE_MODULES = [
     "*/sfstream/bayeux/_messages.py",
     "*/sfstream/bayeux/_state.py",
     "*/sfstream/bayeux/_status.py",
+    "*/sfstream/bayeux/_ack.py",
 ]
 
 
@@ -75,7 +76,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def interop(session: nox.Session) -> None:
-    """Against real third-party peers: Faye and the CometD JavaScript client (Node.js)."""
+    """Against real third-party peers (Node.js): Faye, the CometD Node.js server and the CometD
+    JavaScript client."""
     npm = shutil.which("npm")
     if npm is None:
         session.error("the interop session needs Node.js and npm on PATH")

@@ -1,9 +1,10 @@
 """The ``sfstream`` command line (also ``python -m sfstream``).
 
 Commands: ``demo`` (the library at work against a local emulated org), ``listen`` (print the
-events of channels), ``publish`` (publish a platform event or a generic streaming push) and
-``emulator`` (serve an emulated org). :func:`main` runs one and returns the exit status; see
-:class:`~sfstream.cli._errors.ExitCode` and ``docs/cli.md``.
+events of channels), ``publish`` (publish a platform event or a generic streaming push),
+``emulator`` (serve an emulated org) and ``bayeux`` (debug any Bayeux server). :func:`main`
+runs one and returns the exit status; see :class:`~sfstream.cli._errors.ExitCode` and
+``docs/cli.md``.
 
 The command line configures logging for its own process (``--debug``: DEBUG records of
 ``sfstream`` on stderr); the library never does.
@@ -26,7 +27,7 @@ from typing import Final, NoReturn
 
 from sfstream import __version__
 
-from . import _demo, _listen, _publish
+from . import _bayeux, _demo, _listen, _publish
 from ._credentials import ENVIRONMENT
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import Console
@@ -39,6 +40,7 @@ _COMMANDS: Final[dict[str, Command]] = {
     "demo": _demo.run,
     "listen": _listen.run,
     "publish": _publish.run,
+    "bayeux": _bayeux.run,
 }
 
 _EXIT_CODES: Final = """\
@@ -192,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     _publish.add_arguments(publish)
+
+    bayeux = commands.add_parser(
+        "bayeux",
+        parents=[common],
+        help="debug any Bayeux server (Faye, CometD): subscribe, publish, trace the wire",
+        description="Connect to any Bayeux server, subscribe and publish, and print what "
+        "arrives (stdout); connection news and --trace go to stderr.",
+        epilog=_EXIT_CODES,
+        formatter_class=formatter,
+    )
+    _bayeux.add_arguments(bayeux)
 
     emulator = commands.add_parser(
         "emulator",
