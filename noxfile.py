@@ -1,11 +1,13 @@
 """Development sessions. Plain ``nox`` runs what CI runs: lint, typing, tests, interop, docs and
-the (short) chaos run; ``nox -s bench`` runs the benchmarks."""
+the (short) chaos run; ``nox -s bench`` runs the benchmarks, ``nox -s live`` the tests against a
+real org (when ``SFSTREAM_LIVE_*`` name one)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import nox
@@ -31,6 +33,7 @@ PURE_MODULES = [
     "*/sfstream/bayeux/_messages.py",
     "*/sfstream/bayeux/_state.py",
     "*/sfstream/bayeux/_status.py",
+    "*/sfstream/bayeux/_ack.py",
 ]
 
 
@@ -73,7 +76,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python="3.11")
 def interop(session: nox.Session) -> None:
-    """Against real third-party peers: Faye and the CometD JavaScript client (Node.js)."""
+    """Against real third-party peers (Node.js): Faye, the CometD Node.js server and the CometD
+    JavaScript client."""
     npm = shutil.which("npm")
     if npm is None:
         session.error("the interop session needs Node.js and npm on PATH")
@@ -81,6 +85,24 @@ def interop(session: nox.Session) -> None:
         session.run(npm, "ci", "--no-audit", "--no-fund", external=True)
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("pytest", "-m", "interop", "tests/interop", *session.posargs)
+
+
+@nox.session(python="3.11")
+def live(session: nox.Session) -> None:
+    """The documented scenarios against a real org named by ``SFSTREAM_LIVE_*`` (see
+    docs/testing.md). Not part of plain ``nox``; without those variables it says why it did not
+    run and succeeds."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from tests.live._config import not_run_reason
+    finally:
+        sys.path.remove(str(ROOT))
+    reason = not_run_reason()
+    if reason is not None:
+        session.log(f"not run: {reason}")
+        return
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", "-m", "live", "-rs", "tests/live", *session.posargs)
 
 
 @nox.session(python="3.11")

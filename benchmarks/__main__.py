@@ -1,7 +1,7 @@
 """``python -m benchmarks [NAME ...] [--quick] [--json PATH] ...``
 
-Runs the named benchmarks (throughput, latency, memory, overlap, recovery, many; all by
-default) one after the other and prints a table for each; ``--json PATH`` writes every figure
+Runs the named benchmarks (throughput, latency, memory, websocket, overlap, recovery, many;
+all by default) one after the other and prints a table for each; ``--json PATH`` writes every figure
 (and the machine facts) to one file. ``--quick`` is a short run (a few minutes with the peers'
 environments already made); the defaults are the full run that ``docs/performance.md``
 reports. ``nox -s bench -- ARGS`` passes ARGS here.
@@ -15,13 +15,14 @@ import os
 import time
 from typing import Any
 
-from benchmarks import latency, many, memory, overlap, recovery, throughput
+from benchmarks import latency, many, memory, overlap, recovery, throughput, websocket
 from benchmarks._common import facts_lines, write_json
 
 BENCHMARKS = {
     "throughput": throughput,
     "latency": latency,
     "memory": memory,
+    "websocket": websocket,
     "overlap": overlap,
     "recovery": recovery,
     "many": many,

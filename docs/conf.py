@@ -26,6 +26,7 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinxcontrib.mermaid",
+    "sphinx_copybutton",
     "sfstream_docs",  # _ext/sfstream_docs.py
 ]
 
@@ -60,7 +61,7 @@ nitpicky = True
 nitpick_ignore_regex = [
     (
         r"py:.*",
-        r"(abc|asyncio|collections|concurrent|datetime|enum|os|pathlib|shelve|ssl|types|typing"
+        r"(abc|asyncio|collections|concurrent|datetime|enum|os|pathlib|shelve|ssl|subprocess|types|typing"
         r"|aiohttp|multidict|yarl|pytest|_pytest)(\..*)?",
     ),
     # Private helpers that appear in public signatures and docstrings; not documented.
@@ -71,3 +72,9 @@ nitpick_ignore_regex = [
 # -- HTML ----------------------------------------------------------------------------------
 html_theme = "furo"
 html_title = f"sfstream {release}"
+
+# -- sphinx-copybutton ---------------------------------------------------------------------
+# Copy buttons on code blocks; a "$ " or ">>> " prompt is left out of what is copied.
+copybutton_prompt_text = r"\$ |>>> |\.\.\. "
+copybutton_prompt_is_regexp = True
+copybutton_only_copy_prompt_lines = False

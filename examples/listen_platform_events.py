@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
+import sys
 
 from sfstream import SalesforceStreamingClient
 
@@ -54,8 +54,13 @@ def main() -> None:
     parser.add_argument("--channel", default="/event/Order__e", help="default: %(default)s")
     parser.add_argument("--count", type=int, help="stop after this many events")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(listen(args.channel, args.count))
+    except KeyboardInterrupt:
+        # Ctrl-C cancelled listen(): on the way out, `async with` closed the client.
+        # No traceback: say so and exit with the shell's status for Ctrl-C.
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

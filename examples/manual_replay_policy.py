@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shelve
+import sys
 from typing import Any
 
 from sfstream import (
@@ -82,8 +82,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, help="stop after this many events")
     parser.add_argument("--fail-at", type=int, help="fail to process the N-th event")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(listen(args.channel, args.store, args.count, args.fail_at))
+    except KeyboardInterrupt:
+        # Ctrl-C cancelled listen(): on the way out, `async with` closed the client and
+        # `with shelve.open(...)` closed the store, its markers on disk. No traceback.
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

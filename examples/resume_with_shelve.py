@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shelve
+import sys
 
 from sfstream import DefaultMappingStorage, ReplayOption, SalesforceStreamingClient
 
@@ -54,8 +54,13 @@ def main() -> None:
     parser.add_argument("--store", default="replay.db", help="default: %(default)s")
     parser.add_argument("--count", type=int, help="stop after this many events")
     args = parser.parse_args()
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         asyncio.run(listen(args.channel, args.store, args.count))
+    except KeyboardInterrupt:
+        # Ctrl-C cancelled listen(): on the way out, `async with` closed the client and
+        # `with shelve.open(...)` closed the store, its markers on disk. No traceback.
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -3,20 +3,37 @@
 ::
 
     SfstreamError                    (alias: AiosfstreamException)
-    ├── AuthenticationError          the token endpoint refused us, or re-authentication failed
+    ├── AuthenticationError          login failed: the credentials were refused, or no token came
+    │   └── AuthenticationTransportError   ... because of the network or the server (also a
+    │                                      TransportError): unreachable, timeout, TLS, reset,
+    │                                      malformed, oversized or non-JSON reply, HTTP 5xx
     ├── ClientError                  the client was used in a way it cannot serve
     │   └── ClientInvalidOperation   e.g. ``receive()`` on a closed client
+    ├── InvalidArgumentError         a bad argument: a channel name, a URL, an empty credential
+    │                                (also a ValueError)
     ├── TransportError               a request did not produce a usable reply
     │   ├── TransportInvalidOperation   the transport was used after ``close()``
     │   ├── TransportTimeoutError       no reply in time / no connection within connection_timeout
     │   ├── TransportConnectionClosed   the server or the network dropped the connection
     │   ├── HTTPStatusError             the server answered with a non-2xx HTTP status
-    │   └── ProtocolError               the reply is not valid Bayeux (names what is wrong)
+    │   ├── ProtocolError               the reply is not valid Bayeux, or exceeds a size limit
+    │   └── AuthenticationTransportError   (see above)
     ├── ServerError                  the server answered ``successful: false``
     └── ReplayError                  a replay marker could not be extracted or stored
 
+What to catch:
+
+- the network or the server failed, worth retrying later: ``TransportError`` (at login too:
+  :class:`AuthenticationTransportError` is one);
+- the credentials were refused: ``AuthenticationError`` that is not a ``TransportError``
+  (``error``, ``error_description`` and ``status`` say why);
+- a bad argument, a bug to fix in the calling code: ``InvalidArgumentError`` (or
+  ``ValueError``, which it also is).
+
 The names are those of aiosfstream, so ``except`` clauses written for it keep working after
-changing the import line. Messages never contain a secret (password, token, client secret, key).
+changing the import line. Messages never contain a secret (password, token, client secret, key),
+and neither does any exception chained to them (``__cause__``, ``__context__``): errors of the
+HTTP library, whose ``repr`` holds the request headers, are replaced by scrubbed stand-ins.
 """
 
 from __future__ import annotations
@@ -27,10 +44,12 @@ from typing import Any, NamedTuple
 __all__ = [
     "AiosfstreamException",
     "AuthenticationError",
+    "AuthenticationTransportError",
     "ClientError",
     "ClientInvalidOperation",
     "ErrorField",
     "HTTPStatusError",
+    "InvalidArgumentError",
     "ProtocolError",
     "ReplayError",
     "ServerError",
@@ -110,7 +129,28 @@ class HTTPStatusError(TransportError):
 
 
 class ProtocolError(TransportError):
-    """The server's reply is not valid Bayeux; the message says what was wrong."""
+    """The server's reply is not valid Bayeux, or is larger than a limit; the message says what
+    was wrong."""
+
+
+class AuthenticationTransportError(AuthenticationError, TransportError):
+    """No token because of the network or the server, not because of the credentials.
+
+    Raised by ``authenticate()`` (and so by ``open()``) when the token endpoint cannot be
+    reached (DNS, refused connection, TLS verification), does not answer in time, drops the
+    connection, answers malformed HTTP, a body larger than the limit or not JSON, or an HTTP
+    5xx. It is an :class:`AuthenticationError`, so code written for aiosfstream still catches
+    it, and a :class:`TransportError`, so ``except TransportError`` catches every network
+    failure, at login or while streaming. ``status`` is the HTTP status when there was one.
+    """
+
+
+class InvalidArgumentError(SfstreamError, ValueError):
+    """An argument is not acceptable: a channel name, a URL, an empty credential, a key.
+
+    Also a :class:`ValueError`, so code that caught the ``ValueError`` raised before keeps
+    working. The message says which argument and why, without echoing a secret.
+    """
 
 
 class ErrorField(NamedTuple):

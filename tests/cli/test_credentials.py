@@ -368,6 +368,34 @@ def test_sf_org_in_a_subprocess(sfstream: CliRunner, org: EmulatorThread, tmp_pa
     run.assert_no_secret(token)
 
 
+def test_sf_org_without_alias_uses_the_cli_default(
+    cli: CliRunner, org: EmulatorThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = org.call(org.emulator.issue_access_token)
+    result = {"accessToken": token, "instanceUrl": org.instance_url}
+    on_path(monkeypatch, fake_sf(tmp_path / "bin", {"status": 0, "result": result}))
+    home = tmp_path / "home"
+    (home / ".sf").mkdir(parents=True)
+    (home / ".sf" / "config.json").write_text('{"target-org": "my-default"}')
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SF_TARGET_ORG", raising=False)
+    org.publish(EVENT, {"Amount__c": 1})
+    for argv in (
+        [EVENT, "--replay", "all", "--sf-org"],
+        ["--sf-org", EVENT, "--replay", "all"],  # the channel is no alias
+    ):
+        run = cli("listen", *argv, "--json", "--count", "1")
+        assert run.code == 0, run.err
+        assert len(json_lines(run.out)) == 1
+        run.assert_no_secret(token)
+    assert resolve("--sf-org").flow == "sf-org"
+    assert resolve("--auth", "sf-org").flow == "sf-org"
+    (home / ".sf" / "config.json").unlink()
+    # The fake sf insists on --target-org, as a CLI without a default org would fail.
+    cli("listen", EVENT, "--sf-org").assert_one_error_line(3, "sf org display")
+
+
 def test_sf_org_failures(cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     failing = {"status": 1, "name": "NoOrgFound", "message": "No authorization for nope"}
     on_path(monkeypatch, fake_sf(tmp_path / "a", failing, status=1))
@@ -398,7 +426,7 @@ def test_sf_that_cannot_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     def broken(*_args: Any, **_kwargs: Any) -> subprocess.CompletedProcess[str]:
         raise subprocess.TimeoutExpired("sf", 60)
 
-    with pytest.raises(CliError, match="cannot run sf org display: TimeoutExpired"):
+    with pytest.raises(CliError, match="cannot run sf org display --target-org x: TimeoutExpired"):
         sf_org_display("x", run=broken)
 
 

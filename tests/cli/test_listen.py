@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ import pytest
 from sfstream.bayeux import Message, Status, StatusKind
 from sfstream.cli import _listen
 from sfstream.emulator import EmulatorThread
-from sfstream.exceptions import ReplayError
+from sfstream.exceptions import ReplayError, ServerError
+from sfstream.salesforce import MappingStorage, ReplayMarker
 from tests.cli.conftest import (
     CDC,
     EVENT,
@@ -274,7 +276,6 @@ def test_backlog_progress_on_a_terminal(
             EVENT,
             "--replay",
             "all",
-            "--json",
             "--count",
             "31",
             "--timeout",
@@ -287,8 +288,62 @@ def test_backlog_progress_on_a_terminal(
     text = err.getvalue()
     assert "replaying the backlog: " in text
     assert "replayed 30 backlog events in " in text
-    assert "\r\x1b[2K" in text
     assert "\x1b[2m" in text  # the terminal gets colours
+    # stdout is a file: the line is never erased for an event, only when the summary replaces
+    # it (before the fix it was erased before each of the 30 events and seen only in passing).
+    drawn = text.count("\r\x1b[2K\x1b[2mreplaying the backlog: ")
+    assert drawn >= 1
+    assert text.count("\r\x1b[2K") == drawn + 1
+    # The events carry their date: how far behind the present (here just published).
+    assert "/s), caught up" in text or " behind" in text
+
+
+def test_backlog_progress_with_events_on_the_same_terminal(
+    org: EmulatorThread, monkeypatch: pytest.MonkeyPatch, clean_env: pytest.MonkeyPatch
+) -> None:
+    from sfstream.cli import main
+
+    out, err = FakeTerminal(), FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    publish_orders(org, *range(5))
+    code = main(["listen", EVENT, "--replay", "all", "--count", "5", *password_args(org)])
+    assert code == 0
+    # Erased before each event printed on the same terminal, and drawn again right after it.
+    assert err.getvalue().count("replaying the backlog: 5 events") == 1
+    assert err.getvalue().count("replaying the backlog: ") == 5
+
+
+def test_json_lines_carry_the_arrival_time_and_errors_are_json(
+    cli: CliRunner, org: EmulatorThread
+) -> None:
+    publish_orders(org, 1)
+    run = cli(
+        "listen",
+        EVENT,
+        "--replay",
+        "all",
+        "--json",
+        "--count",
+        "2",
+        "--timeout",
+        "1.5",
+        *password_args(org),
+    )
+    assert run.code == 5
+    [event] = json_lines(run.out)
+    assert event["data"]["payload"]["Amount__c"] == 1
+    arrived = datetime.fromisoformat(event["receivedAt"])
+    assert abs((datetime.now(UTC) - arrived).total_seconds()) < 30
+    assert event["receivedAt"].endswith("Z")
+    lines = json_lines(run.err)  # every line of stderr is JSON too
+    assert lines[-1] == {"error": "received 1 of 2 events within 1.5 s", "exitCode": 5}
+    assert {"note": "waiting for events (Ctrl-C to stop)"} in lines
+    usage = cli("listen", EVENT, "--json", "--replay", "soon")
+    assert usage.code == 2
+    [error] = json_lines(usage.err)
+    assert error["exitCode"] == 2
+    assert "expected new, all or a replay id" in error["error"]
 
 
 def test_backlog_progress_ends_at_the_first_live_event(
@@ -350,6 +405,28 @@ def test_ctrl_c_exits_130(cli: CliRunner, org: EmulatorThread) -> None:
         timer.cancel()
     assert run.code == 130
     assert "Traceback" not in run.all
+
+
+def test_ctrl_c_during_the_backlog_says_interrupted(
+    org: EmulatorThread, monkeypatch: pytest.MonkeyPatch, clean_env: pytest.MonkeyPatch
+) -> None:
+    from sfstream.cli import main
+
+    out, err = io.StringIO(), FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", out)
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(_listen, "BACKLOG_IDLE", 30.0)  # the backlog is never over by itself
+    publish_orders(org, *range(12))
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code = main(["listen", EVENT, "--replay", "all", "--color", "never", *password_args(org)])
+    finally:
+        timer.cancel()
+    assert code == 130
+    assert len(out.getvalue().splitlines()) == 12
+    assert "interrupted after 12 backlog events in " in err.getvalue()
+    assert "replayed" not in err.getvalue()
 
 
 def test_ctrl_c_in_a_subprocess(org: EmulatorThread, clean_env: pytest.MonkeyPatch) -> None:
@@ -440,6 +517,7 @@ def test_parse_replay() -> None:
 
 
 def test_store_problems(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> None:
+    """More in test_store.py."""
     creds = password_args(org)
     cli(
         "listen", EVENT, "--store", str(tmp_path / "no" / "such" / "dir"), *creds
@@ -448,8 +526,9 @@ def test_store_problems(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> 
     with shelve.open(store) as shelf:
         shelf[EVENT] = "not a marker"
     cli("listen", EVENT, "--store", store, *creds).assert_one_error_line(
-        1, "replay store: the value stored for channel '/event/Order__e' is not a replay marker",
-        f"delete the store {store}",
+        1, f"cannot read the shelve store {store}: the value stored for channel "
+        "'/event/Order__e' is not a replay marker",
+        f"delete {store}",
     )  # fmt: skip
 
 
@@ -476,7 +555,9 @@ async def test_an_event_without_a_marker_is_still_printed() -> None:
     args = _listen_args("--store", "s", "--json")
     listener = _listen._Listener(args, Console(out, err, color="never"), Shelf())  # type: ignore[arg-type]
     await listener.handle(FakeClient(), {"channel": "/u/x", "data": {"payload": "p"}})  # type: ignore[arg-type]
-    assert json.loads(out.getvalue()) == {"channel": "/u/x", "data": {"payload": "p"}}
+    printed = json.loads(out.getvalue())
+    assert printed.pop("receivedAt").endswith("Z")
+    assert printed == {"channel": "/u/x", "data": {"payload": "p"}}
     assert "no replay id stored: no replay id in the message" in err.getvalue()
 
 
@@ -513,3 +594,33 @@ def test_a_killed_listener_resumes_without_a_gap(
                      env=password_env(org))  # fmt: skip
     assert again.code == 0, again.err
     assert replay_ids(json_lines(again.out)) == [7]
+
+
+async def test_stored_marker_note() -> None:
+    now = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+    refused = "400::The replayId {42} you provided was invalid. Please provide a valid ID."
+
+    def error(channel: object) -> ServerError:
+        return ServerError("Subscribe failed", {"error": refused, "subscription": channel})
+
+    shelf = MappingStorage(
+        {
+            "/u/Notes": ReplayMarker("2024-06-01T11:00:00Z", 42),
+            "/data/AccountChangeEvent": ReplayMarker("1716800000000", 7),  # CDC: epoch ms
+            "/topic/Accounts": ReplayMarker("not a date", 1),
+        }
+    )
+    note = _listen._stored_marker_note
+    assert await note(error("/u/Notes"), shelf, now) == (
+        "the stored replay id is from 2024-06-01 11:00 UTC, within this channel's 24 h, so it "
+        "was not issued on this channel: is the store from another org?"
+    )
+    assert await note(error("/data/AccountChangeEvent"), shelf, now) == (
+        "the stored replay id is from 2024-05-27 08:53 UTC, older than this channel's 72 h"
+    )
+    assert await note(error("/topic/Accounts"), shelf, now) is None
+    assert await note(error("/u/Other"), shelf, now) is None
+    assert await note(error(None), shelf, now) is None
+    assert await note(error("/u/Notes"), None, now) is None
+    other = ServerError("Subscribe failed", {"error": "403::Forbidden", "subscription": "/u/Notes"})
+    assert await note(other, shelf, now) is None

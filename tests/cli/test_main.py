@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ from sfstream.exceptions import (
     TransportError,
     TransportTimeoutError,
 )
+from sfstream.salesforce import ReplayMarker, SqliteStorage
 from tests.cli.conftest import EVENT, ROOT, CliRunner, password_args
 
 
@@ -56,6 +59,42 @@ def test_usage_errors_exit_2(cli: CliRunner) -> None:
     assert cli("demo", "--interval", "fast").code == 2
 
 
+def test_usage_errors_are_one_line_with_did_you_mean(cli: CliRunner) -> None:
+    run = cli("listen", EVENT, "--jsn")
+    line = run.assert_one_error_line(2, "unknown option --jsn", "did you mean --json?")
+    assert "sfstream listen --help" in line
+    assert len(run.err.splitlines()) == 1  # no usage block
+    cli("listen", EVENT, "--replay-all").assert_one_error_line(2, "did you mean --replay?")
+    cli("lsten", EVENT).assert_one_error_line(2, "unknown command lsten", "did you mean listen?")
+    cli("listen", EVENT, "--fallback", "nwe").assert_one_error_line(
+        2, "argument --fallback: invalid choice: 'nwe'", "did you mean new? (one of new, all)"
+    )
+    cli("listen", EVENT, "--color", "blue").assert_one_error_line(
+        2, "invalid choice", "one of auto, always, never"
+    )
+    cli("listen", EVENT, "--zzzzzz").assert_one_error_line(
+        2, "unknown option --zzzzzz", "sfstream listen --help shows every option"
+    )
+    cli("listen").assert_one_error_line(2, "the following arguments are required: CHANNEL")
+    cli("demo", "stray").assert_one_error_line(2, "unexpected argument stray")
+    cli("--jsn").assert_one_error_line(2, "unknown option --jsn", "sfstream --help")
+
+
+def test_a_command_calling_parser_error_reports_one_line(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sfstream import cli as cli_module
+
+    parser = cli_module.build_parser()
+
+    async def refuse(args: argparse.Namespace, console: Any) -> int:
+        parser.error("--foo needs --bar")
+
+    monkeypatch.setitem(cli_module._COMMANDS, "demo", refuse)
+    run = cli("demo")
+    run.assert_one_error_line(2, "--foo needs --bar", "sfstream --help shows every option")
+
+
 def test_missing_credentials_and_bad_channels(cli: CliRunner) -> None:
     cli("listen", EVENT).assert_one_error_line(2, "no credentials", "--sf-org")
     cli(
@@ -78,13 +117,45 @@ def test_subscription_errors(cli: CliRunner, org: EmulatorThread, tmp_path: Path
         "/event/Nope__e: The channel you requested to subscribe to does not exist",
         "check the channel name",
     )
+    # "Did you mean", from the org's own channels (platform events, PushTopics, /u/ channels).
+    for typo, meant in [
+        ("/event/Ordr__e", "/event/Order__e"),
+        ("/event/order__e", "/event/Order__e"),
+        ("/topic/Acounts", "/topic/Accounts"),
+        ("/u/notes", "/u/Notes"),
+    ]:
+        cli("listen", typo, *creds).assert_one_error_line(
+            1, f"{typo}: The channel you requested", f"did you mean {meant}?"
+        )
     org.publish(EVENT, {"Amount__c": 1})
-    cli("listen", EVENT, "--replay", "42", *creds).assert_one_error_line(
+    # 42 was never issued: the hint does not blame the retention window alone.
+    line = cli("listen", EVENT, "--replay", "42", *creds).assert_one_error_line(
         1, "Salesforce refused the replay id: The replayId {42}", "--replay all"
     )
+    assert "only an id this channel issued" in line
+    assert "a replay id is valid for 24 h" not in line
     store = str(tmp_path / "store")
     line = cli("listen", EVENT, "--replay", "42", "--store", store, *creds).assert_one_error_line(1)
     assert f"delete the store {store}" in line
+    # A stored id: its date tells whether it expired or was never issued on this channel.
+    now = datetime.now(UTC)
+    for age, why in [
+        (timedelta(hours=2), "within this channel's 72 h, so it was not issued on this channel"),
+        (timedelta(days=4), "older than this channel's 72 h"),
+    ]:
+        # A store of its own for each age: a store never moves a marker backwards.
+        aged = str(tmp_path / f"store-{age.total_seconds():.0f}")
+        marker = ReplayMarker((now - age).isoformat().replace("+00:00", "Z"), 42)
+        asyncio.run(store_marker(aged, EVENT, marker))
+        line = cli("listen", EVENT, "--store", aged, *creds).assert_one_error_line(
+            1, "Salesforce refused the replay id", why
+        )
+        assert "the stored replay id is from " in line
+
+
+async def store_marker(path: str, channel: str, marker: ReplayMarker) -> None:
+    async with SqliteStorage(path) as store:
+        await store.set_replay_marker(channel, marker)
 
 
 def test_unreachable_hosts_exit_4(cli: CliRunner) -> None:

@@ -14,6 +14,7 @@ from sfstream.cli._output import (
     BacklogProgress,
     Console,
     Style,
+    _duration,
     colour_wanted,
     describe_event,
     event_time,
@@ -143,16 +144,20 @@ def test_backlog_progress() -> None:
     err = Terminal()
     console = Console(io.StringIO(), err, color="never")
     since = datetime(2024, 1, 1, tzinfo=UTC)
-    progress = BacklogProgress(console, enabled=True, since=since, clock=lambda: now[0])
+    progress = BacklogProgress(
+        console, enabled=True, since=since, clock=lambda: now[0], now=lambda: since
+    )
     old = event_at(since - timedelta(minutes=5))
     progress.seen(old)
-    assert err.getvalue() == "\r\x1b[2Kreplaying the backlog: 1 events (1,000,000/s)"
+    assert err.getvalue() == (
+        "\r\x1b[2Kreplaying the backlog: 1 events (1,000,000/s), 5 min 0 s behind"
+    )
     now[0] += 0.05
     progress.seen(old)  # not redrawn within 0.1 s
     assert err.getvalue().count("replaying") == 1
     now[0] += 0.2
     progress.seen(old)
-    assert err.getvalue().endswith("replaying the backlog: 3 events (12/s)")
+    assert err.getvalue().endswith("replaying the backlog: 3 events (12/s), 5 min 0 s behind")
     progress.clear()
     progress.clear()
     assert err.getvalue().endswith("\r\x1b[2K")
@@ -163,6 +168,51 @@ def test_backlog_progress() -> None:
     progress.finish()
     progress.draw(force=True)
     assert err.getvalue().endswith("(12/s)\n")
+
+
+def test_backlog_progress_shows_how_far_behind_and_an_interruption() -> None:
+    since = datetime(2024, 1, 1, tzinfo=UTC)
+    moment = [since]
+    err = Terminal()
+    console = Console(io.StringIO(), err, color="never")
+    progress = BacklogProgress(
+        console, enabled=True, since=since, clock=lambda: 0.0, now=lambda: moment[0]
+    )
+    assert not progress.shares_terminal  # stdout is a file: events never erase the line
+    progress.seen(event_at(since - timedelta(hours=3, minutes=12)))
+    assert err.getvalue().endswith("1 events (1,000,000/s), 3 h 12 min behind")
+    progress.before_output()
+    assert err.getvalue().endswith("behind")  # not erased
+    progress.finish(interrupted=True)
+    assert err.getvalue().endswith(
+        "\r\x1b[2Kinterrupted after 1 backlog events in 0.0 s (1,000,000/s); "
+        "the last one was 3 h 12 min behind\n"
+    )
+    caught_up = BacklogProgress(
+        Console(Terminal(), err, color="never"),
+        enabled=True,
+        since=since,
+        clock=lambda: 0.0,
+        now=lambda: since,
+    )
+    assert caught_up.shares_terminal
+    caught_up.seen(event_at(since - timedelta(milliseconds=10)))
+    assert err.getvalue().endswith("1 events (1,000,000/s), caught up")
+    caught_up.before_output()
+    assert err.getvalue().endswith("\r\x1b[2K")  # the same terminal: erased for the event
+    caught_up.seen(event_at(since - timedelta(milliseconds=5)))  # drawn again at once
+    assert err.getvalue().endswith("2 events (2,000,000/s), caught up")
+    nothing = BacklogProgress(console, enabled=True, since=since, clock=lambda: 0.0)
+    nothing.finish(interrupted=True)
+    assert err.getvalue().endswith("interrupted after 0 backlog events in 0.0 s\n")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.4, "0 s"), (42, "42 s"), (200, "3 min 20 s"), (18720, "5 h 12 min"), (183600, "2 d 3 h")],
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert _duration(seconds) == text
 
 
 def test_disabled_or_empty_progress_prints_nothing() -> None:

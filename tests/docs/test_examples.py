@@ -8,7 +8,9 @@ default credentials, which the scripts default to, are checked too) and finishes
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -134,13 +136,69 @@ async def bayeux_mock_transport(org: Emulator, cwd: Path) -> None:
     assert lines[0].startswith("total 42.5;")
 
 
+async def nats_worker(org: Emulator, cwd: Path) -> None:
+    # The relay's side, done with the sink itself: three events in JetStream (real nats-server).
+    from sfstream.relay import RelayEvent
+    from sfstream.relay._nats import NatsSink
+    from tests.relay._nats_servers import NatsServer
+
+    with NatsServer(cwd) as server:
+        async with NatsSink(server.url) as sink:
+            lease = await sink.acquire("orders", "relay", 10)
+            assert lease is not None
+            events = []
+            for replay_id, amount in enumerate((42, 7, 9), 1):
+                message = {"channel": CHANNEL, "data": {"payload": {"Amount__c": amount}}}
+                events.append(
+                    RelayEvent(org.org_id, CHANNEL, replay_id, "", json.dumps(message).encode())
+                )
+            await sink.write(lease, events)
+        lines = await run(
+            "nats_worker.py", "--server", server.url, "--count", "3", org=org, cwd=cwd
+        )
+    assert lines == [f'{CHANNEL} {n} {{"Amount__c": {a}}}' for n, a in ((1, 42), (2, 7), (3, 9))]
+
+
 SCENARIOS: dict[str, Scenario] = {
     "listen_platform_events.py": listen_platform_events,
     "resume_with_shelve.py": resume_with_shelve,
     "manual_replay_policy.py": manual_replay_policy,
     "jwt_bearer.py": jwt_bearer,
     "bayeux_mock_transport.py": bayeux_mock_transport,
+    "nats_worker.py": nats_worker,
 }
+
+
+async def read_lines_until(process: asyncio.subprocess.Process, count: int, what: str) -> list[str]:
+    assert process.stdout is not None
+    lines: list[str] = []
+    async with asyncio.timeout(TIMEOUT):
+        while sum(what in line for line in lines) < count:
+            lines.append((await process.stdout.readline()).decode())
+    return lines
+
+
+@pytest.mark.parametrize("name", ["resume_with_shelve.py", "listen_platform_events.py"])
+async def test_ctrl_c_closes_the_client_and_saves_the_store(
+    name: str, sfstream_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The documented loop stopped by Ctrl-C: no traceback, nothing left open, exit status
+    130, and (with a store) the next run resumes after the last event printed."""
+    org = sfstream_emulator
+    process = await start(name, org=org, cwd=tmp_path)
+    await wait_for_subscription(org, CHANNEL, timeout=TIMEOUT)
+    await publish_amounts(org, 1, 2)
+    await read_lines_until(process, 2, "Amount__c")
+    process.send_signal(signal.SIGINT)
+    async with asyncio.timeout(TIMEOUT):
+        _, stderr = await process.communicate()
+    assert process.returncode == 130
+    text = stderr.decode()
+    assert text == "stopped (Ctrl-C)\n"  # no traceback, no "Unclosed client session"
+    if name == "resume_with_shelve.py":
+        await publish_amounts(org, 3)
+        again = await run(name, "--count", "1", org=org, cwd=tmp_path)
+        assert amounts(again) == [3]  # the markers of 1 and 2 were on disk
 
 
 def test_every_example_has_a_scenario() -> None:

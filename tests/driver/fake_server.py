@@ -20,8 +20,15 @@ class FakeBayeuxServer:
     the reply (or raise to simulate a transport failure); returning None lets the server answer.
     """
 
-    def __init__(self, *, hold: float = 0.05, unknown_client: str = "403::Unknown client") -> None:
+    def __init__(
+        self,
+        *,
+        hold: float = 0.05,
+        unknown_client: str = "403::Unknown client",
+        connection_types: tuple[str, ...] = ("long-polling",),
+    ) -> None:
         self.hold = hold
+        self.connection_types = connection_types
         self.unknown_client = unknown_client
         self.sessions: dict[str, set[str]] = {}
         self.pending: dict[str, list[Message]] = {}
@@ -82,7 +89,7 @@ class FakeBayeuxServer:
             reply["successful"] = True
             reply["clientId"] = client_id
             reply["version"] = "1.0"
-            reply["supportedConnectionTypes"] = ["long-polling"]
+            reply["supportedConnectionTypes"] = list(self.connection_types)
             return [reply]
         client_id = message.get("clientId", "")
         if client_id not in self.sessions:

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -291,3 +292,102 @@ def test_main_help(capsys: pytest.CaptureFixture[str]) -> None:
         _cli.main(["--help"])
     assert exit_info.value.code == 0
     assert "--consumer-key" in capsys.readouterr().out
+
+
+# -- declared event fields, the exports, the port hint ------------------------------------------
+
+
+def test_event_fields_on_the_command_line() -> None:
+    org = _cli.build_emulator(
+        parse("--port", "0", "--event", "Order__e:OrderId__c, Amount__c", "--event", "Ship__e")
+    )
+    events = org.state.platform_events
+    assert events["Order__e"].fields == frozenset({"OrderId__c", "Amount__c"})
+    assert events["Ship__e"].fields is None  # a bare name declares none: any __c field
+    assert (
+        _cli.build_emulator(parse("--event", "Empty__e:")).state.platform_events["Empty__e"].fields
+        == frozenset()
+    )
+
+
+@pytest.mark.parametrize("event", ["Order", "Order:Amount__c", "Order__e:Amount", ":A__c"])
+async def test_an_event_name_without_e_or_a_bad_field_is_refused(
+    event: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await _cli.run(parse("--port", "0", "--event", event)) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("sfstream emulator: ")
+    assert "__e" in error or "__c" in error
+    assert "Traceback" not in error
+
+
+def test_event_fields_in_a_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "org.toml"
+    path.write_text('[emulator]\nevents = {Order__e = ["Amount__c"], Ship__e = []}\n')
+    org = _cli.build_emulator(parse("--config", str(path), "--event", "Extra__e:N__c"))
+    events = org.state.platform_events
+    assert events["Order__e"].fields == frozenset({"Amount__c"})
+    assert events["Ship__e"].fields == frozenset()
+    assert events["Extra__e"].fields == frozenset({"N__c"})
+    listed = tmp_path / "org.json"
+    listed.write_text(json.dumps({"events": ["A__e:X__c", "B__e"]}))
+    events = _cli.build_emulator(parse("--config", str(listed))).state.platform_events
+    assert (events["A__e"].fields, events["B__e"].fields) == (frozenset({"X__c"}), None)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"events": {"A__e": "X__c"}}))
+    with pytest.raises(ValueError, match="list of names"):
+        _cli.build_emulator(parse("--config", str(bad)))
+    bad.write_text(json.dumps({"events": "A__e"}))
+    with pytest.raises(ValueError, match="a list of names or a table"):
+        _cli.build_emulator(parse("--config", str(bad)))
+
+
+async def test_the_banner_says_how_to_declare_fields() -> None:
+    task, out, stop = await serve(parse("--port", "0", "--event", "A__e:X__c", "--event", "B__e"))
+    stop.set()
+    assert await task == 0
+    banner = out.getvalue()
+    assert "/event/A__e  (X__c)" in banner
+    assert "--event B__e:" in banner
+
+
+async def test_the_banner_exports_what_sfstream_listen_reads(http: aiohttp.ClientSession) -> None:
+    from sfstream.cli._credentials import ENVIRONMENT, resolve_credentials
+
+    task, out, stop = await serve(
+        parse(
+            "--port", "0", "--password", "p w'd", "--security-token", "tok", "--api-version", "60.0"
+        )
+    )
+    try:
+        lines = [line.strip() for line in out.getvalue().splitlines()]
+        exported = [line for line in lines if line.startswith("export ")]
+        environ = dict(shlex.split(line)[1].split("=", 1) for line in exported)
+        assert set(environ) <= set(ENVIRONMENT.values())
+        assert environ["SFSTREAM_API_VERSION"] == "60.0"
+        credentials = resolve_credentials(argparse.Namespace(), environ)
+        assert credentials.flow == "password"
+        form = {
+            "grant_type": "password",
+            "client_id": credentials.get("consumer_key"),
+            "client_secret": credentials.get("consumer_secret"),
+            "username": credentials.get("username"),
+            "password": credentials.get("password") + credentials.get("security_token"),
+        }
+        async with http.post(f"{credentials.login_url}/services/oauth2/token", data=form) as reply:
+            assert reply.status == 200
+    finally:
+        stop.set()
+        assert await task == 0
+
+
+async def test_a_taken_port_suggests_port_0(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert await _cli.run(parse("--port", str(port))) == 2
+    error = capsys.readouterr().err
+    assert "cannot listen" in error
+    assert f"port {port} is taken" in error
+    assert "--port 0" in error

@@ -14,7 +14,7 @@ HOUR = 3600.0
 
 def invalid_replay(replay: object) -> str:
     return (
-        f"400::The replayId {{{replay}}} you provided was invalid. Please provide a valid ID, "
+        f"400::The replayId {{{replay}}} you provided was invalid.  Please provide a valid ID, "
         "-2 to replay all events, or -1 to replay only new events."
     )
 

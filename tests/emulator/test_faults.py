@@ -16,8 +16,8 @@ from .conftest import LONG_HOLD, Bayeux, events_of, password_token
 
 DOS = (
     "403::To protect all customers from excessive use and Denial of Service attacks, we limit "
-    "the number of simultaneous connections per server. Your request has been denied because "
-    "this limit has been exceeded. Please try your request again later."
+    "the number of simultaneous connections per server.  Your request has been denied because "
+    "this limit has been exceeded.  Please try your request again later."
 )
 
 
@@ -71,7 +71,7 @@ async def test_server_busy_hides_behind_a_401(bayeux: Bayeux, org: Emulator) -> 
         "advice": {"reconnect": "none", "interval": 0},
         "ext": {
             "sfdc": {
-                "failureReason": "503::Server is too busy. Please try your request again later."
+                "failureReason": "503::Server is too busy.  Please try your request again later."
             }
         },
     }

@@ -18,6 +18,7 @@ from sfstream.emulator import (
     EventLog,
     ManualClock,
     OrgState,
+    RestError,
     StoredEvent,
     SystemClock,
     _ids,
@@ -395,3 +396,63 @@ async def test_from_config(http: aiohttp.ClientSession) -> None:
     async with org:
         assert org.cometd_url().endswith("/cometd/67.0")
         assert "Cfg__e" in org.state.platform_events
+
+
+# -- platform events: the __e suffix and declared fields --------------------------------------
+
+
+@pytest.mark.parametrize("name", ["Order", "/event/Order", "Order__c", "Order__chn", "Order_e"])
+def test_a_platform_event_name_ends_in_e(name: str) -> None:
+    with pytest.raises(ValueError, match="ends in __e"):
+        OrgState().define_event(name)
+    with pytest.raises(ValueError, match="ends in __e"):
+        Emulator(events=[name])
+    with pytest.raises(ValueError, match=r"ends in __e|publish to a member event"):
+        Emulator().publish_nowait(f"/event/{name.removeprefix('/event/')}", {})
+
+
+def test_the_hint_names_the_event_with_its_suffix() -> None:
+    with pytest.raises(ValueError, match=r"did you mean Order__e\?"):
+        OrgState().define_event("Order")
+
+
+def test_declared_fields_are_custom_fields() -> None:
+    with pytest.raises(ValueError, match="end in __c"):
+        OrgState().define_event("Order__e", ["Amount"])
+    with pytest.raises(TypeError, match="list of names"):
+        Emulator(events={"Order__e": "Amount__c"})
+
+
+async def test_python_publishing_checks_declared_fields() -> None:
+    async with Emulator(events={"Order__e": ["Amount__c"], "Any__e": None}) as org:
+        await org.publish("/event/Order__e", {"Amount__c": 1})
+        with pytest.raises(RestError) as caught:
+            await org.publish("/event/Order__e", {"Amount__c": 1, "Other__c": 2})
+        assert isinstance(caught.value, ValueError)
+        assert caught.value.body() == [
+            {
+                "message": "No such column 'Other__c' on sobject of type Order__e",
+                "errorCode": "INVALID_FIELD",
+            }
+        ]
+        await org.publish("/event/Any__e", {"Whatever__c": 1})  # declares none: any field
+        assert [e["payload"]["Amount__c"] for e in org.events("/event/Order__e")] == [1]
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                f"{org.admin_url}/publish",
+                json={"channel": "/event/Order__e", "payload": {"Nope__c": 1}},
+            ) as response,
+        ):
+            assert response.status == 400
+            assert (await response.json())["errorCode"] == "INVALID_FIELD"
+
+
+def test_declaring_fields_again_on_a_kept_org() -> None:
+    state = OrgState()
+    Emulator(state=state, events=["Order__e"])
+    assert state.platform_events["Order__e"].fields is None
+    Emulator(state=state, events={"Order__e": ["A__c"]})
+    assert state.platform_events["Order__e"].fields == {"A__c"}
+    Emulator(state=state, events=["Order__e"])  # a bare name keeps what the org has
+    assert state.platform_events["Order__e"].fields == {"A__c"}

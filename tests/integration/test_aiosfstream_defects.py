@@ -56,7 +56,7 @@ SHIPMENT = "/event/Shipment__e"
 
 def invalid_replay_id(replay_id: int) -> str:
     return (
-        f"The replayId {{{replay_id}}} you provided was invalid. Please provide a valid ID, "
+        f"The replayId {{{replay_id}}} you provided was invalid.  Please provide a valid ID, "
         "-2 to replay all events, or -1 to replay only new events."
     )
 

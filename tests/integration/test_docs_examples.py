@@ -70,7 +70,7 @@ CHANNEL = "/topic/foo"
 
 #: Salesforce's answer to a replay id outside the retention window (the docs quote it).
 INVALID_REPLAY_ID = (
-    "The replayId {{{}}} you provided was invalid. Please provide a valid ID, -2 to replay all "
+    "The replayId {{{}}} you provided was invalid.  Please provide a valid ID, -2 to replay all "
     "events, or -1 to replay only new events."
 )
 

@@ -29,6 +29,7 @@ __all__ = [
     "NODE_PACKAGES",
     "PEERS_DIR",
     "CometdClient",
+    "CometdServer",
     "FayeServer",
     "NodeProcess",
     "PeerError",
@@ -41,7 +42,7 @@ __all__ = [
 PEERS_DIR: Final = Path(__file__).resolve().parent / "peers"
 
 #: The packages the scripts load; each must be in node_modules.
-NODE_PACKAGES: Final = ("faye", "cometd", "cometd-nodejs-client")
+NODE_PACKAGES: Final = ("faye", "cometd", "cometd-nodejs-client", "cometd-nodejs-server")
 
 #: Seconds to wait for a peer to start, to answer a command or to exit.
 STARTUP_TIMEOUT: Final = 15.0
@@ -256,10 +257,18 @@ class FayeServer(NodeProcess):
 
     script = "faye_server.mjs"
 
-    def __init__(self, *, timeout: float = 5.0, verbose: bool = True) -> None:
+    #: The path of the Bayeux endpoint.
+    mount = "/bayeux"
+
+    def __init__(
+        self, *, timeout: float = 5.0, verbose: bool = True, websocket: bool = True
+    ) -> None:
         super().__init__()
         self.timeout = timeout
         self.verbose = verbose
+        #: False: the server refuses every WebSocket upgrade (HTTP 400), as behind a proxy
+        #: that does not pass them on.
+        self.websocket = websocket
         self.port: int | None = None
         #: Whether the ``faye`` fixture fails a test whose clients overlapped connects.
         self.check_concurrent_connects = True
@@ -278,14 +287,19 @@ class FayeServer(NodeProcess):
     @property
     def url(self) -> str:
         """The Bayeux endpoint, e.g. ``http://127.0.0.1:PORT/bayeux``."""
-        return f"{self.base_url}/bayeux"
+        return f"{self.base_url}{self.mount}"
 
-    async def start(self) -> None:
-        """Start the server: on a free port the first time, on the same port afterwards."""
+    def _args(self) -> list[str]:
         args = ["--port", str(self.port or 0), "--timeout", str(self.timeout)]
         if self.verbose:
             args.append("--verbose")
-        await self._spawn(*args)
+        if not self.websocket:
+            args.append("--no-websocket")
+        return args
+
+    async def start(self) -> None:
+        """Start the server: on a free port the first time, on the same port afterwards."""
+        await self._spawn(*self._args())
         try:
             line = await self.wait_for(
                 lambda line: "port" in line, within=STARTUP_TIMEOUT, what='{"port": N}'
@@ -378,6 +392,27 @@ class FayeServer(NodeProcess):
             within=within,
             what=f"subscriptions {sorted(channels)} of {client_id or 'all clients'}",
         )
+
+
+class CometdServer(FayeServer):
+    """``peers/cometd_server.mjs``: the CometD project's Node.js server (cometd-nodejs-server),
+    long polling only, with the same events, ``publish()`` and ``restart()`` as
+    :class:`FayeServer`. ``ack=True`` installs its acknowledgement extension."""
+
+    script = "cometd_server.mjs"
+    mount = "/cometd"
+
+    def __init__(self, *, timeout: float = 5.0, verbose: bool = True, ack: bool = False) -> None:
+        super().__init__(timeout=timeout, verbose=verbose)
+        self.ack = ack
+
+    def _args(self) -> list[str]:
+        args = ["--port", str(self.port or 0), "--timeout", str(self.timeout)]
+        if self.verbose:
+            args.append("--verbose")
+        if self.ack:
+            args.append("--ack")
+        return args
 
 
 class CometdClient(NodeProcess):

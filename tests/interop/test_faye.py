@@ -1,7 +1,8 @@
 """sfstream's BayeuxClient against a real Faye 1.4.3 server and the CometD JavaScript client.
 
 Every message here crosses a real third-party peer; the Faye server's wire log (stderr, shown by
-pytest for a failing test) tells what was said.
+pytest for a failing test) tells what was said. Each test runs over long polling and over
+WebSocket (Faye serves both on the same endpoint).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from sfstream.bayeux import BayeuxClient
-from sfstream.exceptions import ServerError, TransportTimeoutError
+from sfstream.bayeux import BayeuxClient, Status, StatusKind
+from sfstream.exceptions import HTTPStatusError, ServerError, TransportTimeoutError
 
 from ._peers import FayeServer, StartCometd
 
@@ -20,6 +21,12 @@ pytestmark = pytest.mark.interop
 
 #: Seconds a test waits for one message before failing.
 RECEIVE_WITHIN = 10.0
+
+
+@pytest.fixture(params=["long-polling", "websocket"])
+def connection_type(request: pytest.FixtureRequest) -> str:
+    """The connection type the BayeuxClient of the test uses."""
+    return str(request.param)
 
 
 async def receive(client: BayeuxClient, within: float = RECEIVE_WITHIN) -> dict[str, Any]:
@@ -37,10 +44,15 @@ async def faye_client_id(faye: FayeServer, channel: str) -> str:
     return await faye.wait_for_subscription(channel)
 
 
-async def test_handshake_subscribe_and_receive_server_publishes(faye: FayeServer) -> None:
-    async with BayeuxClient(faye.url, connection_timeout=10.0) as client:
+async def test_handshake_subscribe_and_receive_server_publishes(
+    faye: FayeServer, connection_type: str
+) -> None:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=10.0
+    ) as client:
         closed_while_open = client.closed
         assert not closed_while_open
+        assert client.connection_type == connection_type
         handshake = await faye.wait_for(lambda line: line.get("event") == "handshake")
 
         await client.subscribe("/plain")
@@ -80,8 +92,10 @@ async def test_handshake_subscribe_and_receive_server_publishes(faye: FayeServer
     )
 
 
-async def test_publish_and_receive_own_message(faye: FayeServer) -> None:
-    async with BayeuxClient(faye.url, connection_timeout=10.0) as client:
+async def test_publish_and_receive_own_message(faye: FayeServer, connection_type: str) -> None:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=10.0
+    ) as client:
         await client.subscribe("/echo")
         client_id = await faye_client_id(faye, "/echo")
 
@@ -101,8 +115,10 @@ async def test_publish_and_receive_own_message(faye: FayeServer) -> None:
         assert (await receive(client))["data"] == "marker"
 
 
-async def test_async_iteration(faye: FayeServer) -> None:
-    async with BayeuxClient(faye.url, connection_timeout=10.0) as client:
+async def test_async_iteration(faye: FayeServer, connection_type: str) -> None:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=10.0
+    ) as client:
         await client.subscribe("/many")
         for n in range(5):
             await faye.publish("/many", {"n": n})
@@ -115,8 +131,10 @@ async def test_async_iteration(faye: FayeServer) -> None:
         assert received == [0, 1, 2, 3, 4]
 
 
-async def test_unsubscribe_stops_delivery(faye: FayeServer) -> None:
-    async with BayeuxClient(faye.url, connection_timeout=10.0) as client:
+async def test_unsubscribe_stops_delivery(faye: FayeServer, connection_type: str) -> None:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=10.0
+    ) as client:
         await client.subscribe("/keep")
         await client.subscribe("/drop")
         client_id = await faye_client_id(faye, "/drop")
@@ -135,9 +153,13 @@ async def test_unsubscribe_stops_delivery(faye: FayeServer) -> None:
         assert client.pending_count == 0
 
 
-async def test_refused_subscription_and_publish_raise_server_error(faye: FayeServer) -> None:
+async def test_refused_subscription_and_publish_raise_server_error(
+    faye: FayeServer, connection_type: str
+) -> None:
     # faye_server.mjs refuses every subscription and publish under /denied/.
-    async with BayeuxClient(faye.url, connection_timeout=10.0) as client:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=10.0
+    ) as client:
         with pytest.raises(ServerError, match="Subscription denied"):
             await client.subscribe("/denied/x")
         assert "/denied/x" not in client.subscriptions
@@ -150,8 +172,10 @@ async def test_refused_subscription_and_publish_raise_server_error(faye: FayeSer
         assert (await receive(client))["data"] == {"n": 1}
 
 
-async def test_faye_restart_mid_stream(faye: FayeServer) -> None:
-    async with BayeuxClient(faye.url, connection_timeout=30.0) as client:
+async def test_faye_restart_mid_stream(faye: FayeServer, connection_type: str) -> None:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=30.0
+    ) as client:
         await client.subscribe("/r/plain")
         await client.subscribe("/r/w/*")
         old_id = await faye_client_id(faye, "/r/w/*")
@@ -186,12 +210,14 @@ async def test_faye_restart_mid_stream(faye: FayeServer) -> None:
 
 @pytest.mark.parametrize("js_transport", ["long-polling", "websocket"])
 async def test_cometd_js_client_and_bayeux_client_exchange_messages(
-    faye: FayeServer, cometd_client: StartCometd, js_transport: str
+    faye: FayeServer, cometd_client: StartCometd, js_transport: str, connection_type: str
 ) -> None:
     js = await cometd_client(faye.url, transport=js_transport)
     assert (await js.subscribe("/to/js/**"))["successful"] is True
 
-    async with BayeuxClient(faye.url, connection_timeout=10.0) as client:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=10.0
+    ) as client:
         await client.subscribe("/to/py")
 
         # Python -> JavaScript
@@ -222,8 +248,12 @@ async def test_cometd_js_client_and_bayeux_client_exchange_messages(
     assert disconnect["successful"] is True
 
 
-async def test_receive_raises_when_the_server_stays_down(faye: FayeServer) -> None:
-    async with BayeuxClient(faye.url, connection_timeout=2.0) as client:
+async def test_receive_raises_when_the_server_stays_down(
+    faye: FayeServer, connection_type: str
+) -> None:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=2.0
+    ) as client:
         await client.subscribe("/down")
         await faye.stop()
         loop = asyncio.get_running_loop()
@@ -235,14 +265,21 @@ async def test_receive_raises_when_the_server_stays_down(faye: FayeServer) -> No
     assert client.closed
 
 
-async def test_slow_consumer_outlives_its_faye_session(node_peers: None) -> None:
+async def test_slow_consumer_outlives_its_faye_session(
+    node_peers: None, connection_type: str
+) -> None:
     # Faye forgets a client 2 x timeout after its last connect. A consumer that stops reading
     # makes the client stop polling (max_pending_count); when it reads again the session is gone
     # and the client must start a new one and subscribe again by itself.
     server = FayeServer(timeout=1.0)
     await server.start()
     try:
-        async with BayeuxClient(server.url, connection_timeout=15.0, max_pending_count=2) as client:
+        async with BayeuxClient(
+            server.url,
+            connection_types=(connection_type,),
+            connection_timeout=15.0,
+            max_pending_count=2,
+        ) as client:
             await client.subscribe("/slow")
             old_id = await server.wait_for_subscription("/slow")
             await server.publish("/slow", {"n": 0})
@@ -272,10 +309,12 @@ async def test_slow_consumer_outlives_its_faye_session(node_peers: None) -> None
     assert server.concurrent_connects() == []
 
 
-async def test_large_messages(faye: FayeServer) -> None:
+async def test_large_messages(faye: FayeServer, connection_type: str) -> None:
     sent = {"blob": "x" * 600_000, "items": list(range(10_000))}  # a request body under 1 MiB
     delivered = {"blob": "y" * 3_000_000, "text": "é" * 1000}  # a reply body over 1 MiB
-    async with BayeuxClient(faye.url, connection_timeout=10.0) as client:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=10.0
+    ) as client:
         await client.subscribe("/big")
         reply = await client.publish("/big", sent)
         assert reply["successful"] is True
@@ -284,10 +323,39 @@ async def test_large_messages(faye: FayeServer) -> None:
         assert (await receive(client))["data"] == delivered
 
 
-async def test_publish_over_one_mebibyte(faye: FayeServer) -> None:
+async def test_publish_over_one_mebibyte(faye: FayeServer, connection_type: str) -> None:
     payload = {"blob": "x" * 1_100_000}
-    async with BayeuxClient(faye.url, connection_timeout=10.0) as client:
+    async with BayeuxClient(
+        faye.url, connection_types=(connection_type,), connection_timeout=10.0
+    ) as client:
         await client.subscribe("/big")
         reply = await client.publish("/big", payload)
         assert reply["successful"] is True
         assert (await receive(client))["data"] == payload
+
+
+async def test_fallback_to_long_polling_when_faye_refuses_the_upgrade(node_peers: None) -> None:
+    server = FayeServer(timeout=5.0, websocket=False)
+    await server.start()
+    statuses: list[Status] = []
+    try:
+        async with BayeuxClient(
+            server.url, connection_types=("websocket", "long-polling"), on_status=statuses.append
+        ) as client:
+            assert client.connection_type == "long-polling"
+            await client.subscribe("/fb/*")
+            await server.wait_for_subscription("/fb/*")
+            await server.publish("/fb/a", {"n": 1})
+            assert (await receive(client))["data"] == {"n": 1}
+            assert (await client.publish("/fb/b", {"n": 2}))["successful"] is True
+            assert (await receive(client))["data"] == {"n": 2}
+        fallback = [s for s in statuses if s.kind is StatusKind.FALLBACK]
+        assert len(fallback) == 1
+        assert "websocket -> long-polling" in fallback[0].detail
+        assert "HTTP 400" in fallback[0].detail
+
+        # WebSocket alone has nothing to fall back to: the refusal is the error.
+        with pytest.raises(HTTPStatusError, match="refused the WebSocket upgrade: HTTP 400"):
+            await BayeuxClient(server.url, connection_types=("websocket",)).open()
+    finally:
+        await server.stop()

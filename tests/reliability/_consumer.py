@@ -1,6 +1,7 @@
 """A consumer process for the crash-safety tests: run as ``python _consumer.py ...``.
 
-It subscribes to channels with a durable replay store (a ``shelve``) and the MANUAL policy, and
+It subscribes to channels with a durable replay store (``--storage shelve``, the default, or
+``sqlite``: an :class:`~sfstream.SqliteStorage`) and the MANUAL policy, and
 for each event: appends ``<run> <channel> <replay id>`` to the output file and fsyncs it (the
 "processing"), then lets the store mark the event (``async with storage(message)``). Killed at
 any point and started again, it resumes after the last marked event: an event may be processed
@@ -27,9 +28,11 @@ from typing import Any
 
 from sfstream import (
     DefaultMappingStorage,
+    ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
     ReplayOption,
     SalesforceStreamingClient,
+    SqliteStorage,
 )
 from sfstream.bayeux import ConstantBackoff
 
@@ -44,8 +47,13 @@ def _expectations(values: list[str]) -> dict[str, int]:
 
 async def consume(args: argparse.Namespace) -> int:
     expected = _expectations(args.expect or [])
-    shelf: shelve.Shelf[Any] = shelve.open(args.store)  # noqa: SIM115 - closed at the end
-    storage = DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
+    shelf: shelve.Shelf[Any] | None = None
+    storage: ReplayMarkerStorage
+    if args.storage == "sqlite":
+        storage = SqliteStorage(args.store, default_id=ReplayOption.ALL_EVENTS)
+    else:
+        shelf = shelve.open(args.store)  # noqa: SIM115 - closed at the end
+        storage = DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
     client = SalesforceStreamingClient(
         consumer_key=os.environ["SFSTREAM_TEST_CONSUMER_KEY"],
         consumer_secret=os.environ["SFSTREAM_TEST_CONSUMER_SECRET"],
@@ -82,9 +90,12 @@ async def consume(args: argparse.Namespace) -> int:
                     out.write(f"{args.run} {channel} {replay_id}\n")
                     out.flush()
                     os.fsync(out.fileno())
-                if args.sync:
+                if args.sync and shelf is not None:
                     shelf.sync()
-    shelf.close()
+    if shelf is not None:
+        shelf.close()
+    if isinstance(storage, SqliteStorage):
+        await storage.aclose()
     print("DONE", flush=True)
     return 0
 
@@ -98,6 +109,7 @@ def main() -> int:
     parser.add_argument("--channels", nargs="+", required=True)
     parser.add_argument("--expect", nargs="*", metavar="CHANNEL=ID")
     parser.add_argument("--sync", action="store_true")
+    parser.add_argument("--storage", choices=("shelve", "sqlite"), default="shelve")
     return asyncio.run(consume(parser.parse_args()))
 
 

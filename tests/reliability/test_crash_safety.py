@@ -2,11 +2,12 @@
 
 The emulator runs in the test process and outlives every consumer. A consumer
 (:mod:`tests.reliability._consumer`, run with ``sys.executable``) keeps its replay markers in a
-``shelve`` with the MANUAL policy and records every event it processes (fsync'd) before marking
-it. It is killed at random moments while events are being published, started again, and a last
-run goes on until the last published event of each channel was processed. Then every published
-event must appear in the record (losses = 0); events processed twice (killed between processing
-and marking) are counted and reported, and only allowed across runs, never within one.
+``shelve`` or an :class:`~sfstream.SqliteStorage` with the MANUAL policy and records every
+event it processes (fsync'd) before marking it. It is killed at random moments while events
+are being published, started again, and a last run goes on until the last published event of
+each channel was processed. Then every published event must appear in the record (losses = 0);
+events processed twice (killed between processing and marking) are counted and reported, and
+only allowed across runs, never within one.
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ def consumer_env(org: Emulator) -> dict[str, str]:
 
 
 async def start_consumer(
-    org: Emulator, tmp_path: Path, run: int, expect: dict[str, int] | None = None
+    org: Emulator,
+    tmp_path: Path,
+    run: int,
+    expect: dict[str, int] | None = None,
+    storage: str = "shelve",
 ) -> asyncio.subprocess.Process:
     args = [
         str(CONSUMER),
@@ -90,6 +95,8 @@ async def start_consumer(
         "--run",
         str(run),
         "--sync",
+        "--storage",
+        storage,
         "--channels",
         EVENT,
         CDC,
@@ -109,7 +116,9 @@ async def start_consumer(
         stderr.close()
 
 
-async def crash_campaign(tmp_path: Path, *, events: int, kills: int, seed: int) -> CrashReport:
+async def crash_campaign(
+    tmp_path: Path, *, events: int, kills: int, seed: int, storage: str = "shelve"
+) -> CrashReport:
     rng = random.Random(seed)
     published: dict[str, list[int]] = {EVENT: [], CDC: []}
     async with Emulator(events=[EVENT.removeprefix("/event/")], hold_time=0.2) as org:
@@ -123,7 +132,7 @@ async def crash_campaign(tmp_path: Path, *, events: int, kills: int, seed: int) 
 
         publisher = asyncio.create_task(publish())
         for run in range(kills):
-            process = await start_consumer(org, tmp_path, run)
+            process = await start_consumer(org, tmp_path, run, storage=storage)
             # anywhere from start-up (authenticating, subscribing) to deep in the stream
             await asyncio.sleep(rng.uniform(0.2, 2.0))
             process.send_signal(signal.SIGKILL)
@@ -132,7 +141,7 @@ async def crash_campaign(tmp_path: Path, *, events: int, kills: int, seed: int) 
             assert code == -signal.SIGKILL, f"consumer {run} ended by itself ({code}): {errors}"
         await publisher
         expect = {channel: ids[-1] for channel, ids in published.items()}
-        process = await start_consumer(org, tmp_path, kills, expect)
+        process = await start_consumer(org, tmp_path, kills, expect, storage)
         try:
             async with asyncio.timeout(40):
                 stdout, _ = await process.communicate()
@@ -151,18 +160,20 @@ async def crash_campaign(tmp_path: Path, *, events: int, kills: int, seed: int) 
     return CrashReport(published, processed, kills)
 
 
+@pytest.mark.parametrize("storage", ["shelve", "sqlite"])
 @pytest.mark.timeout(90)
-async def test_three_sigkills_lose_nothing(tmp_path: Path) -> None:
-    report = await crash_campaign(tmp_path, events=200, kills=3, seed=11)
+async def test_three_sigkills_lose_nothing(tmp_path: Path, storage: str) -> None:
+    report = await crash_campaign(tmp_path, events=200, kills=3, seed=11, storage=storage)
     print(report.render())
     assert report.lost() == {}
     assert report.duplicates_within_a_run() == 0
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("storage", ["shelve", "sqlite"])
 @pytest.mark.timeout(300)
-async def test_twelve_sigkills_lose_nothing(tmp_path: Path) -> None:
-    report = await crash_campaign(tmp_path, events=500, kills=12, seed=12)
+async def test_twelve_sigkills_lose_nothing(tmp_path: Path, storage: str) -> None:
+    report = await crash_campaign(tmp_path, events=500, kills=12, seed=12, storage=storage)
     print(report.render())
     assert report.lost() == {}
     assert report.duplicates_within_a_run() == 0

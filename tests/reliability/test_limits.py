@@ -4,28 +4,52 @@ Each limit fails with a clear error of the documented tree and memory stays boun
 that streams an endless body, drips one for ever, declares a body of 10 GiB, sends headers that
 never end or too many messages cannot exhaust the client. Limits that are not parameters yet
 are specified with ``xfail(strict=True)``.
+
+Compressed replies: every limit counts *decoded* bytes. A 520 KB gzip body that inflates to
+512 MiB is refused on every HTTP path of the project (the CometD transport, the token endpoint,
+REST publishing and ``sfstream publish``, the emulator's request bodies), with the memory peak
+a small multiple of the limit, not of the inflated size.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import gzip
 import json
+import threading
 import time
 import tracemalloc
+import zlib
 from collections.abc import Iterator
+from types import TracebackType
 
+import aiohttp
 import pytest
 
-from sfstream import AuthenticationError, PasswordAuthenticator
+from sfstream import AccessTokenAuthenticator, AuthenticationError, PasswordAuthenticator
 from sfstream.bayeux import LongPollingTransport, Request
-from sfstream.exceptions import ProtocolError, TransportError, TransportTimeoutError
+from sfstream.cli import main
+from sfstream.cli._errors import CliError
+from sfstream.cli._publish import RestClient
+from sfstream.emulator import Emulator
+from sfstream.exceptions import (
+    AuthenticationTransportError,
+    ProtocolError,
+    TransportError,
+    TransportTimeoutError,
+)
 
 from ._hostile import (
+    Behaviour,
     HostileServer,
+    Received,
     endless_chunked_body,
     endless_headers,
     endless_slow_body,
     fixed,
     huge_declared_length,
+    response,
 )
 
 CONNECT: Request = Request(
@@ -198,3 +222,243 @@ async def test_one_oversized_event_is_refused() -> None:
                 await transport.send(CONNECT)
         finally:
             await transport.close()
+
+
+# -- compressed replies: limits count decoded bytes ---------------------------------------------
+
+#: What the bomb inflates to.
+BOMB_SIZE = 512 * MiB
+
+
+@functools.cache
+def gzip_bomb(inflated: int = BOMB_SIZE) -> bytes:
+    """A gzip stream of ``inflated`` zero bytes (520 KB for 512 MiB), built a MiB at a time."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(MiB)
+    parts = [compressor.compress(block) for _ in range(inflated // MiB)]
+    parts.append(compressor.flush())
+    return b"".join(parts)
+
+
+def test_the_bomb_is_small_and_inflates_to_512_mib() -> None:
+    bomb = gzip_bomb()
+    assert len(bomb) < 600 * 1024
+    inflater = zlib.decompressobj(31)
+    total = 0
+    data = bomb
+    while data:
+        total += len(inflater.decompress(data, MiB))
+        data = inflater.unconsumed_tail
+    assert total == BOMB_SIZE
+
+
+def bomb(*, chunked: bool = False) -> Behaviour:
+    """A 200 whose gzip body inflates to 512 MiB, with a Content-Length or chunked."""
+    headers = ("Content-Type: application/json", "Content-Encoding: gzip")
+    if not chunked:
+        return fixed(200, gzip_bomb(), *headers)
+
+    async def behave(_request: Received, writer: asyncio.StreamWriter) -> None:
+        head = ["HTTP/1.1 200 OK", *headers, "Transfer-Encoding: chunked"]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        body = gzip_bomb()
+        for start in range(0, len(body), 16 * 1024):
+            chunk = body[start : start + 16 * 1024]
+            writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            await writer.drain()
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    return behave
+
+
+def token_reply(instance_url: str) -> bytes:
+    return json.dumps(
+        {"access_token": "00Dtoken", "instance_url": instance_url, "token_type": "Bearer"}
+    ).encode()
+
+
+def bomb_except_the_token(*, chunked: bool = False) -> Behaviour:
+    """A token endpoint that answers properly; every other path gets the bomb."""
+    explode = bomb(chunked=chunked)
+
+    async def behave(request: Received, writer: asyncio.StreamWriter) -> None:
+        if request.path.startswith("/services/oauth2/token"):
+            host = request.headers["host"]
+            writer.write(
+                response(200, token_reply(f"http://{host}"), "Content-Type: application/json")
+            )
+            await writer.drain()
+            return
+        await explode(request, writer)
+
+    return behave
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_gzip_bomb_stops_at_the_transport_limit(chunked: bool, memory: None) -> None:
+    async with HostileServer(bomb(chunked=chunked)) as server:
+        transport = LongPollingTransport(server.url + "/cometd/67.0", max_response_size=4 * MiB)
+        try:
+            with pytest.raises(ProtocolError, match=r"larger than the limit of 4194304 bytes"):
+                await transport.send(CONNECT)
+        finally:
+            await transport.close()
+    assert peak_mib() < 16, f"peak {peak_mib():.1f} MiB for a 4 MiB limit"
+
+
+async def test_a_gzip_bomb_stops_at_the_default_transport_limit(memory: None) -> None:
+    async with HostileServer(bomb()) as server:
+        transport = LongPollingTransport(server.url + "/cometd/67.0")
+        try:
+            with pytest.raises(ProtocolError, match=r"larger than the limit of 67108864 bytes"):
+                await transport.send(CONNECT)
+        finally:
+            await transport.close()
+    assert peak_mib() < 200, f"peak {peak_mib():.1f} MiB for a 64 MiB limit"
+
+
+async def test_a_compressed_reply_within_the_limit_is_decoded() -> None:
+    messages = [{"channel": "/x", "data": "y" * 1000, "id": str(n)} for n in range(100)]
+    body = gzip.compress(json.dumps(messages).encode())
+    behaviour = fixed(200, body, "Content-Type: application/json", "Content-Encoding: gzip")
+    async with HostileServer(behaviour) as server:
+        # the limit is above the decoded size (about 110 KB), the compressed body far below
+        transport = LongPollingTransport(server.url + "/cometd/67.0", max_response_size=200_000)
+        try:
+            assert await transport.send(CONNECT) == messages
+            transport.max_response_size = 100_000
+            with pytest.raises(ProtocolError, match="larger than the limit of 100000 bytes"):
+                await transport.send(CONNECT)
+        finally:
+            await transport.close()
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_gzip_bomb_from_the_token_endpoint(chunked: bool, memory: None) -> None:
+    async with HostileServer(bomb(chunked=chunked)) as server:
+        with pytest.raises(AuthenticationTransportError, match="exceeds 1048576 bytes"):
+            await authenticator(server.url).authenticate()
+    assert peak_mib() < 8, f"peak {peak_mib():.1f} MiB for a 1 MiB limit"
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_gzip_bomb_from_rest_publishing(chunked: bool, memory: None) -> None:
+    async with HostileServer(bomb(chunked=chunked)) as server, aiohttp.ClientSession() as session:
+        rest = RestClient(AccessTokenAuthenticator("00Dtoken", server.url), session, "67.0")
+        with pytest.raises(CliError, match="larger than the limit of 4194304 bytes"):
+            await rest.publish_event("Order__e", {"Amount__c": 1})
+    assert peak_mib() < 24, f"peak {peak_mib():.1f} MiB for a 4 MiB limit"
+
+
+async def test_a_large_rest_reply_is_read_whole() -> None:
+    """Not just the first buffered piece of it (a reply of several network reads)."""
+    reply = json.dumps({"id": "e001", "success": True, "errors": [], "pad": "x" * MiB})
+    behaviour = fixed(201, reply.encode(), "Content-Type: application/json")
+    async with HostileServer(behaviour) as server, aiohttp.ClientSession() as session:
+        rest = RestClient(AccessTokenAuthenticator("00Dtoken", server.url), session, "67.0")
+        result = await rest.publish_event("Order__e", {})
+        assert result.id == "e001"
+        rest.max_body = MiB
+        with pytest.raises(CliError, match=r"larger than the limit of 1048576 bytes \(10"):
+            await rest.publish_event("Order__e", {})
+
+
+class ThreadedServer:
+    """A :class:`HostileServer` on its own loop in a thread, for ``main()`` (``asyncio.run``)."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.url = ""
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with HostileServer(self.behaviour) as server:
+            self.url = server.url
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> ThreadedServer:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._loop is not None
+        assert self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def test_a_gzip_bomb_against_sfstream_publish(capsys: pytest.CaptureFixture[str]) -> None:
+    with ThreadedServer(bomb_except_the_token()) as server:
+        tracemalloc.start()
+        try:
+            code = main(
+                [
+                    "publish",
+                    "/event/Order__e",
+                    '{"Amount__c": 1}',
+                    "--login-url",
+                    server.url,
+                    "--consumer-key",
+                    "key",
+                    "--consumer-secret",
+                    "secret",
+                    "--username",
+                    "user",
+                    "--password",
+                    "pass",
+                ]
+            )
+            peak = peak_mib()
+        finally:
+            tracemalloc.stop()
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "larger than the limit of 4194304 bytes" in err
+    assert peak < 32, f"peak {peak:.1f} MiB for a 4 MiB limit"
+
+
+# -- the emulator's request bodies ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/cometd/67.0",
+        "/services/oauth2/token",
+        "/services/data/v67.0/sobjects/Order__e/",
+        "/_emulator/publish",
+    ],
+)
+async def test_a_gzip_bomb_posted_to_the_emulator(path: str, memory: None) -> None:
+    async with Emulator(events=["Order__e"]) as org, aiohttp.ClientSession() as session:
+        token = org.issue_access_token()
+        content_type = (
+            "application/x-www-form-urlencoded" if "oauth2" in path else "application/json"
+        )
+        async with session.post(
+            org.base_url + path,
+            data=gzip_bomb(),
+            headers={
+                "Content-Encoding": "gzip",
+                "Content-Type": content_type,
+                "Authorization": f"Bearer {token}",
+            },
+        ) as reply:
+            assert reply.status == 413, await reply.text()
+        # the org still serves
+        async with session.get(org.base_url + "/services/data") as reply:
+            assert reply.status == 200
+    assert peak_mib() < 24, f"peak {peak_mib():.1f} MiB"

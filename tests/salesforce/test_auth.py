@@ -25,9 +25,17 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from multidict import CIMultiDict, CIMultiDictProxy
 from pytest_aiohttp import AiohttpServer
+from yarl import URL
 
-from sfstream.exceptions import AuthenticationError, ClientInvalidOperation
+from sfstream.exceptions import (
+    AuthenticationError,
+    AuthenticationTransportError,
+    ClientInvalidOperation,
+    InvalidArgumentError,
+    TransportError,
+)
 from sfstream.salesforce._auth import (
     JWT_BEARER_GRANT_TYPE,
     JWT_LIFETIME,
@@ -307,20 +315,21 @@ def test_token_url_selection(kwargs: dict[str, Any], token_url: str) -> None:
     ["http://login.salesforce.com", "http://10.0.0.1:8080", "http://localhost.example.com"],
 )
 def test_plain_http_is_refused_except_on_loopback(url: str) -> None:
-    with pytest.raises(ValueError, match=r"plain http.*loopback"):
+    with pytest.raises(InvalidArgumentError, match=r"plain http.*loopback"):
         password_auth(url)
-    with pytest.raises(ValueError, match="plain http"):
+    with pytest.raises(InvalidArgumentError, match="plain http"):
         AccessTokenAuthenticator(GIVEN_ACCESS_TOKEN, url)
 
 
 @pytest.mark.parametrize("url", ["ftp://acme.my.salesforce.com", "acme.my.salesforce.com", ""])
 def test_other_schemes_are_refused(url: str) -> None:
-    with pytest.raises(ValueError, match="absolute https"):
+    with pytest.raises(InvalidArgumentError, match="absolute https") as info:
         password_auth(url)
+    assert isinstance(info.value, ValueError)
 
 
 def test_urls_with_credentials_are_refused_without_echo() -> None:
-    with pytest.raises(ValueError, match="user name or password") as info:
+    with pytest.raises(InvalidArgumentError, match="user name or password") as info:
         password_auth(f"https://me:{PASSWORD}@acme.my.salesforce.com")
     assert PASSWORD not in all_text(info.value)
 
@@ -410,7 +419,7 @@ def test_client_credentials_token_request_in_body_and_basic() -> None:
 
 @pytest.mark.parametrize("host", ["login.salesforce.com", "test.salesforce.com"])
 def test_client_credentials_needs_my_domain(host: str) -> None:
-    with pytest.raises(ValueError, match="My Domain"):
+    with pytest.raises(InvalidArgumentError, match="My Domain"):
         ClientCredentialsAuthenticator(CONSUMER_KEY, CONSUMER_SECRET, login_url=f"https://{host}")
 
 
@@ -500,10 +509,10 @@ def test_jwt_key_forms(keys: Keys, tmp_path: Path) -> None:
 
 def test_jwt_key_errors_never_echo_the_key(keys: Keys, tmp_path: Path) -> None:
     body = "".join(keys.secret_lines)
-    with pytest.raises(ValueError, match=r"neither PEM text .* nor the path") as info:
+    with pytest.raises(InvalidArgumentError, match=r"neither PEM text .* nor the path") as info:
         JwtBearerAuthenticator(CONSUMER_KEY, USERNAME, body)
     assert not any(line in all_text(info.value) for line in keys.secret_lines)
-    with pytest.raises(ValueError, match="could not be loaded") as info:
+    with pytest.raises(InvalidArgumentError, match="could not be loaded") as info:
         JwtBearerAuthenticator(
             CONSUMER_KEY, USERNAME, keys.encrypted_pem, private_key_password="WRONG-PASSWORD-7x"
         )
@@ -517,7 +526,7 @@ def test_jwt_key_errors_never_echo_the_key(keys: Keys, tmp_path: Path) -> None:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    with pytest.raises(ValueError, match="RSA key"):
+    with pytest.raises(InvalidArgumentError, match="RSA key"):
         JwtBearerAuthenticator(CONSUMER_KEY, USERNAME, ec_key)
 
 
@@ -593,6 +602,9 @@ def test_parse_refusals(
     assert info.value.error_description == description
     assert info.value.status == status
     assert len(str(info.value)) < 400
+    # a 5xx is the server failing, not the credentials
+    assert isinstance(info.value, AuthenticationTransportError) == (status >= 500)
+    assert isinstance(info.value, TransportError) == (status >= 500)
 
 
 @pytest.mark.parametrize(
@@ -830,7 +842,9 @@ async def test_server_error_with_html(endpoint: TokenEndpoint) -> None:
     assert info.value.status == 500
     assert "HTTP 500" in str(info.value)
     assert "text/html" in str(info.value)
+    assert isinstance(info.value, AuthenticationTransportError)
     assert isinstance(info.value.__cause__, ValueError)
+    assert info.value.__context__ is None
 
 
 async def test_empty_success_body(endpoint: TokenEndpoint) -> None:
@@ -844,12 +858,13 @@ async def test_redirects_are_not_followed(endpoint: TokenEndpoint) -> None:
     with pytest.raises(AuthenticationError, match=r"HTTP 307") as info:
         await password_auth(endpoint.login_url).authenticate()
     assert info.value.status == 307
+    assert not isinstance(info.value, TransportError)
     assert len(endpoint.seen) == 1
 
 
 async def test_oversized_reply(endpoint: TokenEndpoint) -> None:
     endpoint.mode = "huge"
-    with pytest.raises(AuthenticationError, match="exceeds"):
+    with pytest.raises(AuthenticationTransportError, match="exceeds"):
         await password_auth(endpoint.login_url).authenticate()
 
 
@@ -858,6 +873,7 @@ async def test_timeout(endpoint: TokenEndpoint) -> None:
     auth = password_auth(endpoint.login_url, request_timeout=0.2)
     with pytest.raises(AuthenticationError, match=r"^Network request failed") as info:
         await auth.authenticate()
+    assert isinstance(info.value, AuthenticationTransportError)
     assert isinstance(info.value.__cause__, TimeoutError)
 
 
@@ -876,6 +892,10 @@ async def test_connection_refused(closed_port: int) -> None:
     assert isinstance(info.value.__cause__, aiohttp.ClientConnectionError)
     assert info.value.status is None
     assert str(closed_port) in str(info.value)
+    # "network down" is told from "bad password" by its type
+    assert isinstance(info.value, AuthenticationTransportError)
+    assert isinstance(info.value, TransportError)
+    assert info.value.__context__ is None
 
 
 async def test_users_session_is_used_and_left_open(endpoint: TokenEndpoint) -> None:
@@ -940,6 +960,18 @@ async def test_single_flight_shares_the_failure(endpoint: TokenEndpoint) -> None
     assert all(isinstance(result, AuthenticationError) for result in results)
     shared = [result for result in results if isinstance(result, AuthenticationError)]
     assert {(error.error, error.status) for error in shared} == {("invalid_grant", 400)}
+
+
+async def test_single_flight_shares_a_network_failure_as_one(endpoint: TokenEndpoint) -> None:
+    endpoint.hold = asyncio.Event()
+    endpoint.mode = "html500"
+    auth = password_auth(endpoint.login_url)
+    tasks = [asyncio.create_task(auth.authenticate()) for _ in range(3)]
+    await endpoint.received.wait()
+    endpoint.hold.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert len(endpoint.seen) == 1
+    assert all(isinstance(result, AuthenticationTransportError) for result in results), results
 
 
 async def test_single_flight_after_a_cancelled_request(endpoint: TokenEndpoint) -> None:
@@ -1016,9 +1048,24 @@ async def test_custom_authenticate_refused() -> None:
 )
 async def test_custom_authenticate_network_errors(error: BaseException) -> None:
     auth = CustomAuthenticator(error)
-    with pytest.raises(AuthenticationError, match=r"^Network request failed") as info:
+    with pytest.raises(AuthenticationTransportError, match=r"^Network request failed") as info:
         await auth.authenticate()
     assert info.value.__cause__ is error
+    assert info.value.__context__ is None
+
+
+async def test_a_cause_holding_the_request_headers_is_scrubbed() -> None:
+    """An aiohttp error carrying request_info (with the headers) is not chained as is."""
+    headers = CIMultiDictProxy(CIMultiDict({"Authorization": f"Basic {PASSWORD}"}))
+    info_ = aiohttp.RequestInfo(URL("https://acme.my.salesforce.com"), "POST", headers)
+    error = aiohttp.ClientResponseError(info_, (), status=400, message="Bad status line")
+    assert PASSWORD in repr(error)
+    auth = CustomAuthenticator(error)
+    with pytest.raises(AuthenticationTransportError, match="ClientResponseError") as info:
+        await auth.authenticate()
+    assert PASSWORD not in all_text(info.value)
+    assert isinstance(info.value.__cause__, ConnectionError)
+    assert "400, Bad status line" in str(info.value.__cause__)
 
 
 def test_authenticator_built_before_the_loop() -> None:
@@ -1048,7 +1095,7 @@ async def test_access_token_authenticator() -> None:
         GIVEN_ACCESS_TOKEN, "http://127.0.0.1:8000", token_type="OAuth"
     )
     assert oauth.authorization_header() == f"OAuth {GIVEN_ACCESS_TOKEN}"
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(InvalidArgumentError, match="empty"):
         AccessTokenAuthenticator("", "https://acme.my.salesforce.com")
 
 

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sfstream.bayeux._backoff import Backoff, ConstantBackoff, ExponentialBackoff
+from sfstream.exceptions import InvalidArgumentError
 
 
 def test_constant() -> None:
@@ -104,7 +105,7 @@ def test_factor_one_stays_at_initial() -> None:
     ],
 )
 def test_exponential_validation(kwargs: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{message}$"):
+    with pytest.raises(InvalidArgumentError, match=rf"^{message}$"):
         ExponentialBackoff(**kwargs)
 
 

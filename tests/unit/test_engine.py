@@ -17,7 +17,7 @@ from sfstream.bayeux._advice import (
     Stop,
 )
 from sfstream.bayeux._backoff import ExponentialBackoff
-from sfstream.bayeux._engine import LONG_POLLING, BayeuxEngine
+from sfstream.bayeux._engine import LONG_POLLING, WEBSOCKET, BayeuxEngine
 from sfstream.bayeux._events import (
     Deliveries,
     Event,
@@ -38,6 +38,7 @@ from sfstream.exceptions import (
     ClientError,
     ClientInvalidOperation,
     HTTPStatusError,
+    InvalidArgumentError,
     ProtocolError,
     ServerError,
     TransportTimeoutError,
@@ -426,6 +427,59 @@ def test_handshake_without_long_polling_stops_with_client_error() -> None:
     assert type(action.error) is ClientError
     assert "websocket, callback-polling" in str(action.error)
     assert engine.state is State.ERROR
+
+
+def test_connection_types_default_to_long_polling() -> None:
+    engine = make()
+    assert (engine.connection_types, engine.connection_type) == ((LONG_POLLING,), LONG_POLLING)
+    assert only(engine.handshake())["supportedConnectionTypes"] == [LONG_POLLING]
+
+
+@pytest.mark.parametrize(
+    ("offered", "chosen"),
+    [
+        (["long-polling", "websocket"], WEBSOCKET),
+        (["long-polling", "callback-polling"], LONG_POLLING),
+        (None, WEBSOCKET),
+    ],
+)
+def test_the_first_preferred_connection_type_the_server_offers_is_used(
+    offered: list[str] | None, chosen: str
+) -> None:
+    engine = make(connection_types=(WEBSOCKET, LONG_POLLING))
+    handshake = only(engine.handshake())
+    assert handshake["supportedConnectionTypes"] == [WEBSOCKET, LONG_POLLING]
+    reply = handshake_ok(handshake)
+    if offered is None:
+        del reply["supportedConnectionTypes"]
+    else:
+        reply["supportedConnectionTypes"] = offered
+    assert isinstance(engine.receive(wire([reply]))[0], HandshakeSucceeded)
+    assert engine.connection_type == chosen
+    assert only(engine.connect())["connectionType"] == chosen
+
+
+def test_offering_other_connection_types_changes_the_next_handshake() -> None:
+    engine = make(connection_types=(WEBSOCKET, LONG_POLLING))
+    engine.offer_connection_types([LONG_POLLING])
+    assert engine.connection_types == (LONG_POLLING,)
+    assert engine.connection_type == LONG_POLLING
+    assert only(engine.handshake())["supportedConnectionTypes"] == [LONG_POLLING]
+
+
+@pytest.mark.parametrize("types", [(), ("websocket", "websocket")])
+def test_connection_types_must_be_non_empty_and_distinct(types: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="connection types"):
+        make(connection_types=types)
+
+
+def test_no_common_connection_type_names_both_lists() -> None:
+    engine = make(connection_types=(WEBSOCKET,))
+    reply = handshake_ok(only(engine.handshake()), types=["long-polling"])
+    assert engine.receive(wire([reply])) == []
+    action = engine.next_action()
+    assert isinstance(action, Stop)
+    assert "it offers long-polling; this client speaks websocket" in str(action.error)
 
 
 def test_handshake_reply_without_types_is_accepted() -> None:
@@ -1099,7 +1153,7 @@ def test_publish_validation() -> None:
     with pytest.raises(ClientInvalidOperation, match="cannot publish without a session"):
         engine.publish("/foo", 1)
     connected(engine)
-    with pytest.raises(ValueError, match="meta channel"):
+    with pytest.raises(InvalidArgumentError, match="meta channel"):
         engine.publish("/meta/connect", 1)
     with pytest.raises(ValueError, match="invalid channel name"):
         engine.publish("/foo/*", 1)

@@ -9,13 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sfstream import exceptions
+from sfstream.bayeux._channels import validate_subscription
 from sfstream.exceptions import (
     AiosfstreamException,
     AuthenticationError,
+    AuthenticationTransportError,
     ClientError,
     ClientInvalidOperation,
     ErrorField,
     HTTPStatusError,
+    InvalidArgumentError,
     ProtocolError,
     ReplayError,
     ServerError,
@@ -215,6 +218,45 @@ def test_http_status_error_fields() -> None:
 )
 def test_tree(cls: type[Exception], parent: type[Exception]) -> None:
     assert cls.__bases__ == (parent,)
+
+
+def test_a_network_failure_at_login_is_both_kinds() -> None:
+    error = AuthenticationTransportError("Network request failed: no token", status=503)
+    assert AuthenticationTransportError.__bases__ == (AuthenticationError, TransportError)
+    assert isinstance(error, AuthenticationError)
+    assert isinstance(error, TransportError)
+    assert isinstance(error, SfstreamError)
+    assert (str(error), error.status, error.error, error.error_description) == (
+        "Network request failed: no token",
+        503,
+        None,
+        None,
+    )
+
+
+def test_an_argument_error_is_a_value_error() -> None:
+    assert InvalidArgumentError.__bases__ == (SfstreamError, ValueError)
+    error = InvalidArgumentError("bad channel")
+    assert isinstance(error, ValueError)
+    assert str(error) == "bad channel"
+
+
+@pytest.mark.parametrize("channel", ["event/NoSlash", "/meta/connect", "/a b", ""])
+def test_bad_channel_names_are_argument_errors(channel: str) -> None:
+    with pytest.raises(InvalidArgumentError):
+        validate_subscription(channel)
+
+
+def test_the_tree_in_the_docstring_names_every_class() -> None:
+    doc = exceptions.__doc__ or ""
+    classes = {
+        value
+        for value in vars(exceptions).values()
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
+    assert len(classes) == 14
+    for cls in classes:
+        assert cls.__name__ in doc, cls
 
 
 def test_aiosfstream_alias_and_all() -> None:

@@ -27,10 +27,11 @@ PURE_MODULES = (
     "sfstream.bayeux._state",
     # Declared "Pure module: no IO" in its docstring, but not in the brief's coverage list.
     "sfstream.bayeux._status",
+    "sfstream.bayeux._ack",
 )
 
 #: The IO modules of ``sfstream.bayeux`` (the pure ones must not import them).
-BAYEUX_IO_MODULES = ("_client", "_transport", "_aiohttp", "_mock")
+BAYEUX_IO_MODULES = ("_client", "_transport", "_aiohttp", "_mock", "_websocket")
 
 #: Modules a pure module must not import, with everything under them.
 FORBIDDEN = (

@@ -2,12 +2,13 @@
 
 The protocol itself is a sans-IO engine (:class:`BayeuxEngine`) with a state table, a codec and
 one function that decides reconnects; :class:`BayeuxClient` drives it over a
-:class:`Transport` (:class:`LongPollingTransport` on aiohttp, or :class:`MockTransport` in
-tests).
+:class:`Transport` (:class:`LongPollingTransport` or :class:`WebSocketTransport` on aiohttp, or
+:class:`MockTransport` in tests). :class:`AckExtension` is CometD's message acknowledgement.
 """
 
 from __future__ import annotations
 
+from sfstream.bayeux._ack import AckExtension
 from sfstream.bayeux._advice import (
     DEFAULT_ADVICE,
     Action,
@@ -33,7 +34,7 @@ from sfstream.bayeux._channels import (
 )
 from sfstream.bayeux._client import BayeuxClient
 from sfstream.bayeux._codec import JSONDumps, JSONLoads, decode, encode
-from sfstream.bayeux._engine import LONG_POLLING, BayeuxEngine
+from sfstream.bayeux._engine import LONG_POLLING, WEBSOCKET, BayeuxEngine
 from sfstream.bayeux._events import (
     Deliveries,
     Event,
@@ -62,11 +63,14 @@ from sfstream.bayeux._messages import (
 from sfstream.bayeux._state import TRANSITIONS, Input, State, StateMachine
 from sfstream.bayeux._status import Status, StatusCallback, StatusKind, StatusStats
 from sfstream.bayeux._transport import MockTransport, Transport
+from sfstream.bayeux._websocket import WebSocketTransport
 
 __all__ = [
     "DEFAULT_ADVICE",
     "LONG_POLLING",
     "TRANSITIONS",
+    "WEBSOCKET",
+    "AckExtension",
     "Action",
     "Advice",
     "AdviceDict",
@@ -114,6 +118,7 @@ __all__ = [
     "UnsubscribeFailed",
     "UnsubscribeRequest",
     "UnsubscribeSucceeded",
+    "WebSocketTransport",
     "decide",
     "decode",
     "encode",

@@ -3,8 +3,10 @@
 One :class:`aiohttp.ClientSession` per transport (created here and closed here, or supplied by
 the user and never closed here), one cookie jar per Bayeux session, JSON POSTs with an explicit
 timeout on every request, at most two requests in flight (the held ``/meta/connect`` and one
-control request), a cap on the reply size, and every aiohttp error mapped to the
-:class:`~sfstream.exceptions.TransportError` tree in one place.
+control request), a cap on the reply size (counted in decoded bytes: a compressed reply is
+inflated only as far as the cap), and every aiohttp error mapped to the
+:class:`~sfstream.exceptions.TransportError` tree in one place, with no aiohttp error chained
+that could show the request headers.
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ import io
 import json
 import logging
 import ssl as ssl_module
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
 from yarl import URL
 
+from sfstream._http import describe, read_limited, safe_cause
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads, decode, encode
 from sfstream.bayeux._events import Request
 from sfstream.bayeux._messages import Message
 from sfstream.bayeux._transport import Transport
 from sfstream.exceptions import (
     HTTPStatusError,
+    InvalidArgumentError,
     ProtocolError,
     TransportConnectionClosed,
     TransportError,
@@ -125,7 +128,9 @@ class LongPollingTransport(Transport):
     ) -> None:
         self.url = URL(url)
         if self.url.scheme not in ("http", "https") or not self.url.host:
-            raise ValueError(f"the Bayeux URL must be an absolute http(s) URL, not {str(url)!r}")
+            raise InvalidArgumentError(
+                f"the Bayeux URL must be an absolute http(s) URL, not {str(url)!r}"
+            )
         self._session = session
         self._owns_session = session is None
         self._dumps = json_dumps
@@ -174,9 +179,18 @@ class LongPollingTransport(Transport):
             lock = self._control_lock
         body = encode(request.messages, self._dumps)
         all_headers = {**self._headers, **headers} if headers else self._headers
+        error: TransportError | None = None
         async with lock:
-            with self._map_errors(request.timeout):
+            try:
                 payload = await self._post(body, all_headers, request.timeout)
+            except TransportError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                error = self._map_error(exc, request.timeout)
+        if error is not None:
+            # Raised here, out of the except block, so the aiohttp error is not chained as
+            # __context__ (its repr holds the request headers: Authorization, cookies).
+            raise error
         threshold = self.pause_gc_over
         if threshold is not None and len(payload) > threshold:
             return _decode_without_gc(
@@ -224,50 +238,42 @@ class LongPollingTransport(Transport):
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.max_response_size
-        length = response.content_length
-        if length is not None:
-            if length > limit:
-                raise ProtocolError(
-                    f"the reply is {length} bytes, more than the limit of {limit} bytes"
-                )
-            return await response.read()
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise ProtocolError(f"the reply is larger than the limit of {limit} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
-    @contextmanager
-    def _map_errors(self, timeout: float) -> Iterator[None]:
-        """Translate aiohttp's and asyncio's errors into the TransportError tree."""
+        def too_large(declared: int | None) -> ProtocolError:
+            if declared is not None:
+                return ProtocolError(
+                    f"the reply is {declared} bytes, more than the limit of {limit} bytes"
+                )
+            return ProtocolError(f"the reply is larger than the limit of {limit} bytes")
+
+        return await read_limited(response, limit, too_large)
+
+    def _map_error(self, exc: BaseException, timeout: float) -> TransportError:
+        """Translate an aiohttp or asyncio error into the TransportError tree.
+
+        The original is chained as ``__cause__`` only when nothing in its chain can show the
+        request; otherwise a scrubbed stand-in is (see :func:`sfstream._http.safe_cause`).
+        """
         where = f"{self.url.host}:{self.url.port}"
-        try:
-            yield
-        except TransportError:
-            raise
-        except TimeoutError:
-            raise TransportTimeoutError(f"no reply from {where} within {timeout:g} s") from None
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError) as exc:
-            raise TransportConnectionClosed(
+        error: TransportError
+        if isinstance(exc, TimeoutError):
+            return TransportTimeoutError(f"no reply from {where} within {timeout:g} s")
+        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+            error = TransportConnectionClosed(
                 f"the connection to {where} closed before the reply was complete: {exc}"
-            ) from exc
-        except aiohttp.ClientConnectorError as exc:
-            raise TransportError(f"cannot connect to {where}: {exc.os_error}") from exc
-        except (aiohttp.ClientOSError, ConnectionError) as exc:
-            raise TransportConnectionClosed(f"the connection to {where} failed: {exc}") from exc
-        except aiohttp.ClientResponseError as exc:
-            # Never {exc!r}, never chained: its request_info holds the request headers
-            # (Authorization, cookies).
-            raise TransportError(
+            )
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            error = TransportError(f"cannot connect to {where}: {exc.os_error}")
+        elif isinstance(exc, aiohttp.ClientOSError | ConnectionError):
+            error = TransportConnectionClosed(f"the connection to {where} failed: {exc}")
+        elif isinstance(exc, aiohttp.ClientResponseError):
+            error = TransportError(
                 f"the reply from {where} is not valid HTTP: {exc.status}, {exc.message}"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"the request to {where} failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            )
+        else:
+            error = TransportError(f"the request to {where} failed: {describe(exc)}")
+        error.__cause__ = safe_cause(exc)
+        return error
 
     async def close(self) -> None:
         """Close the session if this transport created it. Idempotent."""

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from sfstream.exceptions import InvalidArgumentError
+
 __all__ = ["Backoff", "ConstantBackoff", "ExponentialBackoff"]
 
 
@@ -34,7 +36,7 @@ class ConstantBackoff:
 
     def __post_init__(self) -> None:
         if not 0 <= self.delay < float("inf"):
-            raise ValueError("delay must be a finite number of seconds, not negative")
+            raise InvalidArgumentError("delay must be a finite number of seconds, not negative")
 
     def compute(self, attempt: int) -> float:
         return 0.0 if attempt <= 0 else self.delay
@@ -59,11 +61,11 @@ class ExponentialBackoff:
 
     def __post_init__(self) -> None:
         if not (0 <= self.initial < float("inf") and 0 <= self.maximum < float("inf")):
-            raise ValueError("initial and maximum must be finite and not negative")
+            raise InvalidArgumentError("initial and maximum must be finite and not negative")
         if not 1 <= self.factor < float("inf"):
-            raise ValueError("factor must be a finite number, at least 1")
+            raise InvalidArgumentError("factor must be a finite number, at least 1")
         if not 0 <= self.jitter <= 1:
-            raise ValueError("jitter must be between 0 and 1")
+            raise InvalidArgumentError("jitter must be between 0 and 1")
 
     def compute(self, attempt: int) -> float:
         if attempt <= 0:

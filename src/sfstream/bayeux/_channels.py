@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from sfstream.exceptions import InvalidArgumentError
+
 __all__ = [
     "is_meta",
     "is_service",
@@ -42,11 +44,16 @@ def is_wildcard(channel: str) -> bool:
 
 
 def validate_channel(channel: object) -> str:
-    """Return ``channel`` if it is a valid concrete channel name, else raise ValueError."""
+    """Return ``channel`` if it is a valid concrete channel name.
+
+    Raises:
+        InvalidArgumentError: the name is not valid (a ValueError).
+        TypeError: it is not a str.
+    """
     if not isinstance(channel, str):
         raise TypeError(f"a channel name must be a str, not {type(channel).__name__}")
     if not _CHANNEL_RE.fullmatch(channel):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"invalid channel name {channel!r}: expected '/' followed by segments "
             "of letters, digits and - _ ! ~ ( ) $ @ ."
         )
@@ -57,12 +64,16 @@ def validate_subscription(channel: object) -> str:
     """Return ``channel`` if it can be subscribed to (a channel or a trailing wildcard).
 
     Meta channels are refused: the protocol reserves them.
+
+    Raises:
+        InvalidArgumentError: the name is not valid, or is a meta channel (a ValueError).
+        TypeError: it is not a str.
     """
     if not (isinstance(channel, str) and _PATTERN_RE.fullmatch(channel)):
         validate_channel(channel)
     assert isinstance(channel, str)
     if is_meta(channel):
-        raise ValueError(f"cannot subscribe to the meta channel {channel!r}")
+        raise InvalidArgumentError(f"cannot subscribe to the meta channel {channel!r}")
     return channel
 
 

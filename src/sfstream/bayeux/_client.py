@@ -16,7 +16,7 @@ import logging
 import random
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from enum import Enum
 from types import TracebackType
 from typing import Any, Final, Self
@@ -35,7 +35,7 @@ from sfstream.bayeux._advice import (
 from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE, LongPollingTransport
 from sfstream.bayeux._backoff import Backoff, ExponentialBackoff
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads
-from sfstream.bayeux._engine import BayeuxEngine
+from sfstream.bayeux._engine import LONG_POLLING, WEBSOCKET, BayeuxEngine
 from sfstream.bayeux._events import (
     Deliveries,
     Event,
@@ -52,6 +52,7 @@ from sfstream.bayeux._messages import Message
 from sfstream.bayeux._state import State
 from sfstream.bayeux._status import Status, StatusCallback, StatusKind, StatusStats
 from sfstream.bayeux._transport import Transport
+from sfstream.bayeux._websocket import WebSocketTransport, cancel_and_wait
 from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
@@ -60,6 +61,7 @@ from sfstream.exceptions import (
     ServerError,
     SfstreamError,
     TransportError,
+    TransportInvalidOperation,
     TransportTimeoutError,
 )
 
@@ -76,6 +78,9 @@ ResubscribeHook = Callable[[str, ServerError], bool]
 _DISCONNECT_TIMEOUT: Final = 2.0
 #: ``receive()`` lets the connect loop run at least once every this many messages (#13).
 _YIELD_EVERY: Final = 16
+
+#: The connection types a BayeuxClient can carry its messages over.
+CONNECTION_TYPES: Final = (WEBSOCKET, LONG_POLLING)
 
 
 def _auth_refused(error: SfstreamError) -> bool:
@@ -137,6 +142,12 @@ class BayeuxClient:
         handshake_ext: an ``ext`` object sent with every handshake.
         on_status: called with a :class:`~sfstream.bayeux.Status` for every connection change
             (handshakes, lost connections, pauses...); counts are in :attr:`stats`.
+        connection_types: ``"websocket"`` and/or ``"long-polling"``, in order of preference
+            (default: long polling only). The handshake offers them all and the first one the
+            server also offers is used; when a connection type fails before it ever carried a
+            reply (a refused WebSocket upgrade, a socket that drops at once), the client falls
+            back to the next one, as CometD's clients do, and reports
+            :attr:`~sfstream.bayeux.StatusKind.FALLBACK`. Not with ``transport``.
     """
 
     def __init__(
@@ -161,7 +172,23 @@ class BayeuxClient:
         ssl: ssl_module.SSLContext | bool = True,
         max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
         max_messages: int = DEFAULT_MAX_MESSAGES,
+        connection_types: Sequence[str] | None = None,
     ) -> None:
+        if connection_types is None:
+            types: tuple[str, ...] = (
+                (LONG_POLLING,) if transport is None else (transport.connection_type,)
+            )
+        elif transport is not None:
+            raise ValueError("give connection_types or a transport, not both")
+        else:
+            types = tuple(connection_types)
+            unknown = [kind for kind in types if kind not in CONNECTION_TYPES]
+            if unknown or not types or len(set(types)) != len(types):
+                raise ValueError(
+                    f"connection_types must be distinct names among "
+                    f"{', '.join(CONNECTION_TYPES)}, not {list(types)}"
+                )
+        self._connection_types = types
         if connection_timeout is not None and connection_timeout <= 0:
             connection_timeout = None
         self.url = url
@@ -203,6 +230,11 @@ class BayeuxClient:
         self._reauth_channels: list[str] = []
         self._down_since: float | None = None
         self._reauth_failures = 0
+        self._push_task: asyncio.Task[None] | None = None
+        #: True once the transport in use carried a reply (no fallback after that).
+        self._transport_worked = False
+        #: Set when a fallback happened during the current step: handshake again at once.
+        self._fell_back = False
         #: messages ``receive()`` may still return before it yields to the loop (#13)
         self._until_yield = 0
 
@@ -213,6 +245,7 @@ class BayeuxClient:
             can_reauthenticate=self._reauthenticate is not None,
             request_timeout=self._request_timeout,
             handshake_ext=self._handshake_ext,
+            connection_types=self._connection_types,
         )
 
     # -- properties ------------------------------------------------------------------------
@@ -246,7 +279,8 @@ class BayeuxClient:
 
     @property
     def connection_type(self) -> str | None:
-        """The connection type in use while open (``long-polling``), else None."""
+        """The connection type in use while open (``long-polling`` or ``websocket``), else
+        None."""
         if self.closed or self._transport is None:
             return None
         return self._transport.connection_type
@@ -290,15 +324,8 @@ class BayeuxClient:
         self._capacity = asyncio.Event()
         self._capacity.set()  # cleared only while polling is paused for backpressure
         if self._transport is None:
-            self._transport = LongPollingTransport(
-                self.url,
-                session=self._session,
-                json_dumps=self._json_dumps,
-                json_loads=self._json_loads,
-                ssl=self._ssl,
-                max_response_size=self._max_response_size,
-                max_messages=self._max_messages,
-            )
+            self._transport = self._new_transport(self._connection_types[0])
+        self._start_push_reader()
         try:
             action: Action = Handshake()
             while not self._engine.established:
@@ -334,6 +361,9 @@ class BayeuxClient:
         cancelling = current.cancelling() if current is not None else 0
         transport = self._transport
         try:
+            push, self._push_task = self._push_task, None
+            if push is not None:
+                push.cancel()  # awaited below, once the connect loop has ended too
             task, self._task = self._task, None
             if task is not None and not task.done():
                 task.cancel()
@@ -342,6 +372,8 @@ class BayeuxClient:
                 except asyncio.CancelledError:
                     if current is not None and current.cancelling() > cancelling:
                         raise
+            if push is not None:
+                await cancel_and_wait(push)
             request = self._engine.disconnect() if disconnect else None
             if request is not None and transport is not None:
                 try:
@@ -376,6 +408,92 @@ class BayeuxClient:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+    # -- transports ------------------------------------------------------------------------
+
+    def _new_transport(self, kind: str) -> Transport:
+        if kind == WEBSOCKET:
+            return WebSocketTransport(
+                self.url,
+                session=self._session,
+                json_dumps=self._json_dumps,
+                json_loads=self._json_loads,
+                ssl=self._ssl,
+                max_response_size=self._max_response_size,
+                max_messages=self._max_messages,
+            )
+        return LongPollingTransport(
+            self.url,
+            session=self._session,
+            json_dumps=self._json_dumps,
+            json_loads=self._json_loads,
+            ssl=self._ssl,
+            max_response_size=self._max_response_size,
+            max_messages=self._max_messages,
+        )
+
+    async def _switch_transport(self, kind: str, why: str) -> None:
+        """Carry the session over ``kind`` from now on (the engine keeps it)."""
+        old = self._transport
+        assert old is not None
+        logger.warning("%s: falling back from %s to %s", why, old.connection_type, kind)
+        push, self._push_task = self._push_task, None
+        if push is not None:
+            await cancel_and_wait(push)
+        self._transport = self._new_transport(kind)
+        self._transport_worked = False
+        self._start_push_reader()
+        self.report_status(StatusKind.FALLBACK, f"{old.connection_type} -> {kind}: {why}")
+        await old.close()
+
+    async def _fall_back(self, exc: TransportError) -> bool:
+        """After ``exc`` on a connection type that never worked: move to the next one."""
+        transport = self._transport
+        if not self._owns_transport or self._transport_worked or transport is None:
+            return False
+        offered = self._engine.connection_types
+        if transport.connection_type not in offered:
+            return False
+        rest = offered[offered.index(transport.connection_type) + 1 :]
+        if not rest:
+            return False
+        self._engine.offer_connection_types(rest)
+        await self._switch_transport(rest[0], str(exc))
+        self._fell_back = True
+        return True
+
+    def _start_push_reader(self) -> None:
+        transport = self._transport
+        if transport is not None and transport.duplex:
+            self._push_task = asyncio.create_task(
+                self._read_pushed(transport), name=f"bayeux pushed messages {self.url}"
+            )
+
+    async def _read_pushed(self, transport: Transport) -> None:
+        """Feed the messages a duplex transport receives outside replies to the engine,
+        whenever the queue has room (backpressure reaches the socket)."""
+        assert self._capacity is not None
+        try:
+            while True:
+                limit = self.max_pending_count
+                while limit > 0 and len(self._queue) >= limit:
+                    self._capacity.clear()
+                    await self._capacity.wait()
+                room = limit - len(self._queue) if limit > 0 else None
+                messages = await transport.receive_pushed(room)
+                if self._engine.closed:
+                    continue
+                self._dispatch(self._engine.receive(messages))
+        except TransportInvalidOperation:
+            return
+        except ProtocolError as exc:
+            task = self._task
+            if task is not None:
+                task.cancel()
+            self._stop(exc)
+        except Exception as exc:  # a bug: never let the reader die silently
+            logger.exception("reading pushed messages failed")
+            self._stop(ClientError(f"reading pushed messages failed unexpectedly: {exc!r}"))
 
     # -- the connect loop ------------------------------------------------------------------
 
@@ -421,6 +539,10 @@ class BayeuxClient:
         except ProtocolError as exc:
             self._engine.fail()
             return Stop(exc)
+        if self._fell_back:
+            # The failure belongs to the connection type just left: start over on the next.
+            self._fell_back = False
+            return Handshake()
         return self._engine.next_action()
 
     async def _sleep(self, delay: float) -> None:
@@ -447,6 +569,11 @@ class BayeuxClient:
         logger.debug("handshake with %s", self.url)
         events = await self._exchange(request, raise_errors=False)
         if any(isinstance(event, HandshakeSucceeded) for event in events):
+            chosen = self._engine.connection_type
+            if chosen != self._transport.connection_type and self._owns_transport:
+                await self._switch_transport(
+                    chosen, f"the server does not offer {self._transport.connection_type}"
+                )
             await self._resubscribe(None)
 
     async def _resubscribe(self, channels: list[str] | None) -> None:
@@ -511,9 +638,11 @@ class BayeuxClient:
             events = self._engine.request_failed(request, exc)
             self._note_failure(request, exc)
             self._dispatch(events)
+            await self._fall_back(exc)
             if raise_errors:
                 raise
             return events
+        self._transport_worked = True
         events = self._engine.receive(replies, request)
         self._dispatch(events)
         return events

@@ -53,6 +53,7 @@ from sfstream.bayeux._state import Input, State, StateMachine
 from sfstream.exceptions import (
     ClientError,
     ClientInvalidOperation,
+    InvalidArgumentError,
     ProtocolError,
     ServerError,
     SfstreamError,
@@ -60,12 +61,14 @@ from sfstream.exceptions import (
     parse_error_field,
 )
 
-__all__ = ["LONG_POLLING", "BayeuxEngine"]
+__all__ = ["LONG_POLLING", "WEBSOCKET", "BayeuxEngine"]
 
 logger = logging.getLogger(__name__)
 
-#: The one connection type this client speaks.
+#: The Bayeux connection type of HTTP long polling (the default).
 LONG_POLLING: Final = "long-polling"
+#: The Bayeux connection type of WebSocket.
+WEBSOCKET: Final = "websocket"
 
 _SUBSCRIBE, _UNSUBSCRIBE, _PUBLISH = "subscribe", "unsubscribe", "publish"
 
@@ -93,6 +96,9 @@ class BayeuxEngine:
         request_timeout: seconds to wait for any reply but a held connect.
         poll_margin: seconds added to ``advice.timeout`` to wait for a held connect.
         handshake_ext: an ``ext`` object sent with every handshake.
+        connection_types: the connection types offered in the handshake, in order of
+            preference; the first one the server also offers is used (see
+            :attr:`connection_type`). The engine only names them: a driver carries the messages.
     """
 
     def __init__(
@@ -104,8 +110,12 @@ class BayeuxEngine:
         request_timeout: float = 30.0,
         poll_margin: float = 15.0,
         handshake_ext: dict[str, Any] | None = None,
+        connection_types: Sequence[str] = (LONG_POLLING,),
     ) -> None:
         self._machine = StateMachine()
+        self._connection_types: tuple[str, ...] = ()
+        self._connection_type: str = LONG_POLLING
+        self.offer_connection_types(connection_types)
         self._extensions = tuple(extensions)
         self._incoming_extensions = tuple(reversed(self._extensions))
         self._policy = policy if policy is not None else ReconnectPolicy()
@@ -181,6 +191,33 @@ class BayeuxEngine:
         """True once the engine is disconnected or failed for good."""
         return self._machine.is_final
 
+    @property
+    def connection_types(self) -> tuple[str, ...]:
+        """The connection types the next handshake offers, in order of preference."""
+        return self._connection_types
+
+    @property
+    def connection_type(self) -> str:
+        """The connection type named in ``/meta/connect``: the first of
+        :attr:`connection_types` that the last successful handshake's reply offered (the
+        first of them before any handshake, or when the reply named none)."""
+        return self._connection_type
+
+    def offer_connection_types(self, types: Sequence[str]) -> None:
+        """Offer ``types`` (in order of preference) from the next handshake on, e.g. after a
+        driver gave up on one of them.
+
+        Raises:
+            ValueError: ``types`` is empty or names a type twice.
+        """
+        offered = tuple(types)
+        if not offered or len(set(offered)) != len(offered):
+            raise ValueError(
+                f"connection types must be a non-empty list without repeats, not {list(offered)}"
+            )
+        self._connection_types = offered
+        self._connection_type = offered[0]
+
     # -- building requests -----------------------------------------------------------------
 
     def _new_id(self) -> str:
@@ -211,7 +248,7 @@ class BayeuxEngine:
             "channel": META_HANDSHAKE,
             "version": BAYEUX_VERSION,
             "minimumVersion": BAYEUX_VERSION,
-            "supportedConnectionTypes": [LONG_POLLING],
+            "supportedConnectionTypes": list(self._connection_types),
             "id": ident,
         }
         if self._handshake_ext is not None:
@@ -233,7 +270,7 @@ class BayeuxEngine:
         message: Message = {
             "channel": META_CONNECT,
             "clientId": self._client_id,
-            "connectionType": LONG_POLLING,
+            "connectionType": self._connection_type,
             "id": ident,
         }
         if first:
@@ -303,7 +340,7 @@ class BayeuxEngine:
         """A publish of ``data`` on ``channel``; the reply comes as :class:`PublishReplied`."""
         validate_channel(channel)
         if channel.startswith("/meta/"):
-            raise ValueError(f"cannot publish to the meta channel {channel!r}")
+            raise InvalidArgumentError(f"cannot publish to the meta channel {channel!r}")
         self._check_usable()
         if self._client_id is None:
             raise ClientInvalidOperation("cannot publish without a session; open the client first")
@@ -460,14 +497,20 @@ class BayeuxEngine:
         if not isinstance(client_id, str) or not client_id:
             raise ProtocolError("the server accepted the handshake but sent no clientId")
         types = message.get("supportedConnectionTypes")
-        if types is not None and LONG_POLLING not in types:
-            self._machine.process(Input.HANDSHAKE_FAILED)
-            error = ClientError(
-                f"the server offers none of the connection types this client supports "
-                f"(it offers {', '.join(map(str, types))}; this client speaks {LONG_POLLING})"
-            )
-            self._fail(Outcome(Operation.HANDSHAKE, error=error))
-            return
+        chosen = self._connection_types[0]
+        if types is not None:
+            common = [kind for kind in self._connection_types if kind in types]
+            if not common:
+                self._machine.process(Input.HANDSHAKE_FAILED)
+                error = ClientError(
+                    f"the server offers none of the connection types this client supports "
+                    f"(it offers {', '.join(map(str, types))}; this client speaks "
+                    f"{', '.join(self._connection_types)})"
+                )
+                self._fail(Outcome(Operation.HANDSHAKE, error=error))
+                return
+            chosen = common[0]
+        self._connection_type = chosen
         self._machine.process(Input.HANDSHAKE_OK)
         self._client_id = client_id
         # A successful handshake carries no advice on Salesforce: a stale "handshake" advice

@@ -37,6 +37,9 @@ class StatusKind(Enum):
     REPLAY_FALLBACK = "replay fallback"
     #: A received message carries no usable replay marker; it was delivered, not stored.
     REPLAY_MARKER_MISSING = "replay marker missing"
+    #: The client left a connection type for the next one it prefers (``detail`` says which
+    #: and why): a WebSocket upgrade or socket failed, or the server does not offer it.
+    FALLBACK = "fallback"
     #: A subscription could not be made again after a new session.
     RESUBSCRIBE_FAILED = "resubscribe failed"
     #: A delivery on a channel nobody subscribed to was dropped (counted, never reported).

@@ -1,9 +1,10 @@
 """The ``sfstream`` command line (also ``python -m sfstream``).
 
 Commands: ``demo`` (the library at work against a local emulated org), ``listen`` (print the
-events of channels), ``publish`` (publish a platform event or a generic streaming push) and
-``emulator`` (serve an emulated org). :func:`main` runs one and returns the exit status; see
-:class:`~sfstream.cli._errors.ExitCode` and ``docs/cli.md``.
+events of channels), ``publish`` (publish a platform event or a generic streaming push),
+``emulator`` (serve an emulated org) and ``bayeux`` (debug any Bayeux server). :func:`main`
+runs one and returns the exit status; see :class:`~sfstream.cli._errors.ExitCode` and
+``docs/cli.md``.
 
 The command line configures logging for its own process (``--debug``: DEBUG records of
 ``sfstream`` on stderr); the library never does.
@@ -13,23 +14,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import logging
 import os
+import re
 import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Final
+from typing import Final, NoReturn
 
 from sfstream import __version__
 
-from . import _demo, _listen, _publish
+from . import _bayeux, _demo, _listen, _publish
 from ._credentials import ENVIRONMENT
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import Console
 
-__all__ = ["ExitCode", "build_parser", "main"]
+__all__ = ["ExitCode", "UsageError", "build_parser", "main", "usage_message"]
 
 Command = Callable[[argparse.Namespace, Console], Awaitable[int]]
 
@@ -37,6 +40,7 @@ _COMMANDS: Final[dict[str, Command]] = {
     "demo": _demo.run,
     "listen": _listen.run,
     "publish": _publish.run,
+    "bayeux": _bayeux.run,
 }
 
 _EXIT_CODES: Final = """\
@@ -56,9 +60,82 @@ def _environment_help() -> str:
     return f"environment variables (flags win):\n{names}\n  NO_COLOR    no colours\n"
 
 
+class UsageError(CliError):
+    """The command line does not parse (raised by :class:`_Parser` instead of printing the
+    whole usage block and exiting). A command that calls ``parser.error()`` itself gets the
+    same one-line report, exit status 2."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message, ExitCode.USAGE, f"{parser.prog} --help shows every option")
+        self.parser = parser
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
+def _options(parser: argparse.ArgumentParser) -> list[str]:
+    return [option for action in parser._actions for option in action.option_strings]
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+_INVALID_CHOICE: Final = re.compile(
+    r"invalid choice: '?(?P<value>[^'(]*?)'? \(choose from (?P<choices>.*)\)"
+)
+
+
+def _suggest(word: str, candidates: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def usage_message(
+    error: UsageError, parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> tuple[str, str]:
+    """``(message, hint)`` for a usage error: "did you mean" for a mistyped option, command or
+    choice, and where the full usage is (instead of argparse's usage block)."""
+    commands = _subparsers(parser)
+    command = next((arg for arg in argv if arg in commands), None)
+    target = commands[command] if command is not None else error.parser
+    help_hint = "sfstream" + (f" {command}" if command else "") + " --help shows every option"
+    message = error.message
+    if message.startswith("unrecognized arguments: "):
+        unknown = message.removeprefix("unrecognized arguments: ").split()
+        options = [word.split("=")[0] for word in unknown if word.startswith("-")]
+        if not options:
+            return f"unexpected argument {' '.join(unknown)}", help_hint
+        known = _options(target)
+        matches = [m for m in (_suggest(option, known) for option in options) if m is not None]
+        text = f"unknown option {' '.join(options)}"
+        if matches:
+            return text, f"did you mean {' '.join(matches)}? ({help_hint})"
+        return text, help_hint
+    choice = _INVALID_CHOICE.search(message)
+    if choice is not None:
+        value = choice["value"]
+        choices = [c.strip().strip("'\"") for c in choice["choices"].split(",")]
+        if message.startswith("argument COMMAND"):
+            text = f"unknown command {value}"
+        else:
+            text = message.split(" (choose from")[0]
+        match = _suggest(value, choices)
+        listed = ", ".join(choices)
+        if match is not None:
+            return text, f"did you mean {match}? (one of {listed})"
+        return text, f"one of {listed}"
+    return message, help_hint
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sfstream``."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--debug",
         action="store_true",
@@ -72,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="colour output (default auto: on a terminal, unless NO_COLOR is set)",
     )
     formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sfstream",
         description="Stream Salesforce events (PushTopics, generic streaming, platform events, "
         "Change Data Capture) from the command line.",
@@ -117,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     _publish.add_arguments(publish)
+
+    bayeux = commands.add_parser(
+        "bayeux",
+        parents=[common],
+        help="debug any Bayeux server (Faye, CometD): subscribe, publish, trace the wire",
+        description="Connect to any Bayeux server, subscribe and publish, and print what "
+        "arrives (stdout); connection news and --trace go to stderr.",
+        epilog=_EXIT_CODES,
+        formatter_class=formatter,
+    )
+    _bayeux.add_arguments(bayeux)
 
     emulator = commands.add_parser(
         "emulator",
@@ -195,7 +283,7 @@ async def _interruptible(command: Awaitable[int]) -> int:
 def _report(error: CliError, console: Console, debug: bool) -> int:
     if debug:
         console.note("".join(traceback.format_exception(error)).rstrip())
-    console.error(str(error))
+    console.error(error.message, hint=error.hint, code=int(error.code))
     return int(error.code)
 
 
@@ -217,8 +305,9 @@ def _run(command: Command, args: argparse.Namespace, console: Console, debug: bo
         if debug:
             console.note("".join(traceback.format_exception(exc)).rstrip())
         console.error(
-            f"unexpected error: {type(exc).__name__}: {exc}"
-            + ("" if debug else " (run with --debug for the traceback)")
+            f"unexpected error: {type(exc).__name__}: {exc}",
+            hint="" if debug else "run with --debug for the traceback",
+            code=int(ExitCode.ERROR),
         )
         return ExitCode.ERROR
 
@@ -243,18 +332,37 @@ def _run_emulator(args: argparse.Namespace) -> int:
         return ExitCode.INTERRUPTED
 
 
+def _default_org_before_channels(words: list[str]) -> list[str]:
+    """``--sf-org /event/X``: the channel is no alias (aliases never start with ``/``); make it
+    ``--sf-org= /event/X`` (the default org) so that argparse does not take it as one."""
+    fixed = list(words)
+    for index, word in enumerate(words[:-1]):
+        if word == "--sf-org" and words[index + 1].startswith("/"):
+            fixed[index] = "--sf-org="
+    return fixed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``sfstream`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
     parser = build_parser()
+    words = _default_org_before_channels(list(sys.argv[1:] if argv is None else argv))
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(words)
     except SystemExit as exit_:
         code = exit_.code
         return code if isinstance(code, int) else ExitCode.USAGE
+    except UsageError as error:
+        wants_json = "listen" in words and "--json" in words
+        message, hint = usage_message(error, parser, words)
+        Console(json=wants_json).error(message, hint=hint, code=int(ExitCode.USAGE))
+        return ExitCode.USAGE
     if args.command is None:
         parser.print_help(sys.stderr)
         return ExitCode.USAGE
-    console = Console(color=getattr(args, "color", "auto"))
+    console = Console(
+        color=getattr(args, "color", "auto"),
+        json=args.command == "listen" and bool(getattr(args, "json", False)),
+    )
     debug: bool = getattr(args, "debug", False)
     with _logging(debug, console):
         if args.command == "emulator":

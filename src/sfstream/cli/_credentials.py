@@ -3,7 +3,8 @@
 Every value comes from its flag, else from its environment variable (:data:`ENVIRONMENT`).
 The OAuth flow is ``--auth`` when given, else chosen from the values present, in this order:
 
-1. ``--sf-org ALIAS``: the token of an org the Salesforce CLI is logged in to;
+1. ``--sf-org ALIAS``: the token of an org the Salesforce CLI is logged in to (``--sf-org``
+   alone: the CLI's default org);
 2. ``--access-token`` (with ``--instance-url``): a token you already hold;
 3. ``--jwt-key FILE`` (with ``--consumer-key`` and ``--username``): the JWT bearer flow;
 4. ``--refresh-token`` (with ``--consumer-key``): the refresh token flow;
@@ -21,15 +22,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import getpass
-import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from sfstream.exceptions import AuthenticationError
 from sfstream.salesforce import (
     AccessTokenAuthenticator,
     AuthenticatorBase,
@@ -38,6 +38,7 @@ from sfstream.salesforce import (
     PasswordAuthenticator,
     RefreshTokenAuthenticator,
 )
+from sfstream.salesforce import sf_org_display as library_sf_org_display
 
 from ._errors import CliError, ExitCode
 
@@ -90,7 +91,6 @@ _CHOOSERS: Final = (
     ("password", "username"),
     ("client-credentials", "client_credentials"),
 )
-_SF_TIMEOUT: Final = 60.0
 
 
 def add_credential_arguments(parser: argparse.ArgumentParser) -> None:
@@ -131,7 +131,10 @@ def add_credential_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--sf-org",
         metavar="ALIAS",
-        help="use the org the Salesforce CLI is logged in to (sf org display)",
+        nargs="?",
+        const="",
+        help="use an org the Salesforce CLI is logged in to (sf org display); without ALIAS "
+        "(put it after the channels), the CLI's default org (sf config set target-org)",
     )
     org = parser.add_argument_group("org")
     org.add_argument(
@@ -200,7 +203,7 @@ def _choose_flow(flags: Mapping[str, Any], values: Mapping[str, Any], explicit: 
         return explicit
     for source in (flags, values):
         for flow, name in _CHOOSERS:
-            if source.get(name):
+            if source.get(name) or (name == "sf_org" and source.get(name) == ""):
                 return flow
         if source.get("consumer_key") and source.get("consumer_secret") and source is values:
             return "client-credentials"
@@ -214,7 +217,7 @@ def _choose_flow(flags: Mapping[str, Any], values: Mapping[str, Any], explicit: 
 
 
 _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
-    "sf-org": ("sf_org",),
+    "sf-org": (),
     "access-token": ("access_token", "instance_url"),
     "jwt": ("jwt_key", "consumer_key", "username"),
     "refresh-token": ("refresh_token", "consumer_key"),
@@ -267,61 +270,24 @@ def terminal_password_prompt() -> Callable[[str], str] | None:
 
 
 def sf_org_display(
-    alias: str,
+    alias: str | None,
     *,
     run: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run,
 ) -> tuple[str, str]:
     """``(access_token, instance_url)`` of an org the Salesforce CLI is logged in to.
 
-    Runs ``sf org display --json --target-org ALIAS``. Its output holds the token: it is
+    Runs ``sf org display --json --target-org ALIAS`` (without an alias: the CLI's default
+    org, see :func:`sfstream.salesforce.default_sf_org`). Its output holds the token: it is
     parsed, never echoed.
 
     Raises:
         CliError: ``sf`` is missing, fails, or prints no token (exit code 3).
     """
-    executable = shutil.which("sf")
-    if executable is None:
-        raise CliError(
-            "the Salesforce CLI (sf) is not installed or not on PATH",
-            ExitCode.AUTHENTICATION,
-            "install it (npm install --global @salesforce/cli) and run sf org login web, "
-            "or use another credential option",
-        )
     try:
-        completed = run(
-            [executable, "org", "display", "--json", "--target-org", alias],
-            capture_output=True,
-            text=True,
-            timeout=_SF_TIMEOUT,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise CliError(
-            f"cannot run sf org display: {type(exc).__name__}", ExitCode.AUTHENTICATION
-        ) from None
-    try:
-        output = json.loads(completed.stdout)
-    except ValueError:
-        output = None
-    if not isinstance(output, dict):
-        raise CliError(
-            f"sf org display --target-org {alias} printed no JSON (exit status "
-            f"{completed.returncode})",
-            ExitCode.AUTHENTICATION,
-            f"check that sf org display --target-org {alias} works",
-        )
-    result = output.get("result")
-    token = result.get("accessToken") if isinstance(result, dict) else None
-    instance = result.get("instanceUrl") if isinstance(result, dict) else None
-    if completed.returncode != 0 or not isinstance(token, str) or not isinstance(instance, str):
-        message = output.get("message")
-        detail = message if isinstance(message, str) and message else "no access token"
-        raise CliError(
-            f"sf org display --target-org {alias} failed: {detail}",
-            ExitCode.AUTHENTICATION,
-            f"log in with sf org login web --alias {alias}",
-        )
-    return token, instance
+        result = library_sf_org_display(alias or None, run=run)
+    except AuthenticationError as exc:
+        raise CliError(str(exc), ExitCode.AUTHENTICATION) from None
+    return result["accessToken"], result["instanceUrl"]
 
 
 def build_authenticator(

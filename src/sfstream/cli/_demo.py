@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import random
-import shelve
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -30,15 +29,16 @@ from sfstream.bayeux import ExponentialBackoff, Message, Status, StatusKind, Sta
 from sfstream.emulator import Emulator
 from sfstream.salesforce import (
     PasswordAuthenticator,
-    ReplayMarker,
     ReplayOption,
     SalesforceStreamingClient,
+    SqliteStorage,
 )
 
 from ._errors import ExitCode, to_cli_error
-from ._listen import close_client, open_store
+from ._listen import close_client
 from ._output import Console, describe_event
 from ._publish import RestClient
+from ._store import open_store
 from ._trace import TraceExtension, trace_writer
 
 __all__ = ["CHANNELS", "DemoSummary", "add_arguments", "run"]
@@ -80,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         metavar="PATH",
-        help="the replay store (a shelve) to use and keep (default: a temporary one)",
+        help="the replay store (an SQLite file) to use and keep (default: a temporary one)",
     )
     parser.add_argument(
         "--interval",
@@ -236,14 +236,14 @@ class Demo:
         async for message in client:
             self.record(message)
 
-    async def start_client(self, org: Emulator, shelf: shelve.Shelf[ReplayMarker]) -> None:
+    async def start_client(self, org: Emulator, store: SqliteStorage) -> None:
         client = SalesforceStreamingClient(
             consumer_key=org.consumer_key,
             consumer_secret=org.consumer_secret,
             username=org.username,
             password=org.password,
             login_url=org.login_url,
-            replay=shelf,
+            replay=store,
             replay_fallback=ReplayOption.ALL_EVENTS,
             backoff=ExponentialBackoff(initial=0.1, maximum=2.0, random=random.random),
             on_status=self.on_status,
@@ -384,7 +384,7 @@ class Demo:
     async def restart(
         self,
         org: Emulator,
-        shelf: shelve.Shelf[ReplayMarker],
+        store: SqliteStorage,
         rest: RestClient,
         channel_id: str,
     ) -> None:
@@ -392,7 +392,7 @@ class Demo:
         await self.stop_client()
         self.say("client", "closed, as if the app stopped; the store on disk keeps:", "magenta")
         for channel in CHANNELS:
-            marker = shelf.get(channel)
+            marker = await store.get_replay_marker(channel)
             where = f"replay id {marker.replay_id}" if marker is not None else "nothing"
             self.more(f"{channel:<26} {where}")
         self.say("publish", "while no client runs:", "blue")
@@ -402,23 +402,21 @@ class Demo:
             "a new client opens the same store: each channel resumes after its stored replay id",
             "magenta",
         )
-        await self.start_client(org, shelf)
+        await self.start_client(org, store)
         self.restarts += 1
         await self.catch_up(org)
 
     # -- the run -------------------------------------------------------------------------------
 
-    async def scenario(
-        self, org: Emulator, shelf: shelve.Shelf[ReplayMarker], rest: RestClient
-    ) -> None:
+    async def scenario(self, org: Emulator, store: SqliteStorage, rest: RestClient) -> None:
         channel_id = await rest.streaming_channel_id(GENERIC)
-        await self.start_client(org, shelf)
+        await self.start_client(org, store)
         await self.rounds_of(3, rest, channel_id)
         await self.expire_session(org, rest, channel_id)
         await self.rounds_of(2, rest, channel_id)
         await self.revoke_token(org, rest, channel_id)
         await self.rounds_of(2, rest, channel_id)
-        await self.restart(org, shelf, rest, channel_id)
+        await self.restart(org, store, rest, channel_id)
         await self.rounds_of(2, rest, channel_id)
         await self.catch_up(org)
         if not self.args.forever:
@@ -505,10 +503,10 @@ class Demo:
                 session_expiry=10.0,
             ) as org:
                 self.intro(org, store)
-                with open_store(store) as shelf:
-                    return await self._run(org, shelf)
+                with await open_store(store, note=self.console.note) as storage:
+                    return await self._run(org, storage)
 
-    async def _run(self, org: Emulator, shelf: shelve.Shelf[ReplayMarker]) -> int:
+    async def _run(self, org: Emulator, store: SqliteStorage) -> int:
         interrupted = False
         async with aiohttp.ClientSession() as session:
             publisher = PasswordAuthenticator(
@@ -521,7 +519,7 @@ class Demo:
             )
             rest = RestClient(publisher, session, org.config.api_version)
             try:
-                await self.scenario(org, shelf, rest)
+                await self.scenario(org, store, rest)
             except asyncio.CancelledError:
                 task = asyncio.current_task()
                 if task is None or not task.cancelling():

@@ -161,7 +161,12 @@ def _authentication(exc: AuthenticationError, login_url: str | None) -> CliError
     return CliError(text, ExitCode.AUTHENTICATION, "check the credentials")
 
 
-def _server(exc: ServerError, store: str | None) -> CliError:
+def _server(
+    exc: ServerError,
+    store: str | None,
+    suggestion: str | None = None,
+    replay_note: str | None = None,
+) -> CliError:
     response = exc.response or {}
     subscription = response.get("subscription")
     channel = subscription if isinstance(subscription, str) else None
@@ -178,10 +183,20 @@ def _server(exc: ServerError, store: str | None) -> CliError:
         hint = "use --replay all or --replay new (or --fallback all)"
         if store:
             hint += f", or delete the store {store}"
+        # Not "expired": the same refusal meets an id this channel never issued (replay ids
+        # are per channel and per org), and only a stored id can be known to be old.
+        why = replay_note or (
+            "Salesforce accepts only an id this channel issued within its retention window: "
+            "24 h, or 72 h for platform events and CDC"
+        )
         return CliError(
-            f"{where}Salesforce refused the replay id: {text}",
+            f"{where}Salesforce refused the replay id: {text}", ExitCode.ERROR, f"{hint} ({why})"
+        )
+    if "does not exist" in text and suggestion is not None:
+        return CliError(
+            f"{where}{text}",
             ExitCode.ERROR,
-            hint + " (a replay id is valid for 24 h, or 72 h for platform events and CDC)",
+            f"did you mean {suggestion}? (channel names are case-sensitive)",
         )
     if "does not exist" in text:
         return CliError(
@@ -194,7 +209,12 @@ def _server(exc: ServerError, store: str | None) -> CliError:
 
 
 def to_cli_error(
-    exc: BaseException, *, login_url: str | None = None, store: str | None = None
+    exc: BaseException,
+    *,
+    login_url: str | None = None,
+    store: str | None = None,
+    suggestion: str | None = None,
+    replay_note: str | None = None,
 ) -> CliError | None:
     """The one-line report of ``exc``, or None if it is not an error we know.
 
@@ -202,6 +222,8 @@ def to_cli_error(
         exc: what was raised.
         login_url: where tokens were requested (to name the host that cannot be reached).
         store: the replay store file in use (to suggest deleting it).
+        suggestion: the org's channel closest to one Salesforce says does not exist.
+        replay_note: why a refused replay id was refused, when the store tells (its date).
     """
     if isinstance(exc, CliError):
         return exc
@@ -210,7 +232,7 @@ def to_cli_error(
     if isinstance(exc, AuthenticationError):
         return _authentication(exc, login_url)
     if isinstance(exc, ServerError):
-        return _server(exc, store)
+        return _server(exc, store, suggestion, replay_note)
     if isinstance(exc, TransportTimeoutError):
         return CliError(
             f"connection lost: {exc}",

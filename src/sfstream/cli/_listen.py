@@ -11,24 +11,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dbm
-import shelve
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sfstream.bayeux import Message, Status, StatusKind
-from sfstream.exceptions import ReplayError
+from sfstream.exceptions import ReplayError, ServerError
 from sfstream.salesforce import (
     DEFAULT_API_VERSION,
     AuthenticatorBase,
     Client,
-    DefaultMappingStorage,
-    ReplayMarker,
+    ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
     ReplayOption,
     ReplayParameter,
+    SqliteStorage,
+    is_replay_error,
+    parse_marker_date,
 )
 
+from ._channels import known_channels, suggest_channel
 from ._credentials import (
     add_credential_arguments,
     build_authenticator,
@@ -37,9 +39,18 @@ from ._credentials import (
 )
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import BacklogProgress, Console, format_event, json_line
+from ._store import open_store
 from ._trace import TraceExtension, trace_writer
 
-__all__ = ["add_arguments", "close_client", "open_store", "parse_replay", "run", "status_line"]
+__all__ = [
+    "add_arguments",
+    "close_client",
+    "open_store",
+    "parse_replay",
+    "run",
+    "status_line",
+    "with_arrival",
+]
 
 #: Seconds without an event after which a backlog counts as replayed.
 BACKLOG_IDLE = 1.0
@@ -103,7 +114,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replay.add_argument(
         "--store",
         metavar="FILE",
-        help="keep the last replay id per channel in FILE (a shelve) and resume from it",
+        help="keep the last replay id per channel in FILE (SQLite; a shelve store given here "
+        "is migrated) and resume from it",
     )
     replay.add_argument(
         "--fallback",
@@ -162,24 +174,11 @@ def status_line(status: Status) -> str | None:
     return None
 
 
-def _replay_parameter(
-    args: argparse.Namespace, shelf: shelve.Shelf[ReplayMarker] | None
-) -> ReplayParameter:
+def _replay_parameter(args: argparse.Namespace, shelf: SqliteStorage | None) -> ReplayParameter:
     start: int = args.replay
     if shelf is None:
         return ReplayOption(start) if start < 0 else start
-    return DefaultMappingStorage(shelf, start)
-
-
-def open_store(path: str) -> shelve.Shelf[ReplayMarker]:
-    try:
-        return shelve.open(path)  # noqa: S301 - our own file of replay markers
-    except (OSError, *dbm.error) as exc:
-        raise CliError(
-            f"cannot open the store {path}: {exc}",
-            ExitCode.ERROR,
-            "check the path, or delete the file if it is damaged",
-        ) from None
+    return shelf  # opened with default_id=start
 
 
 def _describe_start(args: argparse.Namespace) -> str:
@@ -195,7 +194,7 @@ class _Listener:
         self,
         args: argparse.Namespace,
         console: Console,
-        shelf: shelve.Shelf[ReplayMarker] | None = None,
+        shelf: SqliteStorage | None = None,
     ) -> None:
         self.args = args
         self.console = console
@@ -213,9 +212,9 @@ class _Listener:
             self.note(line)
 
     def emit(self, message: Message) -> None:
-        self.progress.clear()
+        self.progress.before_output()
         if self.args.json:
-            self.console.print(json_line(message))
+            self.console.print(json_line(with_arrival(message)))
         else:
             self.console.print(format_event(message, self.console.style))
         self.progress.seen(message)
@@ -230,9 +229,6 @@ class _Listener:
                 self.emit(message)
         except ReplayError as exc:
             self.note(f"no replay id stored: {exc}")
-            return
-        # On disk now: a process killed later loses no marker and leaves no torn one.
-        self.shelf.sync()
 
     async def listen(self, client: Client, auth: AuthenticatorBase) -> int:
         args = self.args
@@ -253,6 +249,23 @@ class _Listener:
             since=since,
         )
         self.note("waiting for events (Ctrl-C to stop)")
+        try:
+            received = await self._receive(client, deadline)
+        except asyncio.CancelledError:
+            self.progress.finish(interrupted=True)
+            raise
+        self.progress.finish()
+        if args.count is not None and received < args.count:
+            raise CliError(
+                f"received {received} of {args.count} events within {args.timeout:g} s",
+                ExitCode.TIMEOUT,
+            )
+        return ExitCode.OK
+
+    async def _receive(self, client: Client, deadline: float | None) -> int:
+        """Receive and print events until ``--count`` or the deadline; return how many."""
+        args = self.args
+        loop = asyncio.get_running_loop()
         received = 0
         while args.count is None or received < args.count:
             wait = None if deadline is None else deadline - loop.time()
@@ -268,13 +281,7 @@ class _Listener:
                 continue
             await self.handle(client, message)
             received += 1
-        self.progress.finish()
-        if args.count is not None and received < args.count:
-            raise CliError(
-                f"received {received} of {args.count} events within {args.timeout:g} s",
-                ExitCode.TIMEOUT,
-            )
-        return ExitCode.OK
+        return received
 
 
 async def close_client(client: Client) -> None:
@@ -285,6 +292,15 @@ async def close_client(client: Client) -> None:
     a task of its own keeps the cleanup whole whatever the caller's state.
     """
     await asyncio.shield(asyncio.ensure_future(client.close()))
+
+
+def with_arrival(message: Message, now: datetime | None = None) -> dict[str, Any]:
+    """``message`` with ``receivedAt``: when it arrived (ISO 8601, UTC, milliseconds)."""
+    moment = now or datetime.now(UTC)
+    return {
+        **message,
+        "receivedAt": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
 
 
 def _check_channels(channels: list[str]) -> None:
@@ -306,7 +322,8 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     auth = build_authenticator(credentials)
     console.add_secret(lambda: auth.access_token)
     console.add_secret(lambda: auth.refresh_token)
-    shelf = open_store(args.store) if args.store else None
+    api_version = credentials.api_version or DEFAULT_API_VERSION
+    shelf = await open_store(args.store, args.replay, console.note) if args.store else None
     listener = _Listener(args, console, shelf)
     try:
         client = Client(
@@ -317,7 +334,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             if shelf is not None
             else ReplayMarkerStoragePolicy.AUTOMATIC,
             connection_timeout=args.connection_timeout or None,
-            api_version=credentials.api_version or DEFAULT_API_VERSION,
+            api_version=api_version,
             on_status=listener.on_status,
             extensions=[TraceExtension(trace_writer(console))] if args.trace else (),
         )
@@ -327,13 +344,61 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             listener.progress.finish()
             await close_client(client)
     except Exception as exc:
-        error = to_cli_error(exc, login_url=auth.login_url, store=args.store)
+        suggestion = await _suggestion(exc, auth, api_version)
+        error = to_cli_error(
+            exc,
+            login_url=auth.login_url,
+            store=args.store,
+            suggestion=suggestion,
+            replay_note=await _stored_marker_note(exc, shelf),
+        )
         if error is None:
             raise
         raise error from exc
     finally:
         if shelf is not None:
             shelf.close()
+
+
+async def _suggestion(exc: Exception, auth: AuthenticatorBase, api_version: str) -> str | None:
+    """For a channel Salesforce says does not exist: the org's closest channel, if any."""
+    if not isinstance(exc, ServerError) or "does not exist" not in str(exc):
+        return None
+    subscription = (exc.response or {}).get("subscription")
+    if not isinstance(subscription, str):
+        return None
+    return suggest_channel(subscription, await known_channels(auth, api_version))
+
+
+async def _stored_marker_note(
+    exc: Exception,
+    shelf: ReplayMarkerStorage | None,
+    now: datetime | None = None,
+) -> str | None:
+    """For a replay id refused on a channel the store has a marker for: whether the marker is
+    older than the channel's retention (expired) or not (then the id was never issued on this
+    channel, e.g. a store written against another org)."""
+    if shelf is None or not isinstance(exc, ServerError) or not is_replay_error(exc):
+        return None
+    subscription = (exc.response or {}).get("subscription")
+    if not isinstance(subscription, str):
+        return None
+    try:
+        marker = await shelf.get_replay_marker(subscription)
+        created = parse_marker_date(marker.date) if marker is not None else None
+    except ReplayError:
+        return None
+    if created is None:
+        return None
+    hours = 72 if subscription.startswith(("/event/", "/data/")) else 24
+    age = (now or datetime.now(UTC)) - created
+    stamp = created.strftime("%Y-%m-%d %H:%M UTC")
+    if age > timedelta(hours=hours):
+        return f"the stored replay id is from {stamp}, older than this channel's {hours} h"
+    return (
+        f"the stored replay id is from {stamp}, within this channel's {hours} h, so it was "
+        "not issued on this channel: is the store from another org?"
+    )
 
 
 def _fallback(name: str | None) -> ReplayOption | None:

@@ -113,6 +113,8 @@ class Console:
         out: the results stream (stdout).
         err: the diagnostics stream (stderr).
         color: ``auto``, ``always`` or ``never``.
+        json: notes and errors on ``err`` as JSON objects, one per line (``listen --json``):
+            ``{"note": ...}`` and ``{"error": ..., "hint": ..., "exitCode": ...}``.
     """
 
     def __init__(
@@ -121,11 +123,13 @@ class Console:
         err: TextIO | None = None,
         *,
         color: ColorMode = "auto",
+        json: bool = False,
     ) -> None:
         self.out = sys.stdout if out is None else out
         self.err = sys.stderr if err is None else err
+        self.json = json
         self.style = Style(colour_wanted(self.out, color))
-        self.err_style = Style(colour_wanted(self.err, color))
+        self.err_style = Style(not json and colour_wanted(self.err, color))
         self._secrets: list[Callable[[], str | None]] = []
 
     def add_secret(self, secret: str | Callable[[], str | None] | None) -> None:
@@ -156,13 +160,30 @@ class Console:
         self.out.flush()
 
     def note(self, text: str) -> None:
-        """A line on ``err``."""
+        """A line on ``err`` (``{"note": text}`` in JSON mode)."""
+        self._err_line(json_line({"note": text}) if self.json else text)
+
+    def note_json(self, value: Any) -> None:
+        """``value`` as one JSON line on ``err``."""
+        self._err_line(json_line(value))
+
+    def _err_line(self, text: str) -> None:
         self.err.write(self.scrub(text) + "\n")
         self.err.flush()
 
-    def error(self, text: str) -> None:
-        """The one error line on ``err``: ``sfstream: <text>``."""
-        self.note(f"{self.err_style('sfstream:', 'bold', 'red')} {text}")
+    def error(self, text: str, *, hint: str = "", code: int | None = None) -> None:
+        """The one error line on ``err``: ``sfstream: <text> — <hint>``, or in JSON mode
+        ``{"error": text, "hint": hint, "exitCode": code}``."""
+        if self.json:
+            fields: dict[str, Any] = {"error": text}
+            if hint:
+                fields["hint"] = hint
+            if code is not None:
+                fields["exitCode"] = code
+            self._err_line(json_line(fields))
+            return
+        full = f"{text} — {hint}" if hint else text
+        self._err_line(f"{self.err_style('sfstream:', 'bold', 'red')} {full}")
 
     @property
     def err_isatty(self) -> bool:
@@ -244,12 +265,31 @@ def event_time(message: Mapping[str, Any]) -> datetime | None:
         return None
 
 
+def _duration(seconds: float) -> str:
+    """``seconds`` for a human: ``42 s``, ``3 min 20 s``, ``5 h 12 min``, ``2 d 3 h``."""
+    whole = max(int(seconds), 0)
+    days, rest = divmod(whole, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
 class BacklogProgress:
     """A progress line on a terminal while a backlog of older events is replayed.
 
-    Events created before ``since`` are the backlog. The line shows how many arrived and the
-    rate; it goes away at the first live event, or when :meth:`finish` is called (after a
-    second with nothing to receive), leaving a summary. (A server clock behind ours makes live
+    Events created before ``since`` are the backlog. The line shows how many arrived, the rate
+    and, when events carry a date, how far the last one is behind the present. It is drawn on
+    ``console.err`` (a terminal) and stays there while the events go to a file or a pipe; when
+    stdout is the same terminal, it is erased before an event is printed and drawn again right
+    after, below it. It ends at the first live event, or when :meth:`finish` is called (after a
+    second with nothing to receive, or on Ctrl-C), leaving a summary: ``replayed N backlog
+    events`` or ``interrupted after N backlog events``. (A server clock behind ours makes live
     events look old: the line then lasts until the next idle second, nothing worse.)
 
     Args:
@@ -257,6 +297,7 @@ class BacklogProgress:
         enabled: False makes every method a no-op (not a terminal, or no replay asked).
         since: when the subscriptions were made.
         clock: seconds, monotonic (tests pass their own).
+        now: the current date, aware (tests pass their own).
     """
 
     INTERVAL: Final = 0.1
@@ -268,20 +309,32 @@ class BacklogProgress:
         enabled: bool,
         since: datetime | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.console = console
         self.active = enabled
-        self.since = (since or datetime.now(UTC)).timestamp()
+        self.since = (since or now()).timestamp()
         self.clock = clock
+        self.now = now
         self.count = 0
         self.started = clock()
+        self.latest: datetime | None = None
+        #: Events go to the terminal the line is drawn on: erase it before each one.
+        self.shares_terminal = _isatty(console.out) and _isatty(console.err)
         self._drawn = False
         self._last_draw = 0.0
 
-    def _line(self) -> str:
+    def _rate(self) -> tuple[float, float]:
         elapsed = max(self.clock() - self.started, 1e-6)
-        rate = self.count / elapsed
-        return f"replaying the backlog: {self.count:,} events ({rate:,.0f}/s)"
+        return elapsed, self.count / elapsed
+
+    def _line(self) -> str:
+        _, rate = self._rate()
+        line = f"replaying the backlog: {self.count:,} events ({rate:,.0f}/s)"
+        if self.latest is not None:
+            behind = (self.now() - self.latest).total_seconds()
+            line += f", {_duration(behind)} behind" if behind >= 1 else ", caught up"
+        return line
 
     def clear(self) -> None:
         """Erase the progress line (before another line is written to the terminal)."""
@@ -289,6 +342,12 @@ class BacklogProgress:
             self.console.err.write("\r\x1b[2K")
             self.console.err.flush()
             self._drawn = False
+
+    def before_output(self) -> None:
+        """An event is about to be printed on stdout: erase the line if stdout is its
+        terminal; leave it alone when stdout goes to a file or a pipe."""
+        if self.shares_terminal:
+            self.clear()
 
     def draw(self, *, force: bool = False) -> None:
         now = self.clock()
@@ -308,20 +367,33 @@ class BacklogProgress:
             self.finish()
             return
         self.count += 1
-        self.draw()
+        if created is not None:
+            self.latest = created
+        # Erased for the event just printed: draw it again at once, or it is never seen.
+        self.draw(force=not self._drawn)
 
-    def finish(self) -> None:
-        """Replace the progress line by a summary (once)."""
+    def finish(self, *, interrupted: bool = False) -> None:
+        """Replace the progress line by a summary (once); ``interrupted``: stopped by Ctrl-C."""
         if not self.active:
             return
         self.active = False
         self.clear()
+        if not self.count and not interrupted:
+            return
+        elapsed, rate = self._rate()
+        if interrupted:
+            text = f"interrupted after {self.count:,} backlog events in {elapsed:.1f} s"
+        else:
+            text = f"replayed {self.count:,} backlog events in {elapsed:.1f} s"
         if self.count:
-            elapsed = max(self.clock() - self.started, 1e-6)
-            self.console.note(
-                self.console.err_style(
-                    f"replayed {self.count:,} backlog events in {elapsed:.1f} s "
-                    f"({self.count / elapsed:,.0f}/s)",
-                    "dim",
-                )
-            )
+            text += f" ({rate:,.0f}/s)"
+        if interrupted and self.latest is not None:
+            behind = (self.now() - self.latest).total_seconds()
+            if behind >= 1:
+                text += f"; the last one was {_duration(behind)} behind"
+        self.console.note(self.console.err_style(text, "dim"))
+
+
+def _isatty(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

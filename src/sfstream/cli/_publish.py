@@ -18,11 +18,13 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final
 
 import aiohttp
 from yarl import URL
 
+from sfstream._http import describe, read_limited, safe_cause
 from sfstream.exceptions import AuthenticationError
 from sfstream.salesforce import DEFAULT_API_VERSION, AuthenticatorBase
 
@@ -38,7 +40,8 @@ from ._output import Console, json_line
 __all__ = ["PublishResult", "RestClient", "RestError", "add_arguments", "run"]
 
 _TIMEOUT: Final = 30.0
-_MAX_BODY: Final = 4 * 1024 * 1024
+#: The largest REST reply accepted, in decoded bytes.
+MAX_BODY: Final = 4 * 1024 * 1024
 
 
 class RestError(Exception):
@@ -79,6 +82,8 @@ class RestClient:
         auth: the authenticator (authenticated on first use).
         session: the aiohttp session for every request (never closed here).
         api_version: the REST API version, e.g. ``67.0``.
+        max_body: the largest reply accepted, in decoded bytes (a compressed reply is inflated
+            only as far as this).
     """
 
     def __init__(
@@ -86,10 +91,13 @@ class RestClient:
         auth: AuthenticatorBase,
         session: aiohttp.ClientSession,
         api_version: str = DEFAULT_API_VERSION,
+        *,
+        max_body: int = MAX_BODY,
     ) -> None:
         self.auth = auth
         self.session = session
         self.api_version = api_version
+        self.max_body = max_body
         #: How many times a 401 made this client fetch a new token.
         self.reauthentications = 0
 
@@ -105,6 +113,7 @@ class RestClient:
             "Authorization": self.auth.authorization_header(),
             "Accept": "application/json",
         }
+        failure: CliError | None = None
         try:
             async with self.session.request(
                 method,
@@ -116,21 +125,28 @@ class RestClient:
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                raw = await response.content.read(_MAX_BODY)
+                too_large = partial(_too_large, url, self.max_body)
+                raw = await read_limited(response, self.max_body, too_large)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             host = URL(url).host or url
-            reason = str(exc) or ("timed out" if isinstance(exc, TimeoutError) else "")
-            raise CliError(
-                f"cannot reach {host}: {reason or type(exc).__name__}",
+            reason = "timed out" if isinstance(exc, TimeoutError) else describe(exc)
+            failure = CliError(
+                f"cannot reach {host}: {reason}",
                 ExitCode.CONNECTION,
                 "check the instance URL and the network",
-            ) from exc
+            )
+            # aiohttp's error holds the request headers (the access token): only a scrubbed
+            # stand-in is chained, and the error is raised out of the except block.
+            failure.__cause__ = safe_cause(exc)
+        if failure is not None:
+            raise failure
         if not raw.strip():
             return status, None
         try:
             return status, json.loads(raw)
         except ValueError:
-            raise RestError(status, f"HTTP {status}", "the reply is not JSON") from None
+            pass
+        raise RestError(status, f"HTTP {status}", "the reply is not JSON")
 
     async def request(
         self,
@@ -143,7 +159,7 @@ class RestClient:
         """Send a request to ``/services/data/vXX.X/<path>``; return the JSON reply.
 
         Raises:
-            RestError: Salesforce refused it.
+            RestError: Salesforce refused it, or the reply is not JSON or too large.
             AuthenticationError: the token was refused and could not be renewed.
             CliError: the host cannot be reached.
         """
@@ -223,6 +239,14 @@ class RestClient:
     async def update_record(self, sobject: str, record_id: str, fields: Mapping[str, Any]) -> None:
         """Change fields of a record."""
         await self.request("PATCH", f"sobjects/{sobject}/{record_id}", dict(fields))
+
+
+def _too_large(url: str, limit: int, declared: int | None) -> CliError:
+    size = f" ({declared} bytes)" if declared is not None else ""
+    return CliError(
+        f"the reply from {URL(url).host or url} is larger than the limit of {limit} bytes{size}",
+        ExitCode.ERROR,
+    )
 
 
 # -- the command ---------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ def trace_writer(console: Console) -> TraceWriter:
     style = console.err_style
 
     def write(direction: Direction, message: Message) -> None:
+        if console.json:
+            console.note_json({"trace": direction, "message": redact(message)})
+            return
         arrow = (
             style(">>", "blue", "bold") if direction == "out" else style("<<", "magenta", "bold")
         )

@@ -31,7 +31,7 @@ from sfstream.emulator._emulator import DEFAULT_CDC_ENTITIES, Emulator, Emulator
 from sfstream.emulator._faults import Fault, FaultKind
 from sfstream.emulator._log import ChannelLog, EventLog, StoredEvent
 from sfstream.emulator._persist import StateFile
-from sfstream.emulator._state import OrgState, Published, PushTopic, StreamingChannel
+from sfstream.emulator._state import OrgState, Published, PushTopic, RestError, StreamingChannel
 
 __all__ = [
     "CURRENT_API_VERSION",
@@ -53,6 +53,7 @@ __all__ = [
     "OrgState",
     "Published",
     "PushTopic",
+    "RestError",
     "StateFile",
     "StoredEvent",
     "StreamingChannel",

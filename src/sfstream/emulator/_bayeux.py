@@ -6,6 +6,8 @@ One POST carries one message or a batch; the reply is a JSON array. Replies echo
 (``403::Unknown client``, ``403::Handshake denied`` with ``ext.sfdc.failureReason``,
 ``401::Authentication invalid``, the replay-id and channel 400s, ...).
 
+Replies list their fields in the order Salesforce's server writes them (see :func:`encode_reply`).
+
 Per-event work is kept small: each stored event was encoded once when it was published, and a
 reply is built by joining ``{"channel":<channel>,"data":`` + those bytes + ``}``.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from email.utils import formatdate
 from typing import Any, Final
@@ -41,11 +44,14 @@ from sfstream.emulator._log import (
 from sfstream.emulator._soql import field_value
 from sfstream.emulator._state import SubscriptionError
 
-__all__ = ["BayeuxServer", "Session", "Subscription"]
+__all__ = ["BayeuxServer", "Session", "Subscription", "encode_reply"]
 
 logger = logging.getLogger("sfstream.emulator")
 
 COOKIE_NAME: Final = "BAYEUX_BROWSER"
+#: The load balancer's cookie, seen on a ``403::Unknown client`` response (wire evidence E2).
+STREAM_COOKIE: Final = "sfdc-stream"
+UNKNOWN_CLIENT: Final = "403::Unknown client"
 _HANDSHAKE_EXT: Final = {"replay": True, "payload.format": True}
 _UNKNOWN_CLIENT_ADVICE: Final = {"interval": 0, "reconnect": "handshake"}
 _AUTH_INVALID_ADVICE: Final = {"reconnect": "none", "interval": 0}
@@ -70,6 +76,33 @@ def _java_map(value: object) -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}={_java_map(v)}" for k, v in value.items()) + "}"
     return str(value)
+
+
+def _java_bucket(key: str) -> int:
+    """The bucket of ``key`` in a 16-bucket ``java.util.HashMap``.
+
+    Salesforce runs a CometD 3 server whose messages are HashMaps, so a reply's fields come
+    out in bucket order (insertion order within a bucket), whatever order they were set in.
+    That order matches every capture in the wire evidence: ``ext, minimumVersion, clientId,
+    supportedConnectionTypes, advice, channel, id, subscription, error, version, successful``
+    (E1-E6, E8, E12, E16) and ``createdDate, replayId, type`` in PushTopic events (E18).
+    """
+    value = 0
+    for char in key:
+        value = (31 * value + ord(char)) & 0xFFFFFFFF
+    return (value ^ (value >> 16)) & 15
+
+
+_BUCKETS: dict[str, int] = {}
+
+
+def encode_reply(reply: Mapping[str, Any]) -> bytes:
+    """A Bayeux reply as JSON, its fields in the order Salesforce's server writes them."""
+    buckets = _BUCKETS
+    for key in reply:
+        if key not in buckets:
+            buckets[key] = _java_bucket(key)
+    return dumps({key: reply[key] for key in sorted(reply, key=buckets.__getitem__)})
 
 
 def _filter_text(value: Any) -> str:
@@ -286,7 +319,7 @@ class BayeuxServer:
         ]
         for session in targets:
             session.pending.append(
-                dumps(
+                encode_reply(
                     {
                         "channel": "/meta/disconnect",
                         "clientId": session.client_id,
@@ -330,7 +363,7 @@ class BayeuxServer:
             refusals = [self._reply(m, False, error=error) for m in messages]
             for refusal in refusals:
                 refusal["advice"] = {"reconnect": "none"}
-            return self._respond([], [dumps(r) for r in refusals])
+            return self._respond([], [encode_reply(r) for r in refusals])
         context = _Request(
             bearer_token(request),
             not config.require_cookie or bool(request.cookies.get(COOKIE_NAME)),
@@ -338,6 +371,13 @@ class BayeuxServer:
         )
         replies: list[bytes | None] = []
         held: _Held | None = None
+        unknown_client = False
+
+        def encode(reply: dict[str, Any]) -> bytes:
+            nonlocal unknown_client
+            unknown_client = unknown_client or reply.get("error") == UNKNOWN_CLIENT
+            return encode_reply(reply)
+
         for index, message in enumerate(messages):
             if message.get("channel") == "/meta/connect" and held is None:
                 outcome = self._connect(message, context)
@@ -345,13 +385,13 @@ class BayeuxServer:
                     held = _Held(index, message, outcome, len(messages) == 1)
                     replies.append(None)
                     continue
-                replies.append(dumps(outcome))
+                replies.append(encode(outcome))
                 continue
-            replies.append(dumps(self._dispatch(message, context)))
+            replies.append(encode(self._dispatch(message, context)))
         events: list[bytes] = []
         if held is not None:
             events, moved, connect_reply = await self._deliver(request, held, context)
-            replies[held.index] = dumps(connect_reply)
+            replies[held.index] = encode(connect_reply)
             transport = request.transport
             if moved and (transport is None or transport.is_closing()):
                 # The client went away while we waited: keep the events for its next connect.
@@ -366,6 +406,17 @@ class BayeuxServer:
             path = "/cometd/"
             response.set_cookie(COOKIE_NAME, _ids.random_cookie(), path=path, httponly=True)
             response.set_cookie("BrowserId", _ids.random_cookie(), path="/")
+        if unknown_client:
+            # Salesforce's load balancer sets its stickiness cookie on the 403 (E2); the
+            # lifetime is a guess (the capture elides it).
+            response.set_cookie(
+                STREAM_COOKIE,
+                _ids.random_cookie(),
+                path="/",
+                expires=formatdate(time.time() + 3600, usegmt=True),
+                samesite="None",
+                secure=True,
+            )
         return response
 
     @staticmethod
@@ -430,7 +481,9 @@ class BayeuxServer:
     def _fault_reply(self, message: Mapping[str, Any], fault: Fault) -> dict[str, Any]:
         client_id = message.get("clientId")
         session = self.sessions.get(client_id) if isinstance(client_id, str) else None
-        keep_id = session is not None and not fault.expire_session
+        keep_id = isinstance(client_id, str) and (
+            fault.keep_client_id or (session is not None and not fault.expire_session)
+        )
         reply = self._reply(
             message, False, error=fault.error, client_id=client_id if keep_id else None
         )
@@ -552,7 +605,7 @@ class BayeuxServer:
             self._end(session)
             session = None
         if session is None:
-            reply = self._reply(message, False, error="403::Unknown client")
+            reply = self._reply(message, False, error=UNKNOWN_CLIENT)
             reply["advice"] = dict(_UNKNOWN_CLIENT_ADVICE)
             return reply
         session.last_seen = asyncio.get_running_loop().time()
@@ -741,7 +794,7 @@ class BayeuxServer:
         pending = [part + b"," for part in session.pending]
         session.pending = []
         self._ghosts.pop(session.client_id, None)
-        reply = self._reply(message, False, error="403::Unknown client")
+        reply = self._reply(message, False, error=UNKNOWN_CLIENT)
         reply["advice"] = dict(_UNKNOWN_CLIENT_ADVICE)
         return pending, [], reply
 
@@ -809,7 +862,8 @@ class BayeuxServer:
 
 def _invalid_replay(replay: Any) -> str:
     return (
-        f"400::The replayId {{{replay}}} you provided was invalid. Please provide a valid ID, "
+        # Two spaces after "invalid." (wire evidence E13).
+        f"400::The replayId {{{replay}}} you provided was invalid.  Please provide a valid ID, "
         "-2 to replay all events, or -1 to replay only new events."
     )
 

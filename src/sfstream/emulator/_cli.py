@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import logging
+import shlex
 import signal
 import sys
 import tomllib
@@ -32,7 +34,16 @@ from sfstream.emulator._config import (
 from sfstream.emulator._emulator import DEFAULT_CDC_ENTITIES, Emulator
 from sfstream.emulator._log import DAY
 
-__all__ = ["DEFAULT_EVENTS", "DEFAULT_PORT", "add_arguments", "build_emulator", "main", "run"]
+__all__ = [
+    "DEFAULT_EVENTS",
+    "DEFAULT_PORT",
+    "add_arguments",
+    "banner",
+    "build_emulator",
+    "exports",
+    "main",
+    "run",
+]
 
 #: The port ``sfstream emulator`` listens on unless told otherwise (0 picks a free one).
 DEFAULT_PORT: Final = 8808
@@ -68,7 +79,7 @@ _SCALARS: Final[dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "clock_offset": (float, 0.0),
     "verbose": (int, 0),
 }
-_LISTS: Final = ("events", "streaming_channels", "cdc_entities")
+_LISTS: Final = ("streaming_channels", "cdc_entities")
 _MAPS: Final = ("push_topics", "channels")
 
 
@@ -134,8 +145,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--event",
         dest="events",
         action="append",
-        metavar="NAME__e",
-        help=f"define a platform event (repeatable; default {', '.join(DEFAULT_EVENTS)})",
+        metavar="NAME__e[:FIELD__c,...]",
+        help=(
+            "define a platform event and its custom fields, e.g. 'Order__e:OrderId__c,Amount__c'"
+            " (a bare name declares none and accepts any __c field); repeatable; default "
+            f"{', '.join(DEFAULT_EVENTS)}"
+        ),
     )
     org.add_argument(
         "--push-topic",
@@ -210,7 +225,7 @@ def _load_config(path: Path) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ValueError(f"{path}: [emulator] must be a table")
     config = {_key(k): v for k, v in section.items()}
-    known = set(_SCALARS) | set(_LISTS) | set(_MAPS)
+    known = set(_SCALARS) | set(_LISTS) | set(_MAPS) | {"events"}
     unknown = sorted(set(config) - known)
     if unknown:
         raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}")
@@ -227,6 +242,34 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
     return result
 
 
+def _event(text: str) -> tuple[str, list[str] | None]:
+    """``Order__e:A__c,B__c`` → (``Order__e``, [``A__c``, ``B__c``]); a bare name → (name, None)."""
+    name, colon, fields = text.partition(":")
+    name = name.strip()
+    if not name.endswith("__e"):
+        raise ValueError(
+            f"--event {text!r}: a platform event's API name ends in __e "
+            f"(--event {name or 'Order'}__e, or --event {name or 'Order'}__e:Amount__c,...)"
+        )
+    if not colon:
+        return name, None
+    return name, [f.strip() for f in fields.split(",") if f.strip()]
+
+
+def _events(value: Any, where: str) -> dict[str, list[str] | None]:
+    """Events from a config file: a list of ``--event`` strings or a table name → fields."""
+    if isinstance(value, Mapping):
+        events: dict[str, list[str] | None] = {}
+        for name, fields in value.items():
+            if fields is not None and (isinstance(fields, str) or not isinstance(fields, Sequence)):
+                raise ValueError(f"{where}: the fields of {name} are a list of names")
+            events[str(name)] = None if fields is None else [str(f) for f in fields]
+        return events
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError(f"{where}: events is a list of names or a table of name = [fields]")
+    return dict(_event(str(item)) for item in value)
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
     """Merge defaults, the config file and the flags into one dict of options."""
     options: dict[str, Any] = {name: default for name, (_, default) in _SCALARS.items()}
@@ -238,6 +281,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     for name in _LISTS:
         value = file_options.get(name)
         options[name] = None if value is None else [str(v) for v in value]
+    events = file_options.get("events")
+    options["events"] = None if events is None else _events(events, str(path))
     for name in _MAPS:
         value = file_options.get(name)
         if value is not None and not isinstance(value, Mapping):
@@ -251,6 +296,9 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         value = getattr(args, name, None)
         if value:
             options[name] = [*(options[name] or []), *value]
+    flags = getattr(args, "events", None)
+    if flags:
+        options["events"] = {**(options["events"] or {}), **dict(map(_event, flags))}
     topics = getattr(args, "push_topics", None)
     if topics:
         options["push_topics"] = {
@@ -262,7 +310,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         parsed = {k: v.split(",") for k, v in _pairs(channels, "--channel").items()}
         options["channels"] = {**(options["channels"] or {}), **parsed}
     if options["events"] is None:
-        options["events"] = list(DEFAULT_EVENTS)
+        options["events"] = dict.fromkeys(DEFAULT_EVENTS)
     return options
 
 
@@ -304,6 +352,29 @@ def build_emulator(args: argparse.Namespace) -> Emulator:
     )
 
 
+def exports(org: Emulator) -> list[str]:
+    """``export SFSTREAM_…=…`` lines that point ``sfstream listen``/``publish`` at ``org``."""
+    config = org.config
+    values = {
+        "SFSTREAM_LOGIN_URL": org.login_url,
+        "SFSTREAM_CONSUMER_KEY": config.consumer_key,
+        "SFSTREAM_CONSUMER_SECRET": config.consumer_secret,
+        "SFSTREAM_USERNAME": config.username,
+        "SFSTREAM_PASSWORD": config.password,
+    }
+    if config.security_token:
+        values["SFSTREAM_SECURITY_TOKEN"] = config.security_token
+    if config.api_version != CURRENT_API_VERSION:
+        values["SFSTREAM_API_VERSION"] = config.api_version
+    return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+
+
+def _event_line(name: str, fields: frozenset[str] | None) -> str:
+    if fields is None:
+        return f"/event/{name}  (no fields declared: any __c field; --event {name}:A__c,B__c)"
+    return f"/event/{name}  ({', '.join(sorted(fields)) or 'no custom fields'})"
+
+
 def banner(org: Emulator) -> str:
     """What the command prints on start: where the org is and how to log in to it."""
     state = org.state
@@ -322,7 +393,10 @@ def banner(org: Emulator) -> str:
     if org.refresh_token is not None:
         lines.append(f"  refresh token    {org.refresh_token}")
     lines.append("")
-    channels = [f"/event/{name}" for name in sorted(state.platform_events)]
+    channels = [
+        _event_line(name, state.platform_events[name].fields)
+        for name in sorted(state.platform_events)
+    ]
     channels += sorted(t.channel for t in state.push_topics.values())
     channels += sorted(c.name for c in state.streaming_channels.values())
     channels += sorted(state.custom_channels)
@@ -332,6 +406,8 @@ def banner(org: Emulator) -> str:
     lines.append("  channels         " + ("\n                   ".join(channels) or "(none)"))
     if org.config.admin:
         lines += ["", f"  admin endpoint   {org.admin_url}  (faults, publishing; see docs)"]
+    lines += ["", "For sfstream listen / publish in another shell:", ""]
+    lines += [f"  {line}" for line in exports(org)]
     lines += ["", "Press Ctrl+C to stop."]
     return "\n".join(lines)
 
@@ -369,6 +445,12 @@ async def run(
             await org.start()
         except OSError as exc:
             print(f"sfstream emulator: cannot listen: {exc}", file=sys.stderr)
+            if exc.errno == errno.EADDRINUSE:
+                print(
+                    f"sfstream emulator: port {org.config.port} is taken (another emulator?): "
+                    "use --port 0 for a free port, or --port N for another one",
+                    file=sys.stderr,
+                )
             return 2
         print(banner(org), file=output, flush=True)
         try:

@@ -52,6 +52,10 @@ DEFAULT_CDC_ENTITIES: Final = ("Account", "Contact", "Lead", "Opportunity", "Cas
 #: Where the admin (fault injection) endpoint lives: off every Salesforce path.
 ADMIN_PREFIX: Final = "/_emulator"
 
+#: Platform events to define: names (``["Order__e"]``: no fields declared, any ``__c`` field
+#: accepted) or names with their declared custom fields (``{"Order__e": ["Amount__c"]}``).
+EventDeclarations = Iterable[str] | Mapping[str, Iterable[str] | None]
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -70,7 +74,7 @@ class Emulator:
 
     ::
 
-        async with Emulator(events=["Order__e"]) as org:
+        async with Emulator(events={"Order__e": ["Amount__c"]}) as org:
             # org.login_url, org.consumer_key, org.consumer_secret, org.username, org.password
             await org.publish("/event/Order__e", {"Amount__c": 42})
 
@@ -105,7 +109,7 @@ class Emulator:
         require_cookie: bool = True,
         token_lifetime: float | None = None,
         admin: bool = True,
-        events: Iterable[str] = (),
+        events: EventDeclarations = (),
         channels: Mapping[str, Iterable[str]] | None = None,
         push_topics: Mapping[str, str] | None = None,
         streaming_channels: Iterable[str] = (),
@@ -160,7 +164,7 @@ class Emulator:
         cls,
         config: EmulatorConfig,
         *,
-        events: Iterable[str] = (),
+        events: EventDeclarations = (),
         channels: Mapping[str, Iterable[str]] | None = None,
         push_topics: Mapping[str, str] | None = None,
         streaming_channels: Iterable[str] = (),
@@ -193,7 +197,7 @@ class Emulator:
         clock: Clock | None,
         state: OrgState | None,
         state_file: str | os.PathLike[str] | None,
-        events: Iterable[str],
+        events: EventDeclarations,
         channels: Mapping[str, Iterable[str]] | None,
         push_topics: Mapping[str, str] | None,
         streaming_channels: Iterable[str],
@@ -219,7 +223,7 @@ class Emulator:
 
     def _provision(
         self,
-        events: Iterable[str],
+        events: EventDeclarations,
         channels: Mapping[str, Iterable[str]] | None,
         push_topics: Mapping[str, str] | None,
         streaming_channels: Iterable[str],
@@ -233,9 +237,16 @@ class Emulator:
             record = state.token(config.refresh_token)
             if record is None:
                 state.issue_token("refresh", user.id, self.clock.time(), value=config.refresh_token)
-        for name in events:
-            if name.removeprefix("/event/") not in state.platform_events:
-                state.define_event(name)
+        declarations: Iterable[tuple[str, Iterable[str] | None]] = (
+            events.items() if isinstance(events, Mapping) else ((name, None) for name in events)
+        )
+        for name, fields in declarations:
+            if isinstance(fields, str):
+                raise TypeError(f"the fields of {name} are a list of names, not a string")
+            existing = state.platform_events.get(name.removeprefix("/event/"))
+            wanted = None if fields is None else frozenset(fields)
+            if existing is None or (wanted is not None and existing.fields != wanted):
+                state.define_event(name, wanted)
         for channel, members in (channels or {}).items():
             state.define_channel(channel, members)
         for name, query in (push_topics or {}).items():
@@ -265,7 +276,9 @@ class Emulator:
         self._bayeux = bayeux = BayeuxServer(context)
         oauth = OAuthEndpoint(context)
         rest = RestApi(context, bayeux.online_user_ids)
-        app = web.Application(middlewares=[self._fault_middleware])
+        # REST, OAuth and admin bodies: at most 1 MiB, counted decoded (a gzip request body is
+        # inflated only that far); CometD bodies have their own max_request_size.
+        app = web.Application(middlewares=[self._fault_middleware], client_max_size=1024**2)
         router = app.router
         router.add_post("/services/oauth2/token", oauth.token)
         router.add_route("*", "/services/oauth2/revoke", oauth.revoke)
@@ -445,7 +458,11 @@ class Emulator:
     # -- definitions ---------------------------------------------------------------------------
 
     def define_event(self, name: str, fields: Iterable[str] | None = None) -> None:
-        """Define a platform event (``Order__e``); ``fields`` limits its custom fields."""
+        """Define a platform event (``Order__e``) with its custom fields (``Amount__c``, …).
+
+        Publishing a field an event does not declare fails with Salesforce's ``INVALID_FIELD``
+        error; ``fields=None`` declares none and accepts any ``__c`` field.
+        """
         self.state.define_event(name, fields)
 
     def define_channel(self, channel: str, members: Iterable[str]) -> None:
@@ -515,7 +532,9 @@ class Emulator:
         """Publish one event now (call it on the emulator's event loop).
 
         - ``/event/<Name>__e``: ``payload`` holds the event's fields (the type is defined if
-          needed); delivered with ``CreatedDate``, ``CreatedById`` and an ``EventUuid``.
+          needed); delivered with ``CreatedDate``, ``CreatedById`` and an ``EventUuid``. An
+          event that declares its fields refuses others with
+          :class:`~sfstream.emulator.RestError` ``INVALID_FIELD`` (a ``ValueError``).
         - ``/topic/<Name>``: ``payload`` is the notification's ``sobject`` (the PushTopic must
           exist); ``event_type`` is ``created``, ``updated``, ``deleted`` or ``undeleted``.
         - ``/u/<name>``: ``payload`` is the string pushed (other values are sent as JSON);
@@ -531,6 +550,9 @@ class Emulator:
             name = channel[len("/event/") :]
             if name.endswith("__chn"):
                 raise ValueError("publish to a member event of a custom channel, not the channel")
+            definition = self.state.platform_events.get(name)
+            if definition is not None and definition.fields is not None:
+                payload = self.state.validate_event_fields(name, payload)
             return self.state.publish_platform_event(name, payload, now=now, user_id=self.user_id)
         if channel.startswith("/topic/"):
             if not isinstance(payload, Mapping):

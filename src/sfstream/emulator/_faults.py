@@ -55,6 +55,9 @@ class Fault:
     ext: dict[str, Any] | None = None
     #: Forget the Bayeux session too (as for ``403::Unknown client``).
     expire_session: bool = False
+    #: Echo the message's ``clientId`` even when the session is forgotten (as Salesforce's
+    #: ``403::Unknown client`` with ``reconnect: none`` does, wire evidence E16).
+    keep_client_id: bool = False
     # HTTP faults
     status: int = 500
     seconds: float = 0.0
@@ -75,6 +78,7 @@ class Fault:
         if self.kind is FaultKind.BAYEUX:
             out.update(error=self.error, advice=self.advice, ext=self.ext)
             out["expire_session"] = self.expire_session
+            out["keep_client_id"] = self.keep_client_id
         elif self.kind is FaultKind.STATUS:
             out["status"] = self.status
         elif self.kind is FaultKind.DELAY:
@@ -142,12 +146,14 @@ class FaultQueue:
 # -- presets: the failures Salesforce is documented (or observed) to produce --------------------
 
 #: ``ext.sfdc.failureReason`` when a server refuses a handshake for its connection limit.
+#: Salesforce writes two spaces between the sentences (wire evidence E6).
 CONNECTION_LIMIT_REASON: Final = (
     "403::To protect all customers from excessive use and Denial of Service attacks, we limit "
-    "the number of simultaneous connections per server. Your request has been denied because "
-    "this limit has been exceeded. Please try your request again later."
+    "the number of simultaneous connections per server.  Your request has been denied because "
+    "this limit has been exceeded.  Please try your request again later."
 )
-SERVER_BUSY_REASON: Final = "503::Server is too busy. Please try your request again later."
+#: Two spaces after the full stop, as in Salesforce's example (wire evidence E6).
+SERVER_BUSY_REASON: Final = "503::Server is too busy.  Please try your request again later."
 _HANDSHAKE_EXT: Final = {"replay": True, "payload.format": True}
 
 
@@ -156,7 +162,8 @@ def unknown_client(
 ) -> Fault:
     """``403::Unknown client`` on the next connects; the session is forgotten.
 
-    ``reconnect="handshake"`` is the documented advice; ``"none"`` was observed too.
+    ``reconnect="handshake"`` is the documented advice (and the reply has no ``clientId``);
+    ``"none"`` was observed too, with the ``clientId`` echoed (wire evidence E16).
     """
     return Fault(
         FaultKind.BAYEUX,
@@ -165,6 +172,7 @@ def unknown_client(
         error="403::Unknown client",
         advice={"interval": 0, "reconnect": reconnect},
         expire_session=True,
+        keep_client_id=reconnect == "none",
     )
 
 
@@ -197,18 +205,21 @@ def daily_limit_exceeded(
     channel: str = "/meta/connect",
     advice: dict[str, Any] | None = None,
 ) -> Fault:
-    """``403::Organization total events daily limit exceeded`` (advice: none by default).
+    """``403::Organization total events daily limit exceeded``.
 
-    Salesforce documents the string on ``/meta/connect`` (and a check at subscribe); the
-    advice it sends with it is not documented, so the default is ``{"reconnect": "none",
-    "interval": 0}`` and you can pass another.
+    Salesforce documents the string on ``/meta/connect`` (and a check at subscribe). On
+    ``/meta/subscribe`` a captured reply carries no advice (wire evidence E12), so none is
+    sent there; the advice on ``/meta/connect`` is not documented, so the default there is
+    ``{"reconnect": "none", "interval": 0}``. Pass ``advice`` to send another.
     """
+    if advice is None and channel != "/meta/subscribe":
+        advice = {"reconnect": "none", "interval": 0}
     return Fault(
         FaultKind.BAYEUX,
         count,
         channel=channel,
         error="403::Organization total events daily limit exceeded",
-        advice={"reconnect": "none", "interval": 0} if advice is None else advice,
+        advice=advice,
     )
 
 

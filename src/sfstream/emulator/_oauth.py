@@ -4,8 +4,8 @@ Grants: ``password``, ``refresh_token`` (optionally rotating), the JWT bearer gr
 (``urn:ietf:params:oauth:grant-type:jwt-bearer``, RS256) and ``client_credentials`` (client id
 and secret in the body or in HTTP Basic). Successes carry ``access_token``, ``instance_url``
 (this emulator), ``id``, ``token_type``, ``issued_at`` (milliseconds, as a string),
-``signature`` and ``scope``; failures are Salesforce's ``{"error", "error_description"}`` pairs
-with HTTP 400. Nothing here logs a credential.
+``signature`` and ``scope`` (and ``api_instance_url`` for client credentials); failures are
+Salesforce's ``{"error", "error_description"}`` pairs with HTTP 400. Nothing here logs a credential.
 """
 
 from __future__ import annotations
@@ -168,7 +168,11 @@ class OAuthEndpoint:
         if not self.context.config.client_credentials:
             raise _OAuthError("invalid_grant", "no client credentials user enabled")
         user = self.context.state.users[self.context.primary_user_id]
-        return self._issue(user)
+        body = self._issue(user)
+        # The client credentials flow adds the API host (wire evidence E20); the emulator
+        # serves the API itself.
+        body["api_instance_url"] = self.context.base_url
+        return body
 
     def _issue(
         self, user: User, *, access: str | None = None, signed: bool = True

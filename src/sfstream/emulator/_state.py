@@ -80,7 +80,7 @@ SYSTEM_FIELDS: Final = frozenset(
     }
 )
 _FIELD_NAME_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-_EVENT_NAME_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_EVENT_NAME_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9_]*__e$")
 _NOTIFY_FOR_FIELDS: Final = ("All", "Referenced", "Select", "Where")
 _CHANGE_TYPES: Final = frozenset(
     {
@@ -130,7 +130,7 @@ def _entity_of_cdc_channel(name: str) -> str | None:
     return stem + "c" if stem.endswith("__") else stem
 
 
-class RestError(Exception):
+class RestError(ValueError):
     """A REST failure in Salesforce's format: ``[{"message", "errorCode", "fields"?}]``."""
 
     def __init__(
@@ -582,12 +582,30 @@ class OrgState:
     # -- definitions -------------------------------------------------------------------------
 
     def define_event(self, name: str, fields: Iterable[str] | None = None) -> EventDefinition:
-        """Define a platform event type (``Order__e``, or a standard event name)."""
+        """Define a platform event type (``Order__e``) and the custom fields it declares.
+
+        ``fields`` are ``__c`` names; publishing any other field fails with Salesforce's
+        ``INVALID_FIELD``. ``None`` declares none and lets any ``__c`` field through (an
+        emulator convenience: a real event always has a fixed set of fields).
+        """
         if name.startswith("/event/"):
             name = name[len("/event/") :]
-        if not _EVENT_NAME_RE.match(name) or name.endswith("__chn"):
-            raise ValueError(f"invalid platform event name {name!r}")
-        definition = EventDefinition(name, None if fields is None else frozenset(fields))
+        if not _EVENT_NAME_RE.match(name):
+            hint = f"; did you mean {name}__e?" if re.match(r"^[A-Za-z]\w*$", name) else ""
+            raise ValueError(
+                f"invalid platform event name {name!r}: a custom platform event's API name "
+                f"ends in __e (Order__e){hint}"
+            )
+        declared = None
+        if fields is not None:
+            declared = frozenset(fields)
+            bad = sorted(f for f in declared if not (_FIELD_NAME_RE.match(f) and f.endswith("__c")))
+            if bad:
+                raise ValueError(
+                    f"invalid field name(s) {', '.join(map(repr, bad))} for {name}: a platform "
+                    "event's custom fields end in __c (Amount__c)"
+                )
+        definition = EventDefinition(name, declared)
         self.platform_events[name] = definition
         self._changed()
         return definition
@@ -951,7 +969,10 @@ class OrgState:
     def _notify_topic(
         self, topic: PushTopic, sobject: dict[str, Any], event_type: str, now: float
     ) -> Published:
-        data = {"event": {"createdDate": iso_time(now), "type": event_type}, "sobject": sobject}
+        # replayId's place is kept (the log fills it in): Salesforce writes createdDate,
+        # replayId, type (wire evidence E18).
+        event = {"createdDate": iso_time(now), "replayId": 0, "type": event_type}
+        data = {"event": event, "sobject": sobject}
         stored = self.events.append(topic.channel, now, data)
         return Published(topic.channel, stored.replay_id, id=sobject.get("Id"))
 
@@ -998,7 +1019,8 @@ class OrgState:
             "changeOrigin": change_origin,
             "transactionKey": transaction_key or _ids.event_uuid(),
             "sequenceNumber": sequence_number,
-            "commitTimestamp": int(now * 1000),
+            # Whole seconds, as in real captures (wire evidence E19).
+            "commitTimestamp": int(now) * 1000,
             "commitNumber": self._commit_number,
             "commitUser": user_id,
             "nulledFields": list(nulled_fields),
@@ -1060,7 +1082,7 @@ class OrgState:
         """Create a record and notify PushTopics and Change Data Capture."""
         clean = self.validate_record_fields(sobject, fields)
         record_id = self._next_id(self.key_prefix(sobject))
-        stamp = iso_time(now)
+        stamp = _record_time(now)
         values = {
             "Id": record_id,
             **clean,
@@ -1112,7 +1134,7 @@ class OrgState:
             if record.fields.get(current_key, None) != value or current_key not in record.fields:
                 changed[current_key] = value
             record.fields[current_key] = value
-        stamp = iso_time(now)
+        stamp = _record_time(now)
         record.fields.update(
             {"LastModifiedDate": stamp, "LastModifiedById": user_id, "SystemModstamp": stamp}
         )
@@ -1237,13 +1259,20 @@ class OrgState:
         return [] if log is None else list(log.events)
 
 
+def _record_time(now: float) -> str:
+    """A record's date field: whole seconds (``…T06:59:38.000Z``, wire evidence E19)."""
+    return iso_time(float(int(now)))
+
+
 def _no_such_column(name: str, sobject: str) -> RestError:
-    return RestError(
-        400,
-        "INVALID_FIELD",
-        f"No such column '{name}' on sobject of type {sobject}",
-        [name],
-    )
+    # What Salesforce answers a create naming a field the object lacks: HTTP 400
+    # [{"message": "No such column 'FavoritePet__c' on sobject of type Account",
+    #   "errorCode": "INVALID_FIELD"}], with no (or empty) "fields". Sources: a live org in
+    # github.com/MinnPost/object-sync-for-salesforce/issues/194 (POST sobjects/Contact, 400
+    # "No such column 'RecordTypeId' on sobject of type Contact"); the recorded replies in
+    # forcedotcom/sf-fx-runtime-java RestApiCreateTest.createWithInvalidField (fields empty)
+    # and chulkilee/ex_force's create_sobject failure fixture (no fields key).
+    return RestError(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {sobject}")
 
 
 def _check_scalar(key: str, value: Any) -> None:

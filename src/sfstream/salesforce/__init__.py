@@ -29,6 +29,14 @@ from sfstream.salesforce._client import (
     Client,
     SalesforceStreamingClient,
 )
+from sfstream.salesforce._login import (
+    authenticator_from_login,
+    authenticator_from_sf_org,
+    default_sf_org,
+    domain_login_url,
+    sf_org_display,
+)
+from sfstream.salesforce._redis import RedisStorage
 from sfstream.salesforce._replay import (
     ConstantReplayId,
     DefaultMappingStorage,
@@ -45,6 +53,7 @@ from sfstream.salesforce._replay import (
     marker_from_message,
     parse_marker_date,
 )
+from sfstream.salesforce._sqlite import SqliteStorage
 
 __all__ = [
     "COMETD_PATH",
@@ -65,6 +74,7 @@ __all__ = [
     "JwtBearerAuthenticator",
     "MappingStorage",
     "PasswordAuthenticator",
+    "RedisStorage",
     "RefreshTokenAuthenticator",
     "ReplayExtension",
     "ReplayMarker",
@@ -73,12 +83,18 @@ __all__ = [
     "ReplayOption",
     "ReplayParameter",
     "SalesforceStreamingClient",
+    "SqliteStorage",
     "TokenRequest",
+    "authenticator_from_login",
+    "authenticator_from_sf_org",
     "channel_key",
     "check_url",
     "create_replay_storage",
+    "default_sf_org",
+    "domain_login_url",
     "is_replay_error",
     "marker_from_message",
     "parse_marker_date",
     "send_token_request",
+    "sf_org_display",
 ]

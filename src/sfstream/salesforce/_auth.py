@@ -48,7 +48,14 @@ from typing import TYPE_CHECKING, Any, Final
 import aiohttp
 from yarl import URL
 
-from sfstream.exceptions import AuthenticationError, ClientInvalidOperation
+from sfstream._http import describe, read_limited, safe_cause
+from sfstream.exceptions import (
+    AuthenticationError,
+    AuthenticationTransportError,
+    ClientInvalidOperation,
+    InvalidArgumentError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
@@ -135,16 +142,16 @@ def check_url(url: str, what: str) -> URL:
         what: the name of the URL in error messages (``"login_url"``, ``"instance_url"``).
 
     Raises:
-        ValueError: the URL is not acceptable; the message says why.
+        InvalidArgumentError: the URL is not acceptable; the message says why (a ValueError).
     """
     parsed = URL(url)
     if parsed.user is not None or parsed.password is not None:
-        raise ValueError(f"{what} must not contain a user name or password")
+        raise InvalidArgumentError(f"{what} must not contain a user name or password")
     host = parsed.host
     if not host or parsed.scheme not in ("https", "http"):
-        raise ValueError(f"{what} must be an absolute https:// URL, got {url!r}")
+        raise InvalidArgumentError(f"{what} must be an absolute https:// URL, got {url!r}")
     if parsed.scheme == "http" and not _is_loopback(host):
-        raise ValueError(
+        raise InvalidArgumentError(
             f"{what} {url!r} uses plain http: credentials and tokens are only sent over https "
             f"(http is accepted for loopback hosts only, such as an emulator on 127.0.0.1)"
         )
@@ -187,18 +194,16 @@ class TokenRequest:
         )
 
 
-async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise AuthenticationError(
-                f"Network request failed: the token endpoint's reply exceeds {limit} bytes",
-                status=response.status,
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _read_token_reply(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The decoded body, at most ``limit`` bytes of it (a compressed reply included)."""
+
+    def too_large(_declared: int | None) -> AuthenticationTransportError:
+        return AuthenticationTransportError(
+            f"Network request failed: the token endpoint's reply exceeds {limit} bytes",
+            status=response.status,
+        )
+
+    return await read_limited(response, limit, too_large)
 
 
 async def _post(
@@ -223,7 +228,7 @@ async def _post(
         # A redirected POST could carry the credentials to another host.
         allow_redirects=False,
     ) as response:
-        raw = await _read_limited(response, max_size)
+        raw = await _read_token_reply(response, max_size)
         status = response.status
         content_type = response.content_type
         charset = response.charset or "utf-8"
@@ -232,12 +237,26 @@ async def _post(
     try:
         body = json_loads(raw.decode(charset))
     except (ValueError, TypeError, LookupError) as exc:
-        raise AuthenticationError(
-            f"Network request failed: the token endpoint answered HTTP {status} with a body "
-            f"that is not JSON ({content_type})",
-            status=status,
-        ) from exc
-    return status, body
+        # The parser's error may quote the body (which may hold a token): chain a stand-in,
+        # raised out of the except block so the original is not the __context__ either.
+        error: AuthenticationError
+        if 300 <= status < 500:
+            # a redirect or a refusal (a wrong login URL, a proxy): not the network's fault
+            error = AuthenticationError(
+                f"Authentication failed (HTTP {status}): the token endpoint answered with a "
+                f"body that is not JSON ({content_type})",
+                status=status,
+            )
+        else:
+            error = AuthenticationTransportError(
+                f"Network request failed: the token endpoint answered HTTP {status} with a "
+                f"body that is not JSON ({content_type})",
+                status=status,
+            )
+        error.__cause__ = ValueError(f"{type(exc).__name__}: the body is not JSON")
+    else:
+        return status, body
+    raise error
 
 
 async def send_token_request(
@@ -265,9 +284,11 @@ async def send_token_request(
         followed: a 3xx status is returned as is.
 
     Raises:
-        AuthenticationError: the body is not JSON or is too large ("Network request failed").
-        aiohttp.ClientError, TimeoutError, OSError: the request failed; callers map these
-            (:meth:`AuthenticatorBase.authenticate` does).
+        AuthenticationTransportError: the request failed (connection, TLS, timeout, malformed
+            HTTP; the cause is chained, scrubbed of the request headers), the body is too
+            large (decoded bytes count: a compressed reply is inflated only as far as
+            ``max_size``), or is not JSON with a 2xx or 5xx status.
+        AuthenticationError: the body is not JSON with a 3xx or 4xx status.
     """
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("requesting a token from %s (grant_type=%s)", request.url, request.grant_type)
@@ -277,10 +298,25 @@ async def send_token_request(
         "json_loads": json_loads,
         "max_size": max_size,
     }
-    if session is not None:
-        return await _post(session, request, **kwargs)
-    async with aiohttp.ClientSession() as own_session:
-        return await _post(own_session, request, **kwargs)
+    try:
+        if session is not None:
+            return await _post(session, request, **kwargs)
+        async with aiohttp.ClientSession() as own_session:
+            return await _post(own_session, request, **kwargs)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        error = _network_failure(request.url, exc)
+    # Raised out of the except block: aiohttp's error (whose repr holds the request
+    # headers, HTTP Basic credentials included) must not become the __context__.
+    raise error
+
+
+def _network_failure(token_url: str, exc: BaseException) -> AuthenticationTransportError:
+    """Our error for a token request that failed, chained to a scrubbed cause."""
+    error = AuthenticationTransportError(
+        f"Network request failed: no token from {token_url} ({describe(exc)})"
+    )
+    error.__cause__ = safe_cause(exc)
+    return error
 
 
 def _error_fields(body: Any) -> tuple[str | None, str | None]:
@@ -303,7 +339,7 @@ def _require_text(**values: Any) -> None:
         if not isinstance(value, str):
             raise TypeError(f"{name} must be a str, not {type(value).__name__}")
         if not value:
-            raise ValueError(f"{name} must not be empty")
+            raise InvalidArgumentError(f"{name} must not be empty")
 
 
 def _optional_str(value: Any) -> str | None:
@@ -344,7 +380,7 @@ class AuthenticatorBase:
         request_timeout: seconds a token request may take.
 
     Raises:
-        ValueError: ``login_url`` is not https (or http on a loopback host).
+        InvalidArgumentError: ``login_url`` is not https (or http on a loopback host).
         TypeError: the class implements neither ``token_request()`` nor ``_authenticate()``.
     """
 
@@ -489,13 +525,15 @@ class AuthenticatorBase:
         Raises:
             AuthenticationError: the endpoint refused (``error``, ``error_description`` and
                 ``status`` carry Salesforce's answer) or the reply is unusable.
+            AuthenticationTransportError: the endpoint failed (HTTP 5xx).
         """
         if status != 200:
             error, description = _error_fields(body)
             detail = ": ".join(part for part in (error, description) if part)
             if len(detail) > _MAX_DESCRIPTION:
                 detail = detail[:_MAX_DESCRIPTION] + "..."
-            raise AuthenticationError(
+            kind = AuthenticationTransportError if status >= 500 else AuthenticationError
+            raise kind(
                 f"Authentication failed (HTTP {status})" + (f": {detail}" if detail else ""),
                 error=error,
                 error_description=description,
@@ -550,8 +588,10 @@ class AuthenticatorBase:
 
         Raises:
             AuthenticationError: the token endpoint refused the credentials (with
-                Salesforce's ``error``, ``error_description`` and the HTTP ``status``), or the
-                request failed ("Network request failed ..."; the cause is chained).
+                Salesforce's ``error``, ``error_description`` and the HTTP ``status``).
+            AuthenticationTransportError: no token because of the network or the server
+                ("Network request failed ..."; an AuthenticationError and a TransportError;
+                the cause is chained, scrubbed of request headers).
         """
         attempts = self._attempts
         async with self._get_lock():
@@ -559,7 +599,12 @@ class AuthenticatorBase:
                 # A request finished while we waited for the lock: share its outcome.
                 error = self._last_error
                 if error is not None:
-                    raise AuthenticationError(
+                    kind = (
+                        AuthenticationTransportError
+                        if isinstance(error, TransportError)
+                        else AuthenticationError
+                    )
+                    raise kind(
                         str(error),
                         error=error.error,
                         error_description=error.error_description,
@@ -581,10 +626,13 @@ class AuthenticatorBase:
         except AuthenticationError:
             raise
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            raise AuthenticationError(
-                f"Network request failed: no token from {self.token_url} ({type(exc).__name__})"
-            ) from exc
-        return self.parse_token_response(status, body)
+            # an overridden _authenticate() that lets the HTTP library's errors through
+            error = _network_failure(self.token_url, exc)
+        else:
+            return self.parse_token_response(status, body)
+        # Raised out of the except block: aiohttp's error (whose repr holds the request
+        # headers, HTTP Basic credentials included) must not become the __context__.
+        raise error
 
     def _apply(self, fields: Mapping[str, Any]) -> None:
         self.access_token = fields["access_token"]
@@ -780,7 +828,7 @@ def _key_bytes(private_key: str | bytes | os.PathLike[str]) -> bytes:
     except (OSError, ValueError):
         data = None
     if data is None:
-        raise ValueError(
+        raise InvalidArgumentError(
             "private_key is neither PEM text (-----BEGIN ... PRIVATE KEY-----) "
             "nor the path of a readable file"
         )
@@ -798,12 +846,14 @@ def _load_rsa_key(
     try:
         key = serialization.load_pem_private_key(data, password=secret)
     except (ValueError, TypeError) as exc:
-        raise ValueError(
+        raise InvalidArgumentError(
             "private_key could not be loaded as a PEM private key "
             "(wrong format, or a missing or wrong private_key_password)"
         ) from exc
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("private_key must be an RSA key: the JWT bearer flow signs with RS256")
+        raise InvalidArgumentError(
+            "private_key must be an RSA key: the JWT bearer flow signs with RS256"
+        )
     return key
 
 
@@ -832,7 +882,8 @@ class JwtBearerAuthenticator(AuthenticatorBase):
 
     Raises:
         ImportError: PyJWT or cryptography is missing (the message names the extra).
-        ValueError: the key cannot be loaded or is not an RSA key; ``login_url`` is refused.
+        InvalidArgumentError: the key cannot be loaded or is not an RSA key; ``login_url`` is
+            refused.
         OSError: the key file given as a path object cannot be read.
     """
 
@@ -930,7 +981,7 @@ class ClientCredentialsAuthenticator(AuthenticatorBase):
         json_dumps, json_loads, session, ssl, request_timeout: as for :class:`AuthenticatorBase`.
 
     Raises:
-        ValueError: ``login_url`` is a generic login host, or not https.
+        InvalidArgumentError: ``login_url`` is a generic login host, or not https.
     """
 
     #: OAuth2 client id.
@@ -963,7 +1014,7 @@ class ClientCredentialsAuthenticator(AuthenticatorBase):
             request_timeout=request_timeout,
         )
         if URL(self.login_url).host in _LOGIN_HOSTS:
-            raise ValueError(
+            raise InvalidArgumentError(
                 "the client credentials flow needs your org's My Domain URL as login_url "
                 "(e.g. https://acme.my.salesforce.com), not a generic login host"
             )
@@ -1003,8 +1054,8 @@ class AccessTokenAuthenticator(AuthenticatorBase):
         json_dumps, json_loads: as for :class:`AuthenticatorBase`.
 
     Raises:
-        ValueError: ``instance_url`` is not https (or http on a loopback host), or the token
-            is empty.
+        InvalidArgumentError: ``instance_url`` is not https (or http on a loopback host), or
+            the token is empty.
     """
 
     def __init__(
@@ -1018,7 +1069,7 @@ class AccessTokenAuthenticator(AuthenticatorBase):
     ) -> None:
         super().__init__(False, json_dumps, json_loads)
         if not access_token:
-            raise ValueError("access_token must not be empty")
+            raise InvalidArgumentError("access_token must not be empty")
         check_url(instance_url, "instance_url")
         self._token = access_token
         self._instance_url = instance_url

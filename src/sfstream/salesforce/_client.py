@@ -51,7 +51,8 @@ from sfstream.exceptions import (
     ReplayError,
     ServerError,
 )
-from sfstream.salesforce._auth import AuthenticatorBase, PasswordAuthenticator, check_url
+from sfstream.salesforce._auth import AuthenticatorBase, check_url
+from sfstream.salesforce._login import authenticator_from_login
 from sfstream.salesforce._replay import (
     ConstantReplayId,
     ReplayExtension,
@@ -542,6 +543,8 @@ class SalesforceStreamingClient(Client):
         consumer_secret: the connected app's consumer secret.
         username: the Salesforce username.
         password: the password, with the security token appended when the org requires it.
+        security_token, domain, instance_url, session_id, access_token: simple-salesforce's
+            login parameters, see :func:`~sfstream.salesforce.authenticator_from_login`.
         sandbox: log in to ``https://test.salesforce.com``.
         login_url: log in somewhere else: your My Domain, or an emulator's URL.
 
@@ -551,10 +554,15 @@ class SalesforceStreamingClient(Client):
     def __init__(
         self,
         *,
-        consumer_key: str,
-        consumer_secret: str,
-        username: str,
-        password: str,
+        consumer_key: str | None = None,
+        consumer_secret: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        security_token: str | None = None,
+        domain: str | None = None,
+        instance_url: str | None = None,
+        session_id: str | None = None,
+        access_token: str | None = None,
         replay: ReplayParameter = ReplayOption.NEW_EVENTS,
         replay_fallback: ReplayOption | None = None,
         replay_storage_policy: ReplayMarkerStoragePolicy = ReplayMarkerStoragePolicy.AUTOMATIC,
@@ -571,16 +579,21 @@ class SalesforceStreamingClient(Client):
         backoff: Backoff | None = None,
         extensions: Iterable[Extension] = (),
     ) -> None:
-        authenticator = PasswordAuthenticator(
-            consumer_key,
-            consumer_secret,
-            username,
-            password,
+        authenticator = authenticator_from_login(
+            consumer_key=consumer_key,
+            consumer_secret=consumer_secret,
+            username=username,
+            password=password,
+            security_token=security_token,
+            domain=domain,
+            instance_url=instance_url,
+            session_id=session_id,
+            access_token=access_token,
             sandbox=sandbox,
-            json_dumps=json_dumps,
-            json_loads=json_loads,
             login_url=login_url,
             session=session,
+            json_dumps=json_dumps,
+            json_loads=json_loads,
         )
         if loop is not None:
             warnings.warn(

@@ -1,9 +1,11 @@
 // A Faye 1.4.3 Bayeux server for sfstream's interop tests, on 127.0.0.1 only.
 //
-//   node faye_server.mjs [--port N] [--timeout SECONDS] [--verbose]
+//   node faye_server.mjs [--port N] [--timeout SECONDS] [--no-websocket] [--verbose]
 //
 // --port 0 (the default) picks a free port; give the same port again to bring a restarted server
-// back at the same URL. --timeout is Faye's long-poll hold in seconds (default 5).
+// back at the same URL. --timeout is Faye's long-poll hold in seconds (default 5). Faye serves
+// WebSocket and long polling on the same endpoint; --no-websocket refuses every WebSocket upgrade
+// with HTTP 400 (as a proxy that does not pass upgrades on), so clients must fall back.
 //
 // stdout carries JSON lines only: first {"port": N} once listening, then one line per server event
 // ({"event": "handshake" | "subscribe" | "unsubscribe" | "publish" | "disconnect", "clientId": ...,
@@ -32,6 +34,7 @@ const { values: options } = parseArgs({
     port: { type: "string", default: "0" },
     timeout: { type: "string", default: "5" },
     verbose: { type: "boolean", default: false },
+    "no-websocket": { type: "boolean", default: false },
   },
 });
 const port = Number.parseInt(options.port, 10);
@@ -203,7 +206,15 @@ function route(request, response) {
 }
 
 const server = http.createServer(route);
-server.on("upgrade", (request, socket, head) => bayeux.handleUpgrade(request, socket, head));
+server.on("upgrade", (request, socket, head) => {
+  if (options["no-websocket"]) {
+    log("HTTP", request.method, request.url, "upgrade refused (--no-websocket)");
+    socket.end("HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    return;
+  }
+  log("HTTP", request.method, request.url, "upgrade to WebSocket");
+  bayeux.handleUpgrade(request, socket, head);
+});
 
 // A fixed port may still be held for a moment by the previous server's process: retry briefly.
 function listen(attemptsLeft) {

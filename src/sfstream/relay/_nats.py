@@ -1,0 +1,818 @@
+"""The NATS JetStream sink: events, positions and the lease of a channel set in JetStream.
+
+Layout in the engine (see ``docs/scaling-nats.md``):
+
+* **Events.** One stream (``SFSTREAM`` unless configured; created when missing, limits
+  retention) holding the subjects ``<prefix>.>``. Each Salesforce channel of each org is one
+  subject, :func:`channel_subject`: ``sfstream.<org>.event.Order__e``. Each event is one message:
+  the payload is the Bayeux message as received, the headers carry the replay id and the rest of
+  :class:`~sfstream.relay.RelayEvent`, ``Nats-Msg-Id`` is ``<subject>:<replay id>``.
+* **Position.** The replay id in the headers of the subject's last message, read with the
+  stream's get-last-message-for-subject API from the stream leader. The event *is* the position:
+  one message, so event and position are one atomic write by construction.
+* **Lease.** A key-value bucket (``sfstream-leases`` unless configured), one key per channel
+  set, written only with an expected revision (compare-and-set).
+* **Fencing.** Every event is published with ``Nats-Expected-Last-Subject-Sequence`` set to the
+  sequence this writer last saw on that subject, and ``write()`` checks the lease in the bucket
+  before each batch. A writer whose lease was taken is refused by the bucket or, if it checked a
+  moment before the takeover, by the stream as soon as the new leader has written to the subject.
+
+Retries: a publish whose acknowledgement was lost (a node killed, a leader election, a
+reconnect) is sent again with the same ``Nats-Msg-Id`` and expected sequence; JetStream answers
+a duplicate with the original sequence, so a retry never stores an event twice.
+
+nats-py is an optional dependency (``pip install 'sfstream[nats]'``): this module is only imported
+by whoever uses the NATS sink.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
+
+try:
+    import nats
+    import nats.errors
+    import nats.js.errors
+    from nats.aio.client import Client as NatsClient
+    from nats.js import JetStreamContext
+    from nats.js.api import DiscardPolicy, RawStreamMsg, RetentionPolicy, StorageType, StreamConfig
+except ImportError as error:  # pragma: no cover - exercised only without the extra
+    raise ImportError("the NATS sink needs nats-py: pip install 'sfstream[nats]'") from error
+
+from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
+
+__all__ = [
+    "NatsSink",
+    "NatsSinkStats",
+    "channel_subject",
+    "decode_token",
+    "encode_token",
+    "subject_channel",
+]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Defaults of the engine layout.
+DEFAULT_STREAM = "SFSTREAM"
+DEFAULT_BUCKET = "sfstream-leases"
+DEFAULT_PREFIX = "sfstream"
+
+#: Message headers the sink writes on each event (and reads back for the position).
+REPLAY_ID_HEADER = "Sfstream-Replay-Id"
+ORG_HEADER = "Sfstream-Org"
+CHANNEL_HEADER = "Sfstream-Channel"
+DATE_HEADER = "Sfstream-Date"
+EVENT_UUID_HEADER = "Sfstream-Event-Uuid"
+MSG_ID_HEADER = "Nats-Msg-Id"
+EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+KV_OPERATION_HEADER = "KV-Operation"
+
+#: JetStream's error code for "wrong last sequence" (an expected sequence did not match).
+_WRONG_LAST_SEQUENCE = {10071, 10164}
+#: JetStream's error code for "no message found" (get-last-message of an empty subject).
+_NO_MESSAGE_FOUND = 10037
+#: JetStream's error code for "stream name already in use" (created by someone else meanwhile).
+_STREAM_NAME_IN_USE = 10058
+
+_SAFE = re.compile(r"[A-Za-z0-9_-]")
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_PREFIX = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
+# -- subjects -----------------------------------------------------------------------------------
+
+
+def encode_token(text: str) -> str:
+    """``text`` as one NATS subject token (and a valid key-value key).
+
+    Letters, digits, ``_`` and ``-`` stay; every other character becomes ``~`` and the two
+    upper-case hex digits of each of its UTF-8 bytes (``?`` → ``~3F``, ``~`` → ``~7E``). The
+    empty string becomes ``~`` alone. The result never holds ``.``, ``*``, ``>`` or white space,
+    and :func:`decode_token` reverses it.
+    """
+    if not text:
+        return "~"
+    out: list[str] = []
+    for char in text:
+        if _SAFE.fullmatch(char):
+            out.append(char)
+        else:
+            out.extend(f"~{byte:02X}" for byte in char.encode("utf-8"))
+    return "".join(out)
+
+
+def decode_token(token: str) -> str:
+    """The text :func:`encode_token` turned into ``token``; :class:`ValueError` if it is not one."""
+    if token == "~":  # noqa: S105 (the empty text, not a password)
+        return ""
+    raw = bytearray()
+    index = 0
+    while index < len(token):
+        char = token[index]
+        if char == "~":
+            hex_digits = token[index + 1 : index + 3]
+            if len(hex_digits) != 2 or not re.fullmatch(r"[0-9A-F]{2}", hex_digits):
+                raise ValueError(f"not an encoded subject token: {token!r}")
+            raw.append(int(hex_digits, 16))
+            index += 3
+        elif _SAFE.fullmatch(char):
+            raw.append(ord(char))
+            index += 1
+        else:
+            raise ValueError(f"not an encoded subject token: {token!r}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not an encoded subject token: {token!r}") from error
+
+
+def channel_subject(org: str, channel: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The subject of ``channel`` of ``org``: ``<prefix>.<org>.<segment>.<segment>…``.
+
+    Each ``/``-separated segment of the channel is one token (:func:`encode_token`), so that
+    ``/event/Order__e`` of org ``00Dxx`` is ``sfstream.00Dxx.event.Order__e`` and a worker can
+    take all platform events of the org with ``sfstream.00Dxx.event.>``;
+    ``/topic/Acc?Type=Partner`` is ``sfstream.00Dxx.topic.Acc~3FType~3DPartner``.
+
+    Raises :class:`SinkError` if ``channel`` does not start with ``/``.
+    """
+    if not channel.startswith("/") or channel == "/":
+        raise SinkError(f"not a Salesforce channel name: {channel!r}")
+    segments = channel[1:].split("/")
+    return ".".join([prefix, encode_token(org), *(encode_token(s) for s in segments)])
+
+
+def subject_channel(subject: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
+    """``(org, channel)`` back from a subject built by :func:`channel_subject`."""
+    head = prefix + "."
+    if not subject.startswith(head):
+        raise ValueError(f"subject {subject!r} does not start with {head!r}")
+    tokens = subject[len(head) :].split(".")
+    if len(tokens) < 2:
+        raise ValueError(f"subject {subject!r} names no channel")
+    org = decode_token(tokens[0])
+    return org, "/" + "/".join(decode_token(token) for token in tokens[1:])
+
+
+def _header_value(text: str) -> str:
+    """A header value that is printable ASCII (percent-encoded otherwise)."""
+    if text.isascii() and text.isprintable():
+        return text
+    return quote(text, safe="/?=&:,;@+$!'()*")
+
+
+# -- the sink ---------------------------------------------------------------------------------
+
+
+@dataclass
+class NatsSinkStats:
+    """Counters for metrics and logs (they only grow)."""
+
+    written: int = 0
+    """Events stored by this sink."""
+    skipped: int = 0
+    """Events not written because the subject already held them (replay id not above)."""
+    duplicates: int = 0
+    """Publishes JetStream answered as duplicates (a retry whose first ack was lost)."""
+    retries: int = 0
+    """Requests sent again after a timeout, a lost connection or an unavailable stream leader."""
+    conflicts: int = 0
+    """Writes refused because another writer had written to the subject meanwhile."""
+
+
+class _Abandoned(Exception):
+    """A request got no answer in time (internal: retried, then reported as SinkError)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _LeaseEntry:
+    revision: int
+    holder: str
+    token: int
+    ttl: float
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """What this writer last saw on a subject: the message's stream sequence and replay id."""
+
+    sequence: int
+    replay_id: int | None
+
+
+class NatsSink(Sink):
+    """A :class:`~sfstream.relay.Sink` on NATS JetStream.
+
+    ``url`` is a NATS server URL (``nats://host:4222``) or a comma-separated list of them for a
+    cluster (``nats://a:4222,nats://b:4222``). Its query string may set ``stream``, ``bucket``,
+    ``prefix`` and ``replicas`` (``nats://a:4222,nats://b:4222?replicas=3``); keyword arguments
+    win over the query string.
+
+    ``replicas`` is used when the sink creates the stream and the bucket (use 3 in a 3-node
+    cluster); existing ones are used as they are. ``max_msgs_per_subject`` and ``max_age``
+    (seconds) bound the stream's retention, but the last message of each subject is the relay's
+    position: never use a retention that can remove it while the relay may need it
+    (``max_msgs_per_subject`` keeps the last ones; a ``max_age`` shorter than the longest quiet
+    period of a channel loses its position).
+
+    ``request_timeout`` bounds each request to the server; a request that times out or finds no
+    stream leader is retried (same message id) for up to ``retry_for`` seconds before
+    :class:`SinkError` is raised.
+    """
+
+    kind = "nats"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        stream: str | None = None,
+        bucket: str | None = None,
+        prefix: str | None = None,
+        replicas: int | None = None,
+        max_msgs_per_subject: int = -1,
+        max_age: float | None = None,
+        duplicate_window: float = 120.0,
+        request_timeout: float = 2.0,
+        retry_for: float = 20.0,
+        connect_timeout: float = 5.0,
+        name: str = "sfstream-relay",
+    ) -> None:
+        servers, options = _parse_url(url)
+        self._servers = servers
+        self._stream = stream or options.get("stream") or DEFAULT_STREAM
+        self._bucket = bucket or options.get("bucket") or DEFAULT_BUCKET
+        self._prefix = prefix or options.get("prefix") or DEFAULT_PREFIX
+        replicas_option = options.get("replicas")
+        try:
+            self._replicas = replicas or (int(replicas_option) if replicas_option else 1)
+        except ValueError:
+            raise SinkError(f"replicas must be an integer, not {replicas_option!r}") from None
+        if not 1 <= self._replicas <= 5:
+            raise SinkError(f"replicas must be between 1 and 5, not {self._replicas}")
+        if not _STREAM_NAME.fullmatch(self._stream):
+            raise SinkError(f"invalid stream name {self._stream!r} (letters, digits, _ and -)")
+        if not _STREAM_NAME.fullmatch(self._bucket):
+            raise SinkError(f"invalid bucket name {self._bucket!r} (letters, digits, _ and -)")
+        if not _PREFIX.fullmatch(self._prefix):
+            raise SinkError(f"invalid subject prefix {self._prefix!r}")
+        if request_timeout <= 0 or retry_for < 0 or connect_timeout <= 0:
+            raise SinkError("request_timeout and connect_timeout must be > 0, retry_for >= 0")
+        self._max_msgs_per_subject = max_msgs_per_subject
+        self._max_age = max_age
+        self._duplicate_window = duplicate_window
+        self._request_timeout = request_timeout
+        self._retry_for = retry_for
+        self._connect_timeout = connect_timeout
+        self._name = name
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._closed = False
+        #: per subject, what this writer last saw (reset when a lease is acquired)
+        self._cursors: dict[str, _Cursor] = {}
+        #: per lease key, (revision, monotonic time this sink first saw it) of another holder
+        self._observed: dict[str, tuple[int, float]] = {}
+        self.stats = NatsSinkStats()
+
+    def __repr__(self) -> str:
+        servers = ",".join(_redact(server) for server in self._servers)
+        return f"NatsSink({servers!r}, stream={self._stream!r}, bucket={self._bucket!r})"
+
+    @property
+    def stream(self) -> str:
+        """The stream holding the events."""
+        return self._stream
+
+    @property
+    def bucket(self) -> str:
+        """The key-value bucket holding the leases."""
+        return self._bucket
+
+    @property
+    def prefix(self) -> str:
+        """The first token of every event subject."""
+        return self._prefix
+
+    def subject(self, org: str, channel: str) -> str:
+        """The subject the events of ``channel`` of ``org`` go to (:func:`channel_subject`)."""
+        return channel_subject(org, channel, self._prefix)
+
+    @property
+    def _kv_stream(self) -> str:
+        return f"KV_{self._bucket}"
+
+    def _kv_subject(self, name: str) -> str:
+        return f"$KV.{self._bucket}.{encode_token(name)}"
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._nc is not None:
+            return
+        if self._closed:
+            raise SinkError("this NatsSink was closed; create a new one")
+        shown = ",".join(_redact(server) for server in self._servers)
+        try:
+            nc = await _isolated(self._connect, self._connect_timeout * 3 * len(self._servers) + 5)
+        except (OSError, TimeoutError, nats.errors.Error, _Abandoned) as error:
+            raise SinkError(f"cannot connect to NATS at {shown}: {type(error).__name__}") from None
+        nc.options["max_reconnect_attempts"] = -1
+        self._nc = nc
+        # nats-py's own request timeout is a fallback: _retrying() bounds each request itself.
+        self._js = nc.jetstream(timeout=self._request_timeout + 5)
+        try:
+            await self._ensure_stream()
+            await self._ensure_bucket()
+        except BaseException:
+            await self.close()
+            self._closed = False
+            raise
+        logger.info("NATS sink open: %s, stream %s, bucket %s", shown, self._stream, self._bucket)
+
+    async def _connect(self) -> NatsClient:
+        return await nats.connect(
+            servers=self._servers,
+            name=self._name,
+            connect_timeout=max(1, round(self._connect_timeout)),
+            allow_reconnect=True,
+            # A few rounds over the servers for the first connection (so that open() fails with
+            # a clear error when none answers); once connected, open() sets "forever".
+            max_reconnect_attempts=2,
+            reconnect_time_wait=0.25,
+            error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected,
+            reconnected_cb=self._on_reconnected,
+        )
+
+    async def close(self) -> None:
+        self._closed = True
+        nc, self._nc, self._js = self._nc, None, None
+        if nc is not None and not nc.is_closed:
+            try:
+                await _isolated(nc.close, 10.0)
+            except Exception:  # closing a broken connection
+                logger.debug("closing the NATS connection failed", exc_info=True)
+
+    async def _on_error(self, error: Exception) -> None:
+        logger.warning("NATS connection: %s", type(error).__name__)
+
+    async def _on_disconnected(self) -> None:
+        if not self._closed:
+            logger.warning("NATS connection lost; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        nc = self._nc
+        where = _redact(nc.connected_url.geturl()) if nc and nc.connected_url else "?"
+        logger.warning("NATS connection re-established to %s", where)
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise SinkError("the NATS sink is not open (use 'async with sink:' or await open())")
+        return self._js
+
+    async def _ensure_stream(self) -> None:
+        wanted = f"{self._prefix}.>"
+        config = StreamConfig(
+            name=self._stream,
+            description="Salesforce events relayed by sfstream (one subject per channel)",
+            subjects=[wanted],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=self._replicas,
+            duplicate_window=self._duplicate_window,
+            max_msgs_per_subject=self._max_msgs_per_subject,
+            max_age=self._max_age,
+            discard=DiscardPolicy.OLD,
+        )
+        info = await self._create_stream(config)
+        subjects = info.config.subjects or []
+        if wanted not in subjects:
+            raise SinkError(
+                f"stream {self._stream!r} exists but does not hold the subjects {wanted!r} "
+                f"(it holds {subjects}); choose another stream name or subject prefix"
+            )
+        if info.config.retention not in (None, RetentionPolicy.LIMITS):
+            raise SinkError(
+                f"stream {self._stream!r} has {info.config.retention} retention; the relay keeps "
+                "its position in the last message of each subject and needs limits retention"
+            )
+
+    async def _ensure_bucket(self) -> None:
+        # A key-value bucket as `nats kv add` makes it (history 1), except that reads go to the
+        # stream leader (no direct get from a possibly stale replica).
+        config = StreamConfig(
+            name=self._kv_stream,
+            description="sfstream relay leases",
+            subjects=[f"$KV.{self._bucket}.>"],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=self._replicas,
+            max_msgs_per_subject=1,
+            discard=DiscardPolicy.NEW,
+            allow_rollup_hdrs=True,
+            deny_delete=True,
+            duplicate_window=self._duplicate_window,
+        )
+        await self._create_stream(config)
+
+    async def _create_stream(self, config: StreamConfig) -> Any:
+        assert config.name is not None
+        js = self._jetstream()
+        name = config.name
+        try:
+            return await self._retrying(f"stream info {name}", lambda: js.stream_info(name))
+        except nats.js.errors.NotFoundError:
+            pass
+        try:
+            info = await self._retrying(f"create stream {name}", lambda: js.add_stream(config))
+            logger.info("created JetStream stream %s (R%s)", name, config.num_replicas)
+            return info
+        except nats.js.errors.APIError as error:
+            if error.err_code == _STREAM_NAME_IN_USE:  # another relay created it meanwhile
+                return await self._retrying(f"stream info {name}", lambda: js.stream_info(name))
+            raise SinkError(f"cannot create stream {name!r}: {error.description}") from None
+
+    # -- retries ----------------------------------------------------------------------------------
+
+    async def _retrying(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
+        """Run ``request``; retry while the engine is transiently unavailable, up to retry_for.
+
+        API errors other than "service unavailable" are raised as they are (the callers map them).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_for
+        delay = 0.05
+        while True:
+            if self._nc is None or self._nc.is_closed:
+                raise SinkError(f"{what}: the NATS connection is closed")
+            try:
+                return await self._bounded(request)
+            except nats.js.errors.APIError as error:
+                if error.code is None or error.code < 500:
+                    raise
+                reason = f"{error.code} {error.description}"
+            except (
+                nats.errors.TimeoutError,
+                nats.errors.NoRespondersError,
+                nats.js.errors.NoStreamResponseError,
+                nats.errors.ConnectionReconnectingError,
+                nats.errors.OutboundBufferLimitError,
+                TimeoutError,
+                _Abandoned,
+            ) as error:
+                reason = type(error).__name__
+            except nats.errors.ConnectionClosedError:
+                raise SinkError(f"{what}: the NATS connection is closed") from None
+            if loop.time() + delay > deadline:
+                raise SinkError(f"{what}: NATS did not answer ({reason}) for {self._retry_for} s")
+            self.stats.retries += 1
+            logger.debug("%s: %s; retrying in %.2f s", what, reason, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _bounded(self, request: Callable[[], Awaitable[T]]) -> T:
+        """One request, given up after ``request_timeout`` (:func:`_isolated`)."""
+        return await _isolated(request, self._request_timeout)
+
+    async def _last_message(self, stream: str, subject: str) -> RawStreamMsg | None:
+        """The subject's last message, read from the stream leader; ``None`` if it has none."""
+        js = self._jetstream()
+        try:
+            message: RawStreamMsg = await self._retrying(
+                f"last message of {subject}", lambda: js.get_last_msg(stream, subject)
+            )
+        except nats.js.errors.NotFoundError as error:
+            if error.err_code in (None, _NO_MESSAGE_FOUND):
+                return None
+            raise SinkError(f"cannot read {subject} in {stream!r}: {error.description}") from None
+        except nats.js.errors.APIError as error:
+            raise SinkError(f"cannot read {subject} in {stream!r}: {error.description}") from None
+        return message
+
+    # -- lease ----------------------------------------------------------------------------------
+
+    async def _read_lease(self, name: str) -> tuple[int, _LeaseEntry | None]:
+        """``(revision, entry)``: the key's last revision (0 if never written) and the lease in
+        it (``None`` when deleted or released)."""
+        message = await self._last_message(self._kv_stream, self._kv_subject(name))
+        if message is None:
+            return 0, None
+        revision = message.seq or 0
+        headers = _headers(message)
+        if headers.get(KV_OPERATION_HEADER.lower()) in ("DEL", "PURGE"):
+            return revision, None
+        try:
+            value = json.loads(message.data or b"")
+            holder = str(value["holder"])
+            token = value.get("token")
+            ttl = float(value["ttl"])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("lease %r holds an unreadable value; treating it as free", name)
+            return revision, None
+        # The acquiring write cannot know its own revision: it stores no token, and the token of
+        # that lease is the revision of that write. Renewals store it explicitly.
+        return revision, _LeaseEntry(revision, holder, int(token or revision), ttl)
+
+    async def _write_lease(self, name: str, value: dict[str, Any], expected: int) -> int | None:
+        """Compare-and-set the lease key: the new revision, ``None`` if ``expected`` is stale."""
+        js = self._jetstream()
+        subject = self._kv_subject(name)
+        data = json.dumps(value).encode()
+        headers = {EXPECTED_LAST_SUBJECT_SEQUENCE: str(expected)}
+        try:
+            ack = await self._retrying(
+                f"lease {name}",
+                lambda: js.publish(subject, data, headers=dict(headers), stream=self._kv_stream),
+            )
+        except nats.js.errors.APIError as error:
+            if error.err_code in _WRONG_LAST_SEQUENCE:
+                return None
+            raise SinkError(f"cannot write lease {name!r}: {error.description}") from None
+        seq: int = ack.seq
+        return seq
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> Lease | None:
+        """Take the lease if it is free, released or expired.
+
+        Expiry is judged by this process's monotonic clock, never by comparing clocks: an entry
+        is expired once this sink has seen the same revision of it for longer than the TTL its
+        holder wrote (the holder renews by writing a new revision). Hosts' wall clocks may
+        disagree by seconds; an elapsed time measured by one clock does not depend on them. A
+        standby that polls takes a dead leader's lease within TTL (plus its poll interval) of
+        the leader's last renewal; a process that starts while an entry is there waits one TTL.
+        """
+        if ttl <= 0:
+            raise SinkError(f"the lease TTL must be > 0, not {ttl}")
+        loop = asyncio.get_running_loop()
+        revision, entry = await self._read_lease(name)
+        now = loop.time()
+        if entry is not None:
+            seen = self._observed.get(name)
+            if seen is None or seen[0] != revision:
+                self._observed[name] = (revision, now)
+                return None
+            if now - seen[1] < entry.ttl:
+                return None
+            logger.warning(
+                "lease %r of %s expired (revision %s unchanged for %.1f s); taking it over",
+                name,
+                entry.holder,
+                revision,
+                now - seen[1],
+            )
+        new_revision = await self._write_lease(
+            name, {"holder": holder, "token": None, "ttl": ttl}, revision
+        )
+        if new_revision is None:  # someone else wrote the key meanwhile
+            return None
+        self._observed.pop(name, None)
+        self._cursors.clear()  # a new term: read every subject afresh before writing
+        logger.info("acquired lease %r as %s (token %s)", name, holder, new_revision)
+        return Lease(name=name, holder=holder, token=new_revision, ttl=ttl)
+
+    async def _current(self, lease: Lease) -> _LeaseEntry | None:
+        """The lease's entry if ``lease`` is still the current holder, else ``None``."""
+        _revision, entry = await self._read_lease(lease.name)
+        if entry is None or entry.token != lease.token or entry.holder != lease.holder:
+            return None
+        return entry
+
+    async def renew(self, lease: Lease) -> Lease:
+        entry = await self._current(lease)
+        if entry is None:
+            raise LeaseLost(f"lease {lease.name!r} is no longer held by {lease.holder}")
+        value = {"holder": lease.holder, "token": lease.token, "ttl": lease.ttl}
+        if await self._write_lease(lease.name, value, entry.revision) is None:
+            raise LeaseLost(f"lease {lease.name!r} was taken over while renewing")
+        return replace(lease)
+
+    async def release(self, lease: Lease) -> None:
+        try:
+            entry = await self._current(lease)
+            if entry is None:
+                return
+            js = self._jetstream()
+            headers = {
+                KV_OPERATION_HEADER: "DEL",
+                EXPECTED_LAST_SUBJECT_SEQUENCE: str(entry.revision),
+            }
+            subject = self._kv_subject(lease.name)
+            await self._retrying(
+                f"release {lease.name}",
+                lambda: js.publish(subject, b"", headers=dict(headers), stream=self._kv_stream),
+            )
+            logger.info("released lease %r", lease.name)
+        except nats.js.errors.APIError as error:
+            if error.err_code not in _WRONG_LAST_SEQUENCE:
+                raise SinkError(
+                    f"cannot release lease {lease.name!r}: {error.description}"
+                ) from None
+
+    # -- events ---------------------------------------------------------------------------------
+
+    async def _read_cursor(self, subject: str) -> _Cursor:
+        message = await self._last_message(self._stream, subject)
+        if message is None:
+            return _Cursor(0, None)
+        return _Cursor(message.seq or 0, _replay_id_of(message))
+
+    async def position(self, org: str, channel: str) -> int | None:
+        return (await self._read_cursor(self.subject(org, channel))).replay_id
+
+    async def write(self, lease: Lease, events: Sequence[RelayEvent]) -> None:
+        if not events:
+            return
+        if await self._current(lease) is None:
+            self._cursors.clear()
+            raise LeaseLost(f"lease {lease.name!r} is no longer held by {lease.holder}")
+        batches: dict[str, list[RelayEvent]] = {}
+        for event in events:
+            batches.setdefault(self.subject(event.org, event.channel), []).append(event)
+        stop = asyncio.Event()
+        results = await asyncio.gather(
+            *(self._write_subject(lease, s, batch, stop) for s, batch in batches.items()),
+            return_exceptions=True,
+        )
+        failures = [result for result in results if isinstance(result, BaseException)]
+        for failure in failures:
+            if isinstance(failure, LeaseLost):
+                self._cursors.clear()
+                raise failure
+        for failure in failures:
+            raise failure
+
+    async def _write_subject(
+        self, lease: Lease, subject: str, events: list[RelayEvent], stop: asyncio.Event
+    ) -> None:
+        """Publish ``events`` of one subject one after the other (each expects the previous)."""
+        try:
+            cursor = self._cursors.get(subject)
+            if cursor is None:
+                cursor = self._cursors[subject] = await self._read_cursor(subject)
+            for event in events:
+                if stop.is_set():
+                    return
+                if cursor.replay_id is not None and event.replay_id <= cursor.replay_id:
+                    self.stats.skipped += 1
+                    continue
+                await self._publish(lease, subject, event, cursor)
+        except BaseException:
+            stop.set()
+            self._cursors.pop(subject, None)
+            raise
+
+    async def _publish(
+        self, lease: Lease, subject: str, event: RelayEvent, cursor: _Cursor
+    ) -> None:
+        """Store ``event`` after the message ``cursor`` points at; advance ``cursor``."""
+        js = self._jetstream()
+        headers = {
+            MSG_ID_HEADER: f"{subject}:{event.replay_id}",
+            REPLAY_ID_HEADER: str(event.replay_id),
+            ORG_HEADER: _header_value(event.org),
+            CHANNEL_HEADER: _header_value(event.channel),
+            DATE_HEADER: _header_value(event.date),
+        }
+        if event.event_uuid:
+            headers[EVENT_UUID_HEADER] = _header_value(event.event_uuid)
+        while True:
+            headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(cursor.sequence)
+            try:
+                ack = await self._retrying(
+                    f"publish to {subject}",
+                    lambda: js.publish(
+                        subject, event.payload, headers=dict(headers), stream=self._stream
+                    ),
+                )
+            except nats.js.errors.APIError as error:
+                if error.err_code not in _WRONG_LAST_SEQUENCE:
+                    raise SinkError(
+                        f"JetStream refused an event for {subject}: {error.description}"
+                    ) from None
+            else:
+                if ack.duplicate:
+                    # The message id is stored already: by this sink's own earlier attempt whose
+                    # ack was lost, or by another writer. Only a current lease may go on.
+                    self.stats.duplicates += 1
+                    if await self._current(lease) is None:
+                        raise LeaseLost(f"lease {lease.name!r} was taken over; {subject} moved on")
+                else:
+                    self.stats.written += 1
+                cursor.sequence, cursor.replay_id = ack.seq, event.replay_id
+                return
+            # Someone else wrote to the subject since this writer last looked at it.
+            self.stats.conflicts += 1
+            if await self._current(lease) is None:
+                raise LeaseLost(f"lease {lease.name!r} was taken over; {subject} has a new writer")
+            latest = await self._read_cursor(subject)
+            logger.warning(
+                "%s changed under lease %r (another writer, sequence %s, replay id %s)",
+                subject,
+                lease.name,
+                latest.sequence,
+                latest.replay_id,
+            )
+            cursor.sequence, cursor.replay_id = latest.sequence, latest.replay_id
+            if cursor.replay_id is not None and event.replay_id <= cursor.replay_id:
+                self.stats.skipped += 1
+                return
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+async def _isolated(call: Callable[[], Awaitable[T]], limit: float) -> T:
+    """Await ``call()`` in a task of its own; :class:`_Abandoned` after ``limit`` seconds.
+
+    Giving up cancels that task, never the caller's, and a ``CancelledError`` that escapes
+    the client library's own timers (seen with a tracer on Python 3.11) ends the helper task
+    only: it counts as "no answer" here and is retried like a timeout.
+    """
+
+    async def run() -> T:
+        return await call()
+
+    task = asyncio.ensure_future(run())
+    task.add_done_callback(_consume)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=limit)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise _Abandoned("no answer in time")
+    if task.cancelled():
+        raise _Abandoned("cancelled inside the client library")
+    return task.result()
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a request task that may have been given up (no log noise)."""
+    if not task.cancelled():
+        task.exception()
+
+
+def _headers(message: RawStreamMsg) -> dict[str, str]:
+    """The message's headers with lower-case names."""
+    raw: dict[str, Any] = message.headers or {}
+    return {str(key).lower(): str(value) for key, value in raw.items()}
+
+
+def _replay_id_of(message: RawStreamMsg) -> int | None:
+    value = _headers(message).get(REPLAY_ID_HEADER.lower())
+    if value is None:
+        raise SinkError(
+            f"the last message of {message.subject} (sequence {message.seq}) has no "
+            f"{REPLAY_ID_HEADER} header: something other than the relay writes to that subject"
+        )
+    try:
+        return int(value)
+    except ValueError:
+        raise SinkError(f"{message.subject}: invalid {REPLAY_ID_HEADER} {value!r}") from None
+
+
+def _parse_url(url: str) -> tuple[list[str], dict[str, str]]:
+    """The server URLs of ``url`` (comma-separated) and the options of its query string."""
+    servers: list[str] = []
+    options: dict[str, str] = {}
+    for part in url.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            split = urlsplit(part)
+            _ = split.port
+        except ValueError:
+            raise SinkError(f"invalid NATS URL {_redact(part)!r}") from None
+        if split.scheme not in ("nats", "tls") or not split.hostname:
+            raise SinkError(f"not a NATS URL (nats://host:port): {_redact(part)!r}")
+        for key, values in parse_qs(split.query).items():
+            if key not in ("stream", "bucket", "prefix", "replicas"):
+                raise SinkError(f"unknown NATS sink option {key!r} in the URL")
+            options[key] = values[-1]
+        servers.append(urlunsplit((split.scheme, split.netloc, "", "", "")))
+    if not servers:
+        raise SinkError("no NATS server URL given (nats://host:port)")
+    return servers, options
+
+
+def _redact(url: str) -> str:
+    """``url`` without a password or token in its user part."""
+    try:
+        split = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    if "@" not in split.netloc:
+        return url
+    host = split.netloc.rsplit("@", 1)[1]
+    return urlunsplit((split.scheme, f"***@{host}", split.path, split.query, split.fragment))
