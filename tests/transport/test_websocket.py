@@ -32,6 +32,7 @@ from sfstream.exceptions import (
     TransportTimeoutError,
 )
 from tests.driver.fake_server import FakeBayeuxServer
+from tests.reliability.test_secrets import chain_text
 from tests.reliability.test_security import certificate  # noqa: F401 - a fixture
 
 JSON = dict[str, Any]
@@ -226,15 +227,19 @@ async def test_a_refused_upgrade_is_an_http_status_error(site: Site) -> None:
     assert info.value.status == 405
     assert "secret-token" not in str(info.value)
     assert info.value.__cause__ is None
+    assert info.value.__context__ is None  # aiohttp's error holds the request headers
 
 
 async def test_no_server_is_a_transport_error() -> None:
     transport = WebSocketTransport("http://127.0.0.1:9/bayeux")
+    token = "secret-" + "token"  # not written out, as the traceback quotes this source line
     try:
-        with pytest.raises(TransportError, match="cannot connect"):
-            await transport.send(HANDSHAKE)
+        with pytest.raises(TransportError, match="cannot connect") as info:
+            await transport.send(HANDSHAKE, {"Authorization": f"Bearer {token}"})
     finally:
         await transport.close()
+    assert token not in chain_text(info.value)
+    assert info.value.__context__ is None
 
 
 async def test_a_held_connect_without_reply_times_out_and_drops_the_socket(site: Site) -> None:

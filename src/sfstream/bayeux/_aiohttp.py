@@ -249,31 +249,7 @@ class LongPollingTransport(Transport):
         return await read_limited(response, limit, too_large)
 
     def _map_error(self, exc: BaseException, timeout: float) -> TransportError:
-        """Translate an aiohttp or asyncio error into the TransportError tree.
-
-        The original is chained as ``__cause__`` only when nothing in its chain can show the
-        request; otherwise a scrubbed stand-in is (see :func:`sfstream._http.safe_cause`).
-        """
-        where = f"{self.url.host}:{self.url.port}"
-        error: TransportError
-        if isinstance(exc, TimeoutError):
-            return TransportTimeoutError(f"no reply from {where} within {timeout:g} s")
-        if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-            error = TransportConnectionClosed(
-                f"the connection to {where} closed before the reply was complete: {exc}"
-            )
-        elif isinstance(exc, aiohttp.ClientConnectorError):
-            error = TransportError(f"cannot connect to {where}: {exc.os_error}")
-        elif isinstance(exc, aiohttp.ClientOSError | ConnectionError):
-            error = TransportConnectionClosed(f"the connection to {where} failed: {exc}")
-        elif isinstance(exc, aiohttp.ClientResponseError):
-            error = TransportError(
-                f"the reply from {where} is not valid HTTP: {exc.status}, {exc.message}"
-            )
-        else:
-            error = TransportError(f"the request to {where} failed: {describe(exc)}")
-        error.__cause__ = safe_cause(exc)
-        return error
+        return map_error(exc, self.url, timeout)
 
     async def close(self) -> None:
         """Close the session if this transport created it. Idempotent."""
@@ -282,3 +258,33 @@ class LongPollingTransport(Transport):
         self._closed = True
         if self._owns_session and self._session is not None:
             await self._session.close()
+
+
+def map_error(exc: BaseException, url: URL, timeout: float) -> TransportError:
+    """Translate an aiohttp or asyncio error into the TransportError tree (both transports).
+
+    The original is chained as ``__cause__`` only when nothing in its chain can show the
+    request; otherwise a scrubbed stand-in is (see :func:`sfstream._http.safe_cause`). Raise the
+    result outside the ``except`` block that caught ``exc``, so that ``exc`` is not chained as
+    ``__context__`` either.
+    """
+    where = f"{url.host}:{url.port}"
+    error: TransportError
+    if isinstance(exc, TimeoutError):
+        return TransportTimeoutError(f"no reply from {where} within {timeout:g} s")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        error = TransportConnectionClosed(
+            f"the connection to {where} closed before the reply was complete: {exc}"
+        )
+    elif isinstance(exc, aiohttp.ClientConnectorError):
+        error = TransportError(f"cannot connect to {where}: {exc.os_error}")
+    elif isinstance(exc, aiohttp.ClientOSError | ConnectionError):
+        error = TransportConnectionClosed(f"the connection to {where} failed: {exc}")
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        error = TransportError(
+            f"the reply from {where} is not valid HTTP: {exc.status}, {exc.message}"
+        )
+    else:
+        error = TransportError(f"the request to {where} failed: {describe(exc)}")
+    error.__cause__ = safe_cause(exc)
+    return error

@@ -27,8 +27,7 @@ import json
 import logging
 import ssl as ssl_module
 from collections import deque
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -39,6 +38,7 @@ from sfstream.bayeux._aiohttp import (
     DEFAULT_MAX_RESPONSE_SIZE,
     LongPollingTransport,
     _decode_without_gc,
+    map_error,
 )
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads, decode, encode
 from sfstream.bayeux._events import Request
@@ -220,7 +220,8 @@ class WebSocketTransport(Transport):
         loop = asyncio.get_running_loop()
         pending = _Pending(loop.create_future(), len(idents))
         try:
-            with self._map_errors(request.timeout):
+            error: TransportError | None = None
+            try:
                 async with asyncio.timeout(request.timeout):
                     ws = await self._socket(headers)
                     for ident in idents:
@@ -229,6 +230,13 @@ class WebSocketTransport(Transport):
                     if not idents:
                         return []
                     return await pending.future
+            except TransportError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                error = self._map_error(exc, request.timeout)
+            # Raised out of the except block, so the aiohttp error is not chained as
+            # __context__ (its repr holds the request headers: Authorization, cookies).
+            raise error
         except TransportError as exc:
             if request.long_poll and not isinstance(exc, HTTPStatusError | ProtocolError):
                 # A held connect without a reply: the socket may be half-open. Drop it; the
@@ -244,20 +252,17 @@ class WebSocketTransport(Transport):
             if not pending.future.done():
                 pending.future.cancel()
 
-    @contextmanager
-    def _map_errors(self, timeout: float) -> Iterator[None]:
+    def _map_error(self, exc: BaseException, timeout: float) -> TransportError:
         """Long polling's mapping, plus the refused upgrade as an HTTP status error."""
-        with LongPollingTransport._map_errors(self, timeout):  # type: ignore[arg-type]
-            try:
-                yield
-            except aiohttp.WSServerHandshakeError as exc:
-                # Never chained or repr'd: request_info holds the request headers.
-                raise HTTPStatusError(
-                    f"the server refused the WebSocket upgrade: HTTP {exc.status} "
-                    f"{exc.message}".rstrip(),
-                    status=exc.status,
-                    reason=exc.message,
-                ) from None
+        if isinstance(exc, aiohttp.WSServerHandshakeError):
+            # Never chained or repr'd: request_info holds the request headers.
+            return HTTPStatusError(
+                f"the server refused the WebSocket upgrade: HTTP {exc.status} "
+                f"{exc.message}".rstrip(),
+                status=exc.status,
+                reason=exc.message,
+            )
+        return map_error(exc, self.url, timeout)
 
     # -- receiving -----------------------------------------------------------------------
 
