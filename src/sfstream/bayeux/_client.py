@@ -57,6 +57,7 @@ from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
     ClientInvalidOperation,
+    InvalidArgumentError,
     ProtocolError,
     ServerError,
     SfstreamError,
@@ -179,12 +180,12 @@ class BayeuxClient:
                 (LONG_POLLING,) if transport is None else (transport.connection_type,)
             )
         elif transport is not None:
-            raise ValueError("give connection_types or a transport, not both")
+            raise InvalidArgumentError("give connection_types or a transport, not both")
         else:
             types = tuple(connection_types)
             unknown = [kind for kind in types if kind not in CONNECTION_TYPES]
             if unknown or not types or len(set(types)) != len(types):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"connection_types must be distinct names among "
                     f"{', '.join(CONNECTION_TYPES)}, not {list(types)}"
                 )

@@ -214,7 +214,7 @@ class BayeuxEngine:
         """
         offered = tuple(types)
         if not offered or len(set(offered)) != len(offered):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"connection types must be a non-empty list without repeats, not {list(offered)}"
             )
         self._connection_types = offered

@@ -46,6 +46,7 @@ from sfstream.bayeux._messages import Message
 from sfstream.bayeux._transport import Transport
 from sfstream.exceptions import (
     HTTPStatusError,
+    InvalidArgumentError,
     ProtocolError,
     TransportConnectionClosed,
     TransportError,
@@ -125,7 +126,7 @@ class WebSocketTransport(Transport):
     ) -> None:
         self.url = URL(url)
         if self.url.scheme not in ("http", "https", "ws", "wss") or not self.url.host:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"the Bayeux URL must be an absolute http(s) or ws(s) URL, not {str(url)!r}"
             )
         self._session = session
