@@ -23,6 +23,7 @@ from sfstream.exceptions import (
     ClientError,
     ClientInvalidOperation,
     HTTPStatusError,
+    InvalidArgumentError,
     ProtocolError,
     ServerError,
     TransportConnectionClosed,
@@ -914,3 +915,26 @@ async def test_async_for_takes_ready_messages_and_raises_errors_first(
             if len(seen) == 3:
                 break
         assert seen == [0, 1, 2]
+
+
+async def test_receive_many_returns_what_waits_in_order(server: FakeBayeuxServer) -> None:
+    async with make_client(server, max_pending_count=0) as client:
+        with pytest.raises(InvalidArgumentError, match="max_count"):
+            await client.receive_many(0)
+        await client.subscribe("/a")
+        for n in range(40):
+            server.publish("/a", n)
+        seen: list[int] = []
+        while len(seen) < 40:
+            async with asyncio.timeout(2):
+                batch = await client.receive_many(10)
+            assert 1 <= len(batch) <= 10
+            seen += [m["data"] for m in batch]
+        assert seen == list(range(40))
+        # it waits for the next message like receive()
+        task = asyncio.create_task(client.receive_many())
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        server.publish("/a", "late")
+        async with asyncio.timeout(2):
+            assert [m["data"] for m in await task] == ["late"]

@@ -882,6 +882,24 @@ class BayeuxClient:
             except TimeoutError:
                 continue
 
+    async def receive_many(self, max_count: int = 100) -> list[Message]:
+        """Wait for the next message; return it with the ones already waiting (#13).
+
+        At most ``max_count`` messages, in order, at least one. A batch ends early when it is
+        the connect loop's turn to run or an error is pending (the next call raises it), so
+        batches are often shorter than ``max_count``. Raises what :meth:`receive` raises.
+        """
+        if max_count < 1:
+            raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
+        messages = [await self.receive()]
+        take = self.receive_nowait
+        while len(messages) < max_count:
+            message = take()
+            if message is None:
+                break
+            messages.append(message)
+        return messages
+
     def receive_nowait(self) -> Message | None:
         """The next message if :meth:`receive` would return it at once, else None.
 

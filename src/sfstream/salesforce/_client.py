@@ -48,6 +48,7 @@ from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
     ClientInvalidOperation,
+    InvalidArgumentError,
     ReplayError,
     ServerError,
 )
@@ -485,6 +486,29 @@ class Client:
         if storage is not None:
             await self._store_marker(storage, message)
         return message
+
+    async def receive_many(self, max_count: int = 100) -> list[Message]:
+        """Wait for the next event; return it with the ones already waiting, in order.
+
+        At most ``max_count`` events, at least one; each is handled as :meth:`receive`
+        handles it (with the AUTOMATIC policy its marker is stored before the batch is
+        returned). A batch ends early when the client lets its connect loop run or an error
+        is pending (the next call raises it). Raises what :meth:`receive` raises, and
+        :class:`~sfstream.exceptions.InvalidArgumentError` for ``max_count < 1``.
+        """
+        if max_count < 1:
+            raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
+        messages = [await self.receive()]
+        bayeux = self._bayeux
+        while bayeux is not None and len(messages) < max_count and not self._storage_errors:
+            message = bayeux.receive_nowait()
+            if message is None:
+                break
+            storage = self._storage_for(message)
+            if storage is not None:
+                await self._store_marker(storage, message)
+            messages.append(message)
+        return messages
 
     def _storage_for(self, message: Message) -> ReplayMarkerStorage | None:
         """The storage that must store ``message``'s marker before it is returned, if any."""
