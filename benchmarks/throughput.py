@@ -130,6 +130,11 @@ async def run_batch(
     """Every client drains both backlogs from an emulator that puts ``batch`` events a reply."""
     libs = list(_loaders())
     specs = [ClientSpec.sfstream(lib) for lib in libs]
+    if options.receive_many:
+        many = ClientSpec.sfstream("json", name="receive_many")
+        many.env = {}
+        many.extra = ["--receive-many", str(options.receive_many)]
+        specs.append(many)
     for entry in options.compare_src or []:
         name, _, source = entry.rpartition("=")
         for lib in libs:
@@ -352,6 +357,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stall", type=float, default=30.0, help="seconds without an event = stall"
     )
     parser.add_argument("--min-count", type=int, default=1000, help="smallest N tried for a peer")
+    parser.add_argument(
+        "--receive-many",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also drain with sfstream (json) calling receive_many(N) instead of async for",
+    )
     parser.add_argument(
         "--compare-src",
         action="append",
