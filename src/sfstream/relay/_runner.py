@@ -177,7 +177,7 @@ class _Stop(Exception):
 
 @dataclass
 class _Health:
-    role: Role = Role.STANDBY
+    role: Role = Role.STOPPED
     engine_ok_at: float = 0.0
     last_write_at: float = 0.0
     lease: Lease | None = None
@@ -200,6 +200,8 @@ class Relay:
         batch_size: events written in one call at most.
         poll_interval: seconds between a standby's attempts to take the lease.
         metrics: where to count (optional; see :class:`~sfstream.relay.RelayMetrics`).
+        dumps: serialises a received message into the bytes stored in the engine.
+        on_role: called with the relay and its new role each time the role changes.
     """
 
     def __init__(
@@ -214,6 +216,7 @@ class Relay:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         metrics: RelayMetrics | None = None,
         dumps: Callable[[Message], bytes] = _compact,
+        on_role: Callable[[Relay, Role], None] | None = None,
     ) -> None:
         if lease_ttl <= 0 or batch_size < 1 or poll_interval <= 0:
             raise ValueError("lease_ttl, batch_size and poll_interval must be positive")
@@ -225,6 +228,7 @@ class Relay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.metrics = metrics
+        self.on_role = on_role
         self._dumps = dumps
         self._health = _Health()
         self._stopping = asyncio.Event()
@@ -272,8 +276,11 @@ class Relay:
         }
 
     def _set_role(self, role: Role, lease: Lease | None = None) -> None:
+        changed = role is not self._health.role or lease is not self._health.lease
         self._health.role = role
         self._health.lease = lease
+        if changed and self.on_role is not None:
+            self.on_role(self, role)
         if self.metrics is not None:
             self.metrics.set_role(self.channel_set.name, role is Role.LEADER)
 
