@@ -233,6 +233,7 @@ class Relay:
         self._health = _Health()
         self._stopping = asyncio.Event()
         self._client: Client | None = None
+        self._renewed_at = 0.0
         #: Events written by this relay (all terms).
         self.written = 0
 
@@ -349,6 +350,7 @@ class Relay:
         """One leadership term. Returns the lease to go on with (None: back to standby)."""
         name = self.channel_set.name
         self._health.terms += 1
+        self._renewed_at = time.monotonic()
         self._set_role(Role.LEADER, lease)
         if self.metrics is not None:
             self.metrics.leadership(name)
@@ -385,19 +387,32 @@ class Relay:
             logger.warning(
                 "%s: engine failed (%s): subscribing again from its positions", name, error
             )
+            return await self._recover(lease)
+        # A Salesforce error a new subscription would not fix: let a standby try, and stop.
+        await self._release(lease)
+        raise error
+
+    async def _recover(self, lease: Lease) -> Lease | None:
+        """After an engine failure: renew ``lease`` as soon as the engine answers again (a new
+        term follows), or give up when it may have expired (back to standby)."""
+        name = self.channel_set.name
+        while time.monotonic() < self._renewed_at + lease.ttl:
             if await self._sleep(ENGINE_RETRY):
                 await self._release(lease)
                 return None
             try:
                 renewed = await self.sink.renew(lease)
-                self._engine_ok()
-                return renewed
-            except SinkError as exc:  # LeaseLost included: someone else may go on
-                logger.warning("%s: cannot renew the lease (%s): standing by", name, exc)
+            except LeaseLost as exc:
+                logger.warning("%s: %s: standing by", name, exc)
                 return None
-        # A Salesforce error a new subscription would not fix: let a standby try, and stop.
-        await self._release(lease)
-        raise error
+            except SinkError as exc:
+                logger.warning("%s: the engine still fails (%s)", name, exc)
+                continue
+            self._renewed_at = time.monotonic()
+            self._engine_ok()
+            return renewed
+        logger.warning("%s: the lease may have expired meanwhile: standing by", name)
+        return None
 
     async def _release(self, lease: Lease) -> None:
         try:
@@ -420,7 +435,8 @@ class Relay:
             await asyncio.sleep(interval)
             try:
                 lease = await self.sink.renew(lease)
-                deadline = time.monotonic() + lease.ttl
+                self._renewed_at = time.monotonic()
+                deadline = self._renewed_at + lease.ttl
                 self._engine_ok()
             except LeaseLost:
                 raise
