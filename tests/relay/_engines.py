@@ -184,18 +184,22 @@ class RedisCluster:
         """SIGKILL the master of ``key``; wait until a replica took its slots; return it."""
         master = self.master_of(key)
         master.kill()
+        return self.fail_over_wait(key, master, timeout)
+
+    def fail_over_wait(self, key: str, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """After ``old`` (the master of ``key``) died: wait for the replica that took over."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 new = self.master_of(key)
-                if new is not master:
+                if new is not old:
                     self.wait_ok(timeout)
                     return new
-            except (RuntimeError, ValueError, IndexError):
+            except (RuntimeError, ValueError, IndexError, StopIteration):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("no replica took over")
-            time.sleep(0.1)
+            time.sleep(0.05)
 
     def stop(self) -> None:
         for node in self.nodes:

@@ -13,9 +13,11 @@ When a write or a renewal says the lease is lost, the leader closes its client a
 standby: the new leader resumes from the position in the engine. When the engine fails (a
 :class:`SinkError`), the leader closes its client too and, once the engine answers again,
 subscribes anew from the engine's position, so that what the engine lost is fetched again from
-Salesforce's retention. Salesforce errors that a new subscription cannot fix (credentials
-refused, a replay id refused without ``replay_fallback``, no connection within
-``connection_timeout``) release the lease and end :meth:`Relay.run` with that error.
+Salesforce's retention. Any other Salesforce error ends the term as well, and a new one
+subscribes from the engine after a backoff; errors a new subscription cannot fix (credentials
+refused at the first login, a replay id beyond retention without ``replay_fallback``, or
+``max_failed_terms`` failed terms in a row) release the lease and end :meth:`Relay.run` with
+that error.
 
 :meth:`Relay.stop` (SIGTERM) lets the in-flight write finish, releases the lease and returns.
 """
@@ -36,7 +38,13 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from sfstream.bayeux import Message, Status, StatusCallback, StatusKind
-from sfstream.exceptions import ReplayError
+from sfstream.exceptions import (
+    AuthenticationError,
+    ClientError,
+    ReplayError,
+    ServerError,
+    SfstreamError,
+)
 from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
 from sfstream.salesforce import (
     Client,
@@ -44,6 +52,7 @@ from sfstream.salesforce import (
     ReplayMarkerStorage,
     ReplayOption,
     channel_key,
+    is_replay_error,
     marker_from_message,
     parse_marker_date,
 )
@@ -72,8 +81,10 @@ DEFAULT_LEASE_TTL: Final = 8.0
 DEFAULT_BATCH_SIZE: Final = 1000
 #: Seconds between two attempts of a standby to take the lease.
 DEFAULT_POLL_INTERVAL: Final = 0.5
-#: Seconds to wait before subscribing again after the engine failed.
+#: Seconds to wait before subscribing again after the engine failed (doubled after each
+#: failed term, up to MAX_RETRY_DELAY).
 ENGINE_RETRY: Final = 0.5
+MAX_RETRY_DELAY: Final = 30.0
 
 
 class Role(Enum):
@@ -202,6 +213,11 @@ class Relay:
         metrics: where to count (optional; see :class:`~sfstream.relay.RelayMetrics`).
         dumps: serialises a received message into the bytes stored in the engine.
         on_role: called with the relay and its new role each time the role changes.
+        max_failed_terms: a Salesforce error (a refused resubscription, a lost connection, a
+            401 after a new token) ends the leadership term, and a new one subscribes again
+            from the engine after a backoff; after this many failed terms in a row the error
+            is raised. Wrong credentials on the very first login and a replay id Salesforce
+            no longer retains (without ``replay_fallback``) are raised at once.
     """
 
     def __init__(
@@ -217,6 +233,7 @@ class Relay:
         metrics: RelayMetrics | None = None,
         dumps: Callable[[Message], bytes] = _compact,
         on_role: Callable[[Relay, Role], None] | None = None,
+        max_failed_terms: int = 10,
     ) -> None:
         if lease_ttl <= 0 or batch_size < 1 or poll_interval <= 0:
             raise ValueError("lease_ttl, batch_size and poll_interval must be positive")
@@ -234,6 +251,11 @@ class Relay:
         self._stopping = asyncio.Event()
         self._client: Client | None = None
         self._renewed_at = 0.0
+        self._failed_terms = 0
+        self._subscribed_once = False
+        #: Leadership terms in a row that Salesforce ended before anything was written: at
+        #: this many, :meth:`run` raises the last error.
+        self.max_failed_terms = max_failed_terms
         #: Events written by this relay (all terms).
         self.written = 0
 
@@ -388,9 +410,33 @@ class Relay:
                 "%s: engine failed (%s): subscribing again from its positions", name, error
             )
             return await self._recover(lease)
-        # A Salesforce error a new subscription would not fix: let a standby try, and stop.
-        await self._release(lease)
-        raise error
+        if self._fatal(error):
+            # An error a new subscription would not fix: let a standby try, and stop.
+            await self._release(lease)
+            raise error
+        self._failed_terms += 1
+        delay = min(MAX_RETRY_DELAY, ENGINE_RETRY * 2 ** (self._failed_terms - 1))
+        logger.warning(
+            "%s: Salesforce failed (%s: %s): subscribing again from the engine's positions in %g s",
+            name,
+            type(error).__name__,
+            error,
+            delay,
+        )
+        if await self._sleep(delay):
+            await self._release(lease)
+            return None
+        return await self._recover(lease)
+
+    def _fatal(self, error: BaseException) -> bool:
+        """True for what a new subscription would not fix (or after too many attempts)."""
+        if not isinstance(error, SfstreamError) or isinstance(error, ClientError):
+            return True
+        if isinstance(error, ServerError) and is_replay_error(error):
+            return True  # the engine's position is beyond retention (see --fallback)
+        if isinstance(error, AuthenticationError) and not self._subscribed_once:
+            return True  # wrong credentials from the start
+        return self._failed_terms + 1 >= self.max_failed_terms
 
     async def _recover(self, lease: Lease) -> Lease | None:
         """After an engine failure: renew ``lease`` as soon as the engine answers again (a new
@@ -466,6 +512,7 @@ class Relay:
                     raise exc.__cause__ from None
                 raise
         self._engine_ok()
+        self._subscribed_once = True
         org, dumps, batch_size = channel_set.org, self._dumps, self.batch_size
         metrics, name = self.metrics, channel_set.name
         stop_waiter = asyncio.ensure_future(stopping.wait())
@@ -493,6 +540,7 @@ class Relay:
                 self._health.last_write_at = now
                 self._engine_ok()
                 self.written += len(events)
+                self._failed_terms = 0
                 if metrics is not None and events:
                     metrics.written(name, events, now)
                 if stopping.is_set():
