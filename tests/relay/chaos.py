@@ -49,6 +49,8 @@ from tests.relay._engines import RedisCluster, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SET = "chaos"
+#: SFSTREAM_CHAOS_DEBUG=1: the relays log at DEBUG into their log files (kept in /tmp).
+DEBUG = bool(os.environ.get("SFSTREAM_CHAOS_DEBUG"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -284,7 +286,7 @@ class RelayProcess:
         log = (self.logs / f"{self.holder}.log").open("wb")
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "sfstream", "relay",
+                sys.executable, "-m", "sfstream", *(["--debug"] if DEBUG else []), "relay",
                 "--sink", url, "--name", SET, "--replay", "all",
                 "--lease-ttl", str(config.lease_ttl), "--holder", self.holder,
                 "--metrics", f"127.0.0.1:{self.port}", *channels,
@@ -558,7 +560,10 @@ async def run(config: ChaosConfig) -> Report:
     if factory is None:
         raise SystemExit(f"unknown engine {config.engine!r} (known: {', '.join(ENGINES)})")
     engine: EngineHarness = factory()
-    with tempfile.TemporaryDirectory(prefix="sfstream-relay-chaos-") as logs:
+    with tempfile.TemporaryDirectory(prefix="sfstream-relay-chaos-") as temporary:
+        logs = tempfile.mkdtemp(prefix="sfstream-relay-chaos-logs-") if DEBUG else temporary
+        if DEBUG:
+            print(f"relay logs in {logs}", flush=True)
         await asyncio.to_thread(engine.start)
         try:
             return await Campaign(config, engine, Path(logs)).run()

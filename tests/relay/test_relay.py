@@ -214,3 +214,65 @@ async def test_sink_replay_storage_reads_the_engine(redis_server: RedisServer) -
         assert marker is not None
         await storage.set_replay_marker(ORDER, marker._replace(replay_id=99))
         assert await storage.get_replay_id(ORDER) == 7  # the write is what advances it
+
+
+async def test_salesforce_failures_at_the_start_of_a_term_are_retried(
+    org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Refused handshakes and failed connects end a term; the next term succeeds.
+    org.concurrent_user_limit(2)
+    org.http_error(502)
+    relay = make_relay(org, redis_server, "only", lease_ttl=2.0)
+    task = asyncio.create_task(relay.run())
+    ids = await publish(org, ORDER, 20)
+    await settle(raw, {ORDER: ids})
+    assert relay.role is Role.LEADER
+    relay.stop()
+    await asyncio.wait_for(task, WAIT)
+    assert await stream_ids(raw, ORDER) == ids
+
+
+async def test_repeated_failures_hand_the_lease_over(
+    org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    org.concurrent_user_limit(3)  # three terms in a row fail on this host
+    roles: list[tuple[str, Role]] = []
+    first = make_relay(
+        org,
+        redis_server,
+        "first",
+        max_failed_terms=3,
+        on_role=lambda relay, role: roles.append((relay.holder, role)),
+    )
+    first_task = asyncio.create_task(first.run())
+    await wait_until(lambda: ("first", Role.LEADER) in roles, "first to lead")
+    second = make_relay(org, redis_server, "second")
+    second_task = asyncio.create_task(second.run())
+    await wait_until(lambda: second.role is Role.LEADER, "second to take over")
+    assert ("first", Role.STANDBY) in roles
+    ids = await publish(org, ORDER, 10)
+    await settle(raw, {ORDER: ids})
+    first.stop()
+    second.stop()
+    await asyncio.wait_for(asyncio.gather(first_task, second_task), WAIT)
+
+
+async def test_wrong_credentials_at_the_first_login_end_the_relay(
+    org: Emulator, redis_server: RedisServer
+) -> None:
+    from sfstream.exceptions import AuthenticationError
+
+    channel_set = ChannelSet(SET, (ORDER,))
+
+    def make(replay: ReplayMarkerStorage, on_status: Callable[[Status], None]) -> Client:
+        auth = PasswordAuthenticator(
+            org.consumer_key, org.consumer_secret, org.username, "wrong", login_url=org.login_url
+        )
+        return Client(auth, replay=replay, replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL)
+
+    relay = Relay(channel_set, RedisSink(redis_server.url, channel_set=SET), make, lease_ttl=30)
+    with pytest.raises(AuthenticationError):
+        await asyncio.wait_for(relay.run(), WAIT)
+    assert relay.role is Role.STOPPED
+    async with RedisSink(redis_server.url, channel_set=SET) as sink:
+        assert await sink.acquire(SET, "next", 5) is not None  # the lease was released

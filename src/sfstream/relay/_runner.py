@@ -14,10 +14,10 @@ standby: the new leader resumes from the position in the engine. When the engine
 :class:`SinkError`), the leader closes its client too and, once the engine answers again,
 subscribes anew from the engine's position, so that what the engine lost is fetched again from
 Salesforce's retention. Any other Salesforce error ends the term as well, and a new one
-subscribes from the engine after a backoff; errors a new subscription cannot fix (credentials
-refused at the first login, a replay id beyond retention without ``replay_fallback``, or
-``max_failed_terms`` failed terms in a row) release the lease and end :meth:`Relay.run` with
-that error.
+subscribes from the engine after a short backoff (after ``max_failed_terms`` failures in a row,
+the lease goes to another relay for a while); errors a new subscription cannot fix (credentials
+refused at the first login, a replay id beyond retention without ``replay_fallback``) release
+the lease and end :meth:`Relay.run` with that error.
 
 :meth:`Relay.stop` (SIGTERM) lets the in-flight write finish, releases the lease and returns.
 """
@@ -81,10 +81,9 @@ DEFAULT_LEASE_TTL: Final = 8.0
 DEFAULT_BATCH_SIZE: Final = 1000
 #: Seconds between two attempts of a standby to take the lease.
 DEFAULT_POLL_INTERVAL: Final = 0.5
-#: Seconds to wait before subscribing again after the engine failed (doubled after each
-#: failed term, up to MAX_RETRY_DELAY).
+#: Seconds to wait before subscribing again after the engine or Salesforce failed (doubled
+#: after each failed term, up to a quarter of the lease TTL).
 ENGINE_RETRY: Final = 0.5
-MAX_RETRY_DELAY: Final = 30.0
 
 
 class Role(Enum):
@@ -186,6 +185,10 @@ class _Stop(Exception):
     """Internal: the relay was asked to stop."""
 
 
+class _CredentialsRefused(AuthenticationError):
+    """The token endpoint refused the credentials at the relay's first login."""
+
+
 @dataclass
 class _Health:
     role: Role = Role.STOPPED
@@ -213,11 +216,13 @@ class Relay:
         metrics: where to count (optional; see :class:`~sfstream.relay.RelayMetrics`).
         dumps: serialises a received message into the bytes stored in the engine.
         on_role: called with the relay and its new role each time the role changes.
-        max_failed_terms: a Salesforce error (a refused resubscription, a lost connection, a
-            401 after a new token) ends the leadership term, and a new one subscribes again
-            from the engine after a backoff; after this many failed terms in a row the error
-            is raised. Wrong credentials on the very first login and a replay id Salesforce
-            no longer retains (without ``replay_fallback``) are raised at once.
+        max_failed_terms: a Salesforce error (a refused handshake or resubscription, a lost
+            connection, a 401 after a new token) ends the leadership term, and a new one
+            subscribes again from the engine after a short backoff (at most ``lease_ttl / 4``,
+            so the lease is renewed in between); after this many terms in a row failed before
+            subscribing, the relay hands the lease over and stands by for one ``lease_ttl``.
+            Wrong credentials at the very first login and a replay id Salesforce no longer
+            retains (without ``replay_fallback``) end :meth:`run` with the error.
     """
 
     def __init__(
@@ -233,7 +238,7 @@ class Relay:
         metrics: RelayMetrics | None = None,
         dumps: Callable[[Message], bytes] = _compact,
         on_role: Callable[[Relay, Role], None] | None = None,
-        max_failed_terms: int = 10,
+        max_failed_terms: int = 5,
     ) -> None:
         if lease_ttl <= 0 or batch_size < 1 or poll_interval <= 0:
             raise ValueError("lease_ttl, batch_size and poll_interval must be positive")
@@ -415,7 +420,22 @@ class Relay:
             await self._release(lease)
             raise error
         self._failed_terms += 1
-        delay = min(MAX_RETRY_DELAY, ENGINE_RETRY * 2 ** (self._failed_terms - 1))
+        if self._failed_terms >= self.max_failed_terms:
+            # Maybe this host cannot reach Salesforce: let another relay try for a while.
+            logger.warning(
+                "%s: Salesforce failed %d times in a row (%s: %s): handing the lease over",
+                name,
+                self._failed_terms,
+                type(error).__name__,
+                error,
+            )
+            self._failed_terms = 0
+            await self._release(lease)
+            self._set_role(Role.STANDBY)
+            await self._sleep(self.lease_ttl)
+            return None
+        # Short enough to renew the lease in between: a failing term keeps it.
+        delay = min(lease.ttl / 4, ENGINE_RETRY * 2 ** (self._failed_terms - 1))
         logger.warning(
             "%s: Salesforce failed (%s: %s): subscribing again from the engine's positions in %g s",
             name,
@@ -429,14 +449,12 @@ class Relay:
         return await self._recover(lease)
 
     def _fatal(self, error: BaseException) -> bool:
-        """True for what a new subscription would not fix (or after too many attempts)."""
+        """True for what a new subscription would not fix."""
         if not isinstance(error, SfstreamError) or isinstance(error, ClientError):
             return True
         if isinstance(error, ServerError) and is_replay_error(error):
             return True  # the engine's position is beyond retention (see --fallback)
-        if isinstance(error, AuthenticationError) and not self._subscribed_once:
-            return True  # wrong credentials from the start
-        return self._failed_terms + 1 >= self.max_failed_terms
+        return isinstance(error, _CredentialsRefused)
 
     async def _recover(self, lease: Lease) -> Lease | None:
         """After an engine failure: renew ``lease`` as soon as the engine answers again (a new
@@ -503,6 +521,12 @@ class Relay:
         storage = SinkReplayStorage(self.sink, channel_set.org, channel_set.replay)
         client = self._client = self.client_factory(storage, self._on_status)
         stopping = self._stopping
+        if not self._subscribed_once:
+            # Wrong credentials from the start end the relay, as they end `listen`.
+            try:
+                await client.auth.authenticate()
+            except AuthenticationError as exc:
+                raise _CredentialsRefused(str(exc)) from exc
         await client.open()
         for channel in channel_set.channels:
             try:
@@ -513,6 +537,7 @@ class Relay:
                 raise
         self._engine_ok()
         self._subscribed_once = True
+        self._failed_terms = 0
         org, dumps, batch_size = channel_set.org, self._dumps, self.batch_size
         metrics, name = self.metrics, channel_set.name
         stop_waiter = asyncio.ensure_future(stopping.wait())
@@ -540,7 +565,6 @@ class Relay:
                 self._health.last_write_at = now
                 self._engine_ok()
                 self.written += len(events)
-                self._failed_terms = 0
                 if metrics is not None and events:
                     metrics.written(name, events, now)
                 if stopping.is_set():
