@@ -1,6 +1,6 @@
-"""``python -m benchmarks [throughput] [latency] [memory] [--quick] [--json PATH] ...``
+"""``python -m benchmarks [throughput] [latency] [memory] [relay] [--quick] [--json PATH] ...``
 
-Runs the named benchmarks (all three by default) one after the other and prints a table for
+Runs the named benchmarks (all of them by default) one after the other and prints a table for
 each; ``--json PATH`` writes every figure (and the machine facts) to one file. ``--quick`` is a
 short run (a couple of minutes with the peers' environments already made); the defaults are
 the full run that ``docs/performance.md`` reports. ``nox -s bench -- ARGS`` passes ARGS here.
@@ -14,10 +14,10 @@ import os
 import time
 from typing import Any
 
-from benchmarks import latency, memory, throughput
+from benchmarks import latency, memory, relay, throughput
 from benchmarks._common import facts_lines, write_json
 
-BENCHMARKS = {"throughput": throughput, "latency": latency, "memory": memory}
+BENCHMARKS = {"throughput": throughput, "latency": latency, "memory": memory, "relay": relay}
 
 
 def main() -> None:

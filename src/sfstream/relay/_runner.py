@@ -81,9 +81,11 @@ DEFAULT_LEASE_TTL: Final = 8.0
 DEFAULT_BATCH_SIZE: Final = 1000
 #: Seconds between two attempts of a standby to take the lease.
 DEFAULT_POLL_INTERVAL: Final = 0.5
-#: Seconds to wait before subscribing again after the engine or Salesforce failed (doubled
-#: after each failed term, up to a quarter of the lease TTL).
+#: Seconds between attempts to renew the lease after the engine failed.
 ENGINE_RETRY: Final = 0.5
+#: Seconds before the first new term after Salesforce failed (doubled after each failed term,
+#: up to a quarter of the lease TTL).
+SALESFORCE_RETRY: Final = 0.2
 
 
 class Role(Enum):
@@ -435,7 +437,7 @@ class Relay:
             await self._sleep(self.lease_ttl)
             return None
         # Short enough to renew the lease in between: a failing term keeps it.
-        delay = min(lease.ttl / 4, ENGINE_RETRY * 2 ** (self._failed_terms - 1))
+        delay = min(lease.ttl / 4, SALESFORCE_RETRY * 2 ** (self._failed_terms - 1))
         logger.warning(
             "%s: Salesforce failed (%s: %s): subscribing again from the engine's positions in %g s",
             name,
