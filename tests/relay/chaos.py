@@ -93,15 +93,6 @@ class EngineHarness(Protocol):
     async def count(self, set_name: str, channels: Sequence[str]) -> int:
         """How many entries the engine holds (for timing failovers)."""
 
-    async def _command(self, port: int, *args: str) -> Any:
-        import redis.asyncio as aioredis
-
-        client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
-        try:
-            return await client.execute_command(*args)  # type: ignore[no-untyped-call]
-        finally:
-            await client.aclose()
-
     async def fault(self, set_name: str, channels: Sequence[str]) -> str:
         """Lose a node of the engine the way production does; describe what was lost."""
 
@@ -117,6 +108,8 @@ class RedisClusterEngine:
     def __init__(self) -> None:
         self.cluster = RedisCluster()
         self._client: Any = None
+        #: Acknowledged writes the last fault lost (entries and positions together).
+        self.lost_writes: int | None = None
 
     def start(self) -> None:
         self.cluster.start()
@@ -183,12 +176,19 @@ class RedisClusterEngine:
         result: int = await self._retry(total)
         return result
 
-    async def _positions(self, port: int, key: str) -> dict[str, int]:
+    async def _positions(self, port: int, key: str, replica: bool = False) -> dict[str, int]:
+        """The positions as node ``port`` has them ({} if it does not serve the key)."""
         import redis.asyncio as aioredis
+        from redis.exceptions import RedisError
 
         client = aioredis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
         try:
-            raw: Any = await client.hgetall(key)
+            async with client.client() as single:  # one connection: READONLY applies to it
+                if replica:
+                    await single.execute_command("READONLY")  # type: ignore[no-untyped-call]
+                raw: Any = await single.hgetall(key)
+        except (RedisError, OSError):
+            return {}
         finally:
             await client.aclose()
         return {k.decode(): int(v) for k, v in raw.items()}
@@ -212,26 +212,31 @@ class RedisClusterEngine:
         for node in replicas:  # a replica that cannot reconnect (its AUTH fails)
             await self._command(node.port, "CONFIG", "SET", "masterauth", "not-the-password")
         await self._command(master.port, "CLIENT", "KILL", "TYPE", "replica")
-        await asyncio.sleep(1.0)
-        before = await self._positions(master.port, key)
+        # Let the relay write on until the master holds what no replica has.
+        deadline = time.monotonic() + 10
+        while True:
+            await asyncio.sleep(0.5)
+            seen = {n.port: await self._positions(n.port, key, replica=True) for n in replicas}
+            before = await self._positions(master.port, key)
+            behind = [sum(before.values()) - sum(got.values()) for got in seen.values() if got]
+            if (behind and min(behind) > 0) or time.monotonic() > deadline:
+                break
         master.kill()
         started = time.monotonic()
         new = await asyncio.to_thread(self.cluster.fail_over_wait, key, master)
         took = time.monotonic() - started
-        after = await self._positions(new.port, key)
         for node in replicas:
             await self._command(node.port, "CONFIG", "SET", "masterauth", "")
         await self._reset()
-        rolled = {
-            ch: before[ch] - after.get(ch, 0) for ch in before if before[ch] > after.get(ch, 0)
-        }
+        kept = seen.get(new.port, {})
+        rolled = {ch: before[ch] - kept.get(ch, 0) for ch in before if before[ch] > kept.get(ch, 0)}
         # The killed node comes back as a replica of the new master.
         await asyncio.to_thread(master.start)
-        lost = sum(rolled.values())
+        self.lost_writes = sum(rolled.values())
         return (
             f"Redis master :{master.port} killed, replica :{new.port} promoted in {took:.1f} s; "
-            f"acknowledged writes lost with their markers: {lost} events on {len(rolled)} "
-            "channels (refilled from retention)"
+            f"acknowledged writes lost with their markers: {self.lost_writes} events on "
+            f"{len(rolled)} channels (refilled from retention)"
         )
 
     async def close(self) -> None:
@@ -444,6 +449,10 @@ class Campaign:
             self.report.problems.append(f"{len(self.report.failovers)} of {config.kills} kills")
         if len(self.report.engine_faults) < config.engine_faults:
             self.report.problems.append("an engine fault did not happen")
+        if getattr(self.engine, "lost_writes", None) == 0:
+            self.report.problems.append(
+                "the engine fault lost no acknowledged write: the refill was not exercised"
+            )
         return self.report
 
     async def leader(self, timeout: float = 60.0) -> RelayProcess:

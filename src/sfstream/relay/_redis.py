@@ -58,9 +58,9 @@ redis.call('DEL', KEYS[1])
 return 1
 """
 
-# KEYS: lease, positions, stream 1..n.  ARGV: lease value, maxlen (0: none), number of
-# expectations m, m x (channel, expected position), then per event: stream index (3..),
-# channel, replay id, date, event, uuid ('' if none).
+# KEYS: lease, positions, stream 1..c.  ARGV: lease value, maxlen (0: none), number of
+# expectations m, m x (channel, expected position), number of channels c, the c channels, then
+# per event two values: "<channel index 1..c> <replay id> <date> [<event uuid>]" and the event.
 _WRITE: Final = """
 local lease = redis.call('GET', KEYS[1])
 if lease ~= ARGV[1] then
@@ -68,7 +68,7 @@ if lease ~= ARGV[1] then
 end
 local maxlen = tonumber(ARGV[2])
 local m = tonumber(ARGV[3])
-local pos = {}
+local last, text = {}, {}
 for i = 0, m - 1 do
   local ch = ARGV[4 + 2 * i]
   local expected = tonumber(ARGV[5 + 2 * i])
@@ -76,38 +76,42 @@ for i = 0, m - 1 do
   if stored < expected then
     return redis.error_reply('SFSTREAM_BEHIND ' .. ch .. ' ' .. stored .. ' ' .. expected)
   end
-  pos[ch] = stored
+end
+local base = 4 + 2 * m
+local c = tonumber(ARGV[base])
+for j = 1, c do
+  local stored = redis.call('HGET', KEYS[2], ARGV[base + j])
+  last[j] = tonumber(stored or '-1')
 end
 local written = 0
-local i = 4 + 2 * m
-while i <= #ARGV do
-  local ch = ARGV[i + 1]
-  local rid = tonumber(ARGV[i + 2])
-  local last = pos[ch]
-  if last == nil then
-    last = tonumber(redis.call('HGET', KEYS[2], ch) or '-1')
-    pos[ch] = last
-  end
-  if rid > last then
-    local key = KEYS[tonumber(ARGV[i])]
-    local fields = {'replay_id', ARGV[i + 2], 'channel', ch, 'date', ARGV[i + 3],
-                    'event', ARGV[i + 4]}
-    if ARGV[i + 5] ~= '' then
-      fields[#fields + 1] = 'event_uuid'
-      fields[#fields + 1] = ARGV[i + 5]
-    end
-    if maxlen > 0 then
-      redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', unpack(fields))
+for i = base + c + 1, #ARGV, 2 do
+  local j, rid, date, uuid = string.match(ARGV[i], '^(%d+) (%d+) (%S+) ?(%S*)$')
+  j = tonumber(j)
+  local id = tonumber(rid)
+  if id > last[j] then
+    local key, ch = KEYS[2 + j], ARGV[base + j]
+    if uuid ~= '' then
+      if maxlen > 0 then
+        redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+                   'date', date, 'event', ARGV[i + 1], 'event_uuid', uuid)
+      else
+        redis.call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
+                   'event', ARGV[i + 1], 'event_uuid', uuid)
+      end
+    elseif maxlen > 0 then
+      redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+                 'date', date, 'event', ARGV[i + 1])
     else
-      redis.call('XADD', key, '*', unpack(fields))
+      redis.call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
+                 'event', ARGV[i + 1])
     end
-    pos[ch] = rid
+    last[j] = id
+    text[j] = rid
     written = written + 1
   end
-  i = i + 6
 end
-for ch, rid in pairs(pos) do
-  redis.call('HSET', KEYS[2], ch, rid)
+for j, rid in pairs(text) do
+  redis.call('HSET', KEYS[2], ARGV[base + j], rid)
 end
 return written
 """
@@ -316,29 +320,40 @@ class RedisSink(Sink):
         if not events:
             return
         self._check_name(lease.name)
-        keys = [self.lease_key, self.positions_key]
-        index: dict[str, int] = {}
+        index: dict[str, int] = {}  # channel as delivered, or its key -> slot 1..c
+        names: list[str] = []  # the channel keys, by slot
         body: list[Any] = []
+        append = body.append
+        highest: dict[int, int] = {}
         for event in events:
-            channel = channel_key(event.channel)
-            slot = index.get(channel)
+            slot = index.get(event.channel)
             if slot is None:
-                keys.append(self.stream_key(channel))
-                slot = index[channel] = len(keys)
-            body += (
-                slot,
-                channel,
-                event.replay_id,
-                event.date,
-                event.payload,
-                event.event_uuid or "",
+                key = channel_key(event.channel)
+                slot = index.get(key)
+                if slot is None:
+                    names.append(key)
+                    slot = index[key] = len(names)
+                index[event.channel] = slot
+            date = event.date.replace(" ", "_")  # the meta value is split on spaces
+            uuid_ = event.event_uuid
+            append(
+                f"{slot} {event.replay_id} {date} {uuid_}"
+                if uuid_
+                else f"{slot} {event.replay_id} {date}"
             )
-        checks = [(ch, self._expected[ch]) for ch in index if ch in self._expected]
+            append(event.payload)
+            if event.replay_id > highest.get(slot, -1):
+                highest[slot] = event.replay_id
+        checks = [(name, self._expected[name]) for name in names if name in self._expected]
         head: list[Any] = [self._value(lease), self.maxlen or 0, len(checks)]
-        for channel, expected in checks:
-            head += (channel, expected)
+        for name, position in checks:
+            head += (name, position)
+        head.append(len(names))
+        head += names
+        keys = [self.lease_key, self.positions_key, *(self.stream_key(n) for n in names)]
         await self._script(_WRITE, keys, head + body)
-        for event in events:
-            channel = channel_key(event.channel)
-            if event.replay_id > self._expected.get(channel, -1):
-                self._expected[channel] = event.replay_id
+        known = self._expected
+        for slot, replay_id in highest.items():
+            name = names[slot - 1]
+            if replay_id > known.get(name, -1):
+                known[name] = replay_id

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -157,8 +158,21 @@ def default_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def _compact(message: Message) -> bytes:
+def _json_compact(message: Message) -> bytes:
     return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _default_dumps() -> Callable[[Message], bytes]:
+    """orjson's ``dumps`` when installed (``sfstream[orjson]``), else the standard library's."""
+    try:
+        import orjson
+    except ImportError:
+        return _json_compact
+    dumps: Callable[[Message], bytes] = orjson.dumps
+    return dumps
+
+
+_compact = _default_dumps()
 
 
 def to_relay_event(
@@ -166,20 +180,45 @@ def to_relay_event(
 ) -> RelayEvent:
     """The :class:`RelayEvent` of a delivered message.
 
+    The date is the one :func:`~sfstream.salesforce.marker_from_message` takes (PushTopic and
+    generic ``data.event.createdDate``, CDC ``commitTimestamp``, platform events
+    ``data.payload.CreatedDate``), read on a fast path for well-formed messages.
+
     Raises:
         ReplayError: the message has no usable replay id or date.
     """
-    marker = marker_from_message(message)
-    data: Any = message.get("data")
-    event = data.get("event") if isinstance(data, dict) else None
-    uuid_: Any = event.get("EventUuid") if isinstance(event, dict) else None
+    try:
+        data = message["data"]
+        event = data["event"]
+        replay_id = event["replayId"]
+        created = event.get("createdDate")
+        if type(created) is str:
+            date = created
+        else:
+            payload = data["payload"]
+            header = payload.get("ChangeEventHeader")
+            if header is not None:
+                commit = header["commitTimestamp"]
+                if type(commit) is not int:
+                    raise TypeError
+                date = str(commit)
+            else:
+                date = payload["CreatedDate"]
+                if type(date) is not str:
+                    raise TypeError
+        if type(replay_id) is not int:
+            raise TypeError
+        uuid_ = event.get("EventUuid")
+    except (KeyError, TypeError, AttributeError):
+        marker = marker_from_message(message)  # raises the ReplayError that says what is wrong
+        replay_id, date, uuid_ = marker.replay_id, marker.date, None
     return RelayEvent(
         org=org,
-        channel=str(message.get("channel", "")),
-        replay_id=marker.replay_id,
-        date=marker.date,
+        channel=message["channel"],
+        replay_id=replay_id,
+        date=date,
         payload=dumps(message),
-        event_uuid=uuid_ if isinstance(uuid_, str) else None,
+        event_uuid=uuid_ if type(uuid_) is str else None,
     )
 
 
@@ -541,8 +580,10 @@ class Relay:
         self._subscribed_once = True
         self._failed_terms = 0
         org, dumps, batch_size = channel_set.org, self._dumps, self.batch_size
-        metrics, name = self.metrics, channel_set.name
         stop_waiter = asyncio.ensure_future(stopping.wait())
+        # One write in flight while the next batch is received and converted; writes stay
+        # in order (each waits for the one before) and a failed one ends the term.
+        writing: asyncio.Future[None] | None = None
         try:
             while True:
                 receiving = asyncio.ensure_future(client.receive())
@@ -560,19 +601,33 @@ class Relay:
                         events.append(to_relay_event(org, message, dumps))
                     except ReplayError as exc:
                         logger.error(
-                            "%s: an event without a replay id was not relayed: %s", name, exc
+                            "%s: an event without a replay id was not relayed: %s",
+                            channel_set.name,
+                            exc,
                         )
-                await self.sink.write(lease, events)
-                now = time.time()
-                self._health.last_write_at = now
-                self._engine_ok()
-                self.written += len(events)
-                if metrics is not None and events:
-                    metrics.written(name, events, now)
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(self.sink.write(lease, events))
+                writing.add_done_callback(functools.partial(self._written, events))
                 if stopping.is_set():
                     raise _Stop
         finally:
             stop_waiter.cancel()
+            if writing is not None:
+                # Finish the write in flight (stop, or the term ends for another reason).
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(writing)
+
+    def _written(self, events: list[RelayEvent], write: asyncio.Future[None]) -> None:
+        """Count a write once it succeeded (a done callback of the write)."""
+        if write.cancelled() or write.exception() is not None:
+            return
+        now = time.time()
+        self._health.last_write_at = now
+        self._engine_ok()
+        self.written += len(events)
+        if self.metrics is not None and events:
+            self.metrics.written(self.channel_set.name, events, now)
 
 
 def event_lag(event: RelayEvent, now: float) -> float | None:
