@@ -388,9 +388,13 @@ class Relay:
 
     async def _sleep(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless stopped meanwhile; True if stopped."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
+        if self._stopping.is_set():
+            return True
+        waiter = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({waiter}, timeout=seconds)
+        finally:
+            waiter.cancel()
         return self._stopping.is_set()
 
     async def _standby(self) -> Lease | None:
