@@ -1,4 +1,4 @@
-"""``python -m benchmarks [throughput] [latency] [memory] [websocket] [--quick] [--json PATH] ...``
+"""``python -m benchmarks [throughput] [latency] [memory] [websocket] [relay] [--quick] ...``
 
 Runs the named benchmarks (all of them by default) one after the other and prints a table for
 each; ``--json PATH`` writes every figure (and the machine facts) to one file. ``--quick`` is a
@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from benchmarks import latency, memory, throughput, websocket
+from benchmarks import latency, memory, relay, throughput, websocket
 from benchmarks._common import facts_lines, write_json
 
 BENCHMARKS = {
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "latency": latency,
     "memory": memory,
     "websocket": websocket,
+    "relay": relay,
 }
 
 
