@@ -18,7 +18,13 @@ verdict line. The exit status is 1 unless lost is 0 and every planned fault happ
 
 Engines plug in through :class:`EngineHarness` (``ENGINES``): ``redis`` is a 3-master /
 3-replica Redis Cluster; ``nats`` is looked up in ``tests.relay._nats_chaos`` (class
-``NatsEngine``), written with the NATS sink.
+``NatsEngine``, written with the NATS sink). The relays run
+``sfstream relay --sink <engine.sink_url()> --name chaos --replay all --lease-ttl T ...`` on
+the channels ``/event/Chaos0__e`` ..., so the sink is built by
+``sfstream.relay._config.make_sink(url, "chaos")`` (for NATS: ``NatsSink(url, stream="sfstream")``);
+``entries`` reads back what that sink wrote, and ``fault`` loses a node (for NATS: kill one
+server of the cluster); a harness may set ``lost_writes`` after a fault to report acknowledged
+writes the fault lost (0 fails the campaign: the refill was not exercised).
 """
 
 from __future__ import annotations

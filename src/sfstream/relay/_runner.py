@@ -87,6 +87,8 @@ ENGINE_RETRY: Final = 0.5
 #: Seconds before the first new term after Salesforce failed (doubled after each failed term,
 #: up to a quarter of the lease TTL).
 SALESFORCE_RETRY: Final = 0.2
+#: Seconds a leadership term waits for its Salesforce client to close.
+CLOSE_TIMEOUT: Final = 5.0
 
 
 class Role(Enum):
@@ -533,8 +535,15 @@ class Relay:
     async def _close_client(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(asyncio.ensure_future(client.close()))
+            # In a task of its own (also when this one is being cancelled), and bounded: a
+            # relay never hangs on a Salesforce that does not answer its disconnect.
+            closing = asyncio.ensure_future(client.close())
+            await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT)
+            if not closing.done():
+                closing.cancel()
+            else:
+                with contextlib.suppress(Exception):
+                    closing.result()
 
     async def _keep_lease(self, lease: Lease) -> None:
         """Renew every ttl/4; raise LeaseLost when it is gone or cannot be renewed in time."""
