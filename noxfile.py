@@ -1,5 +1,5 @@
 """Development sessions. Plain ``nox`` runs what CI runs: lint, typing, tests, interop, docs and
-the (short) chaos run; ``nox -s bench`` runs the benchmarks, ``nox -s live`` the tests against a
+the (short) chaos runs; ``nox -s bench`` runs the benchmarks, ``nox -s live`` the tests against a
 real org (when ``SFSTREAM_LIVE_*`` name one)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import nox
 
 nox.options.error_on_missing_interpreters = True
-nox.options.sessions = ["lint", "typing", "tests", "interop", "docs", "chaos"]
+nox.options.sessions = ["lint", "typing", "tests", "interop", "docs", "chaos", "relay-chaos"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
@@ -158,3 +158,20 @@ def chaos(session: nox.Session) -> None:
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
     session.run("pytest", "-m", "slow", "tests/reliability")
     session.run("python", "-m", "tests.reliability.chaos", *session.posargs)
+
+
+@nox.session(name="relay-chaos", python="3.11")
+def relay_chaos(session: nox.Session) -> None:
+    """The relay's failover campaign against real engines (redis-server; nats-server once the
+    NATS harness is there): 50,000 events, 10 SIGKILLs of the active relay, a Redis master
+    killed, emulator faults. On CI (``CI`` set) and with ``-- --short`` it runs the short form.
+    """
+    if not shutil.which("redis-server"):
+        session.error(
+            "the relay-chaos session needs redis-server on PATH (apt-get install redis-server)"
+        )
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
+    args = list(session.posargs)
+    if not args and os.environ.get("CI"):
+        args = ["--short"]
+    session.run("python", "-m", "tests.relay.chaos", *args)

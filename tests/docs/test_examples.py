@@ -159,6 +159,59 @@ async def nats_worker(org: Emulator, cwd: Path) -> None:
     assert lines == [f'{CHANNEL} {n} {{"Amount__c": {a}}}' for n, a in ((1, 42), (2, 7), (3, 9))]
 
 
+async def redis_worker(org: Emulator, cwd: Path) -> None:
+    """``sfstream relay`` writes into a real redis-server; the worker example reads it back."""
+    import re
+
+    from tests.relay._engines import RedisServer
+
+    server = RedisServer(cwd / "redis").start()
+    relay = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sfstream",
+        "relay",
+        "--sink",
+        server.url,
+        "--name",
+        "orders",
+        "--replay",
+        "all",
+        CHANNEL,
+        env={
+            **os.environ,
+            "SFSTREAM_LOGIN_URL": org.login_url,
+            "SFSTREAM_CONSUMER_KEY": org.consumer_key,
+            "SFSTREAM_CONSUMER_SECRET": org.consumer_secret,
+            "SFSTREAM_USERNAME": org.username,
+            "SFSTREAM_PASSWORD": org.password,
+        },
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await publish_amounts(org, 10, 20)
+        lines = await run(
+            "redis_worker.py",
+            "--redis",
+            server.url,
+            "--set",
+            "orders",
+            "--channel",
+            CHANNEL,
+            "--count",
+            "2",
+            org=org,
+            cwd=cwd,
+        )
+    finally:
+        relay.kill()
+        await relay.wait()
+        server.stop()
+    assert [int(m) for line in lines for m in re.findall(r"'Amount__c': (\d+)", line)] == [10, 20]
+    assert all(line.startswith(f"{CHANNEL} #") for line in lines)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "listen_platform_events.py": listen_platform_events,
     "resume_with_shelve.py": resume_with_shelve,
@@ -166,6 +219,7 @@ SCENARIOS: dict[str, Scenario] = {
     "jwt_bearer.py": jwt_bearer,
     "bayeux_mock_transport.py": bayeux_mock_transport,
     "nats_worker.py": nats_worker,
+    "redis_worker.py": redis_worker,
 }
 
 

@@ -2,9 +2,9 @@
 
 Commands: ``demo`` (the library at work against a local emulated org), ``listen`` (print the
 events of channels), ``publish`` (publish a platform event or a generic streaming push),
-``emulator`` (serve an emulated org) and ``bayeux`` (debug any Bayeux server). :func:`main`
-runs one and returns the exit status; see :class:`~sfstream.cli._errors.ExitCode` and
-``docs/cli.md``.
+``relay`` (channels into Redis Streams or NATS JetStream, with failover), ``emulator`` (serve
+an emulated org) and ``bayeux`` (debug any Bayeux server). :func:`main` runs one and returns the
+exit status; see :class:`~sfstream.cli._errors.ExitCode` and ``docs/cli.md``.
 
 The command line configures logging for its own process (``--debug``: DEBUG records of
 ``sfstream`` on stderr); the library never does.
@@ -27,7 +27,7 @@ from typing import Final, NoReturn
 
 from sfstream import __version__
 
-from . import _bayeux, _demo, _listen, _publish
+from . import _bayeux, _demo, _listen, _publish, _relay
 from ._credentials import ENVIRONMENT
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import Console
@@ -40,6 +40,7 @@ _COMMANDS: Final[dict[str, Command]] = {
     "demo": _demo.run,
     "listen": _listen.run,
     "publish": _publish.run,
+    "relay": _relay.run,
     "bayeux": _bayeux.run,
 }
 
@@ -205,6 +206,18 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     _bayeux.add_arguments(bayeux)
+
+    relay = commands.add_parser(
+        "relay",
+        parents=[common],
+        help="relay channels into Redis Streams or NATS JetStream, with failover",
+        description="Subscribe to channels of an org and write every event, with its replay "
+        "id as the position, into an engine in one atomic step. Run it on several hosts: one "
+        "is the leader per channel set, the others stand by (see docs/scaling.md).",
+        epilog=_environment_help() + "\n" + _EXIT_CODES,
+        formatter_class=formatter,
+    )
+    _relay.add_arguments(relay)
 
     emulator = commands.add_parser(
         "emulator",

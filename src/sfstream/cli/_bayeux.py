@@ -32,6 +32,7 @@ from sfstream.bayeux import (
 )
 from sfstream.exceptions import ServerError
 
+from ._args import positive_int, seconds
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import Console, json_line, redact
 from ._trace import Direction, TraceExtension
@@ -70,26 +71,6 @@ def _json_value(text: str) -> Any:
             ExitCode.USAGE,
             'e.g. --publish /chat \'{"text": "hi"}\'',
         ) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), not {text}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -134,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     connection.add_argument(
         "--connection-timeout",
-        type=_seconds,
+        type=seconds,
         default=30.0,
         metavar="S",
         help="give up after S seconds without a working connection (default 30; 0: never)",
@@ -149,10 +130,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     output.add_argument("-q", "--quiet", action="store_true", help="no connection news on stderr")
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("--count", type=_positive_int, metavar="N", help="stop after N messages")
+    stop.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
     stop.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         metavar="S",
         help="stop after S seconds (exit status 5 if --count was not reached)",
     )

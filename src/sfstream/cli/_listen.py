@@ -30,6 +30,7 @@ from sfstream.salesforce import (
     parse_marker_date,
 )
 
+from ._args import positive_int, seconds
 from ._channels import known_channels, suggest_channel
 from ._credentials import (
     add_credential_arguments,
@@ -74,26 +75,6 @@ def parse_replay(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number above 0, not {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, not {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds (0 or more), not {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "channels",
@@ -132,16 +113,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     output.add_argument("-q", "--quiet", action="store_true", help="no connection news on stderr")
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("--count", type=_positive_int, metavar="N", help="stop after N events")
+    stop.add_argument("--count", type=positive_int, metavar="N", help="stop after N events")
     stop.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         metavar="S",
         help="stop after S seconds (exit status 5 if --count was not reached)",
     )
     stop.add_argument(
         "--connection-timeout",
-        type=_seconds,
+        type=seconds,
         default=30.0,
         metavar="S",
         help="give up after S seconds without a working connection (default 30; 0: never)",

@@ -2,11 +2,61 @@
 
 One active relay per channel set, a standby that takes over, the position kept in the engine
 next to the events. Engines are optional extras, imported lazily: ``import sfstream.relay`` never
-imports redis or nats.
+imports redis, nats or prometheus-client.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from sfstream.relay._runner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LEASE_TTL,
+    ChannelSet,
+    ClientFactory,
+    Relay,
+    Role,
+    SinkReplayStorage,
+    run_relays,
+    to_relay_event,
+)
 from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
 
-__all__ = ["Lease", "LeaseLost", "RelayEvent", "Sink", "SinkError"]
+if TYPE_CHECKING:
+    from sfstream.relay._metrics import OpsServer, RelayMetrics
+    from sfstream.relay._redis import RedisSink
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_LEASE_TTL",
+    "ChannelSet",
+    "ClientFactory",
+    "Lease",
+    "LeaseLost",
+    "OpsServer",
+    "RedisSink",
+    "Relay",
+    "RelayEvent",
+    "RelayMetrics",
+    "Role",
+    "Sink",
+    "SinkError",
+    "SinkReplayStorage",
+    "run_relays",
+    "to_relay_event",
+]
+
+_LAZY = {
+    "RedisSink": "sfstream.relay._redis",
+    "RelayMetrics": "sfstream.relay._metrics",
+    "OpsServer": "sfstream.relay._metrics",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

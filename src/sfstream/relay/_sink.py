@@ -12,6 +12,13 @@ Rules every sink keeps:
 * :meth:`Sink.position` reads the position back from the engine (never from a local cache), so a
   standby that takes over resumes exactly after the last event the previous leader wrote.
 * A write whose lease is no longer current raises :class:`LeaseLost` and writes nothing.
+* A sink on an engine that can lose acknowledged writes (asynchronous replication) should
+  refuse, with :class:`SinkError`, a write that finds a channel's position *below* the one it
+  last read or wrote: the relay then subscribes again from the engine's position, and
+  Salesforce sends the lost events again from its retention.
+
+The relay treats every :class:`SinkError` the same way: it closes its Salesforce client, renews
+its lease as soon as the engine answers again, and subscribes anew from :meth:`Sink.position`.
 """
 
 from __future__ import annotations

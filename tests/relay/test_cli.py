@@ -1,0 +1,293 @@
+"""``sfstream relay`` as users run it: processes, SIGKILL failover, SIGTERM, metrics, errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from sfstream.cli import main
+from sfstream.emulator import Emulator, EmulatorThread
+from sfstream.relay._redis import stream_key
+from tests.relay._engines import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+ORDER = "/event/Order__e"
+SHIP = "/event/Shipment__e"
+PASSWORD = "relay-Pa55word-never-printed"
+SECRET = "relay-consumer-secret-never-printed"
+
+
+@pytest.fixture
+def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorThread]:
+    for name in list(os.environ):
+        if name.startswith("SFSTREAM_"):
+            monkeypatch.delenv(name)
+    emulator = Emulator(
+        events=("Order__e", "Shipment__e"),
+        hold_time=0.3,
+        session_expiry=3.0,
+        password=PASSWORD,
+        consumer_secret=SECRET,
+    )
+    with emulator.in_thread() as thread:
+        yield thread
+
+
+def environment(org: EmulatorThread) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SFSTREAM_LOGIN_URL": org.login_url,
+        "SFSTREAM_CONSUMER_KEY": org.emulator.consumer_key,
+        "SFSTREAM_CONSUMER_SECRET": SECRET,
+        "SFSTREAM_USERNAME": org.emulator.username,
+        "SFSTREAM_PASSWORD": PASSWORD,
+    }
+
+
+def start(org: EmulatorThread, *argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "sfstream", "relay", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(org),
+        cwd=ROOT,
+    )
+
+
+def wait(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def holder(db: redis.Redis, name: str) -> str | None:
+    value: Any = db.get(f"sfstream:{{{name}}}:lease")
+    return None if value is None else value.decode().split(" ", 1)[1]
+
+
+def ids(db: redis.Redis, name: str, channel: str) -> list[int]:
+    entries: Any = db.xrange(stream_key(name, channel))
+    return [int(fields[b"replay_id"]) for _id, fields in entries]
+
+
+def publish(org: EmulatorThread, channel: str, count: int) -> list[int]:
+    return [org.publish(channel, {"N__c": i}).replay_id for i in range(count)]
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    if process.poll() is None:
+        process.kill()
+    _out, err = process.communicate(timeout=10)
+    return process.returncode, err
+
+
+def test_sigkill_failover_sigterm_and_metrics(
+    org: EmulatorThread, redis_server: RedisServer
+) -> None:
+    db = redis.Redis.from_url(redis_server.url)
+    ports = {"first": free_port(), "second": free_port()}
+    common = ["--sink", redis_server.url, "--name", "orders", "--replay", "all"]
+    common += ["--lease-ttl", "1", ORDER, SHIP]
+    first = start(org, *common, "--holder", "first", "--metrics", f"127.0.0.1:{ports['first']}")
+    second = start(org, *common, "--holder", "second", "--metrics", f"127.0.0.1:{ports['second']}")
+    try:
+        wait(lambda: holder(db, "orders") is not None, "a leader")
+        leader, standby = (first, second) if holder(db, "orders") == "first" else (second, first)
+        expected = {ORDER: publish(org, ORDER, 150), SHIP: publish(org, SHIP, 150)}
+        wait(lambda: len(ids(db, "orders", ORDER)) > 0, "the first entries")
+        leader.send_signal(signal.SIGKILL)
+        survivor = "second" if leader is first else "first"
+        wait(lambda: holder(db, "orders") == survivor, "the standby to take over")
+        expected[ORDER] += publish(org, ORDER, 100)
+        expected[SHIP] += publish(org, SHIP, 100)
+        wait(
+            lambda: all(ids(db, "orders", c)[-1:] == v[-1:] for c, v in expected.items()),
+            "every event in Redis",
+        )
+        for channel, replay_ids in expected.items():
+            assert ids(db, "orders", channel) == replay_ids  # none lost, none twice, in order
+        port = ports[survivor]
+        status, body = get(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200
+        assert 'sfstream_relay_leader{set="orders"} 1.0' in body
+        assert 'sfstream_relay_events_total{channel="/event/Order__e",set="orders"}' in body
+        assert 'sfstream_relay_leaderships_total{set="orders"} 1.0' in body
+        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 200
+        assert '"role": "leader"' in body
+        standby.send_signal(signal.SIGTERM)
+        code, err = stop_gracefully(standby)
+        assert code == 130, err
+        assert "releasing the lease" in err
+        assert holder(db, "orders") is None  # released: another relay may start at once
+        for secret in (PASSWORD, SECRET):
+            assert secret not in err
+    finally:
+        stop(first)
+        stop(second)
+        db.close()
+
+
+def stop_gracefully(process: subprocess.Popen[str]) -> tuple[int, str]:
+    try:
+        _out, err = process.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _out, err = process.communicate()
+    return process.returncode, err
+
+
+def test_a_config_file_relays_several_sets_in_one_process(
+    org: EmulatorThread, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        f"""
+sink = "{redis_server.url}"
+lease_ttl = 2
+
+[orgs.main]
+login_url = "{org.login_url}"
+consumer_key = "{org.emulator.consumer_key}"
+consumer_secret_env = "SFSTREAM_CONSUMER_SECRET"
+username = "{org.emulator.username}"
+password_env = "SFSTREAM_PASSWORD"
+
+[[sets]]
+name = "orders"
+org = "main"
+channels = ["{ORDER}"]
+replay = "all"
+
+[[sets]]
+name = "shipments"
+org = "main"
+channels = ["{SHIP}"]
+replay = "all"
+""",
+        encoding="utf-8",
+    )
+    db = redis.Redis.from_url(redis_server.url)
+    process = start(org, "--config", str(config))
+    try:
+        orders, shipments = publish(org, ORDER, 30), publish(org, SHIP, 20)
+        wait(lambda: ids(db, "orders", ORDER) == orders, "orders")
+        wait(lambda: ids(db, "shipments", SHIP) == shipments, "shipments")
+        process.send_signal(signal.SIGTERM)
+        code, err = stop_gracefully(process)
+        assert code == 130, err
+        assert "orders: leader" in err
+        assert "shipments: leader" in err
+    finally:
+        stop(process)
+        db.close()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(["relay", *argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "text"),
+    [
+        ((ORDER,), 2, "no --sink"),
+        (("--sink", "redis://127.0.0.1:1/0"), 2, "no channels"),
+        (("--sink", "http://x", ORDER), 2, "not a sink URL"),
+        (("--sink", "redis://127.0.0.1:1/0", "meta"), 2, "not a channel"),
+        (("--sink", "redis://127.0.0.1:1/0", ORDER, ORDER), 2, "names a channel twice"),
+        (("--config", "/nonexistent/relay.toml"), 2, "cannot read"),
+        (("--config", "x.toml", ORDER), 2, "--config replaces"),
+        (("--sink", "redis://127.0.0.1:1/0", "--username", "u", ORDER), 2, "password flow needs"),
+    ],
+)
+def test_usage_errors_are_one_clear_line(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+    code: int,
+    text: str,
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("SFSTREAM_"):
+            monkeypatch.delenv(name)
+    got, err = run_cli(capsys, *argv)
+    assert got == code, err
+    assert text in err
+    assert "Traceback" not in err
+
+
+def test_an_unreachable_engine_exits_4_without_the_password(
+    capsys: pytest.CaptureFixture[str], org: EmulatorThread
+) -> None:
+    url = f"redis://user:{PASSWORD}@127.0.0.1:{free_port()}/0"
+    code, err = run_cli(
+        capsys,
+        "--sink",
+        url,
+        "--login-url",
+        org.login_url,
+        "--consumer-key",
+        org.emulator.consumer_key,
+        "--consumer-secret",
+        SECRET,
+        "--username",
+        org.emulator.username,
+        "--password",
+        PASSWORD,
+        ORDER,
+    )
+    assert code == 4, err
+    assert "cannot reach Redis" in err
+    assert PASSWORD not in err
+    assert SECRET not in err
+
+
+def test_wrong_credentials_exit_3_and_release_the_lease(
+    capsys: pytest.CaptureFixture[str], org: EmulatorThread, redis_server: RedisServer
+) -> None:
+    code, err = run_cli(
+        capsys,
+        "--sink",
+        redis_server.url,
+        "--login-url",
+        org.login_url,
+        "--consumer-key",
+        org.emulator.consumer_key,
+        "--consumer-secret",
+        SECRET,
+        "--username",
+        org.emulator.username,
+        "--password",
+        "wrong-password",
+        ORDER,
+    )
+    assert code == 3, err
+    assert "Traceback" not in err
+    db = redis.Redis.from_url(redis_server.url)
+    try:
+        assert holder(db, "sfstream") is None
+    finally:
+        db.close()

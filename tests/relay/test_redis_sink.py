@@ -1,0 +1,204 @@
+"""The Redis Streams sink against a real redis-server (and a real 3+3 Redis Cluster)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError
+from sfstream.relay._redis import RedisSink, stream_key
+from tests.relay._engines import RedisCluster, RedisServer
+
+SET = "orders"
+ORDER = "/event/Order__e"
+SHIP = "/event/Shipment__e"
+
+
+def event(replay_id: int, channel: str = ORDER, uuid: str | None = "u") -> RelayEvent:
+    message = {"channel": channel, "data": {"event": {"replayId": replay_id}}}
+    return RelayEvent(
+        org="default",
+        channel=channel,
+        replay_id=replay_id,
+        date="2026-01-01T00:00:00.000Z",
+        payload=json.dumps(message).encode(),
+        event_uuid=None if uuid is None else f"{uuid}-{replay_id}",
+    )
+
+
+@pytest.fixture
+async def sink(redis_server: RedisServer) -> AsyncIterator[RedisSink]:
+    async with RedisSink(redis_server.url, channel_set=SET) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def raw(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+async def entries(raw: aioredis.Redis, channel: str) -> list[dict[str, str]]:
+    found = await raw.xrange(stream_key(SET, channel))
+    assert found is not None
+    return [{str(k): str(v) for k, v in (fields or {}).items()} for _id, fields in found]
+
+
+async def test_write_appends_entries_and_advances_positions(
+    sink: RedisSink, raw: aioredis.Redis
+) -> None:
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    assert await sink.position("default", ORDER) is None
+    await sink.write(lease, [event(1), event(2, SHIP, None), event(3)])
+    assert await sink.position("default", ORDER) == 3
+    assert await sink.position("default", SHIP) == 2
+    orders = await entries(raw, ORDER)
+    assert [e["replay_id"] for e in orders] == ["1", "3"]
+    assert orders[0]["channel"] == ORDER
+    assert orders[0]["event_uuid"] == "u-1"
+    assert json.loads(orders[1]["event"])["data"]["event"]["replayId"] == 3
+    assert "event_uuid" not in (await entries(raw, SHIP))[0]
+
+
+async def test_events_at_or_below_the_position_are_skipped(
+    sink: RedisSink, raw: aioredis.Redis
+) -> None:
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    await sink.write(lease, [event(1), event(2)])
+    await sink.write(lease, [event(2), event(1), event(3)])
+    assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "2", "3"]
+
+
+async def test_the_lease_is_exclusive_and_tokens_increase(sink: RedisSink) -> None:
+    first = await sink.acquire(SET, "a", 5)
+    assert first is not None
+    assert await sink.acquire(SET, "b", 5) is None
+    await sink.release(first)
+    second = await sink.acquire(SET, "b", 5)
+    assert second is not None
+    assert second.token > first.token
+    assert await sink.renew(second) == second
+    with pytest.raises(LeaseLost):
+        await sink.renew(first)
+    await sink.release(first)  # not current: does nothing and does not raise
+    assert await sink.acquire(SET, "c", 5) is None
+
+
+async def test_an_ex_leader_whose_lease_expired_is_fenced_out(
+    sink: RedisSink, raw: aioredis.Redis, redis_server: RedisServer
+) -> None:
+    old = await sink.acquire(SET, "a", 0.05)
+    assert old is not None
+    await sink.write(old, [event(1)])
+    await raw.pexpire(sink.lease_key, 1)  # the ex-leader paused past its TTL
+    async with RedisSink(redis_server.url, channel_set=SET) as other:
+        for _ in range(100):
+            new = await other.acquire(SET, "b", 5)
+            if new is not None:
+                break
+        assert new is not None
+        assert new.token > old.token
+        assert await other.position("default", ORDER) == 1
+        with pytest.raises(LeaseLost, match="held by"):
+            await sink.write(old, [event(2), event(3)])
+        with pytest.raises(LeaseLost):
+            await sink.renew(old)
+        await other.write(new, [event(2)])
+    assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "2"]
+
+
+async def test_a_lease_of_the_same_token_but_another_holder_cannot_write(
+    sink: RedisSink, raw: aioredis.Redis
+) -> None:
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    impostor = Lease(SET, "b", lease.token, 5)
+    with pytest.raises(LeaseLost):
+        await sink.write(impostor, [event(1)])
+    assert await entries(raw, ORDER) == []
+
+
+async def test_a_position_that_went_back_is_refused(sink: RedisSink, raw: aioredis.Redis) -> None:
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    await sink.write(lease, [event(1), event(2)])
+    # A failover lost the last write: the marker is back at 1 (and the entry gone with it).
+    await raw.hset(sink.positions_key, ORDER, 1)
+    with pytest.raises(SinkError, match="went back from 2 to 1"):
+        await sink.write(lease, [event(3)])
+    assert await sink.position("default", ORDER) == 1
+    await sink.write(lease, [event(2), event(3)])
+    assert await sink.position("default", ORDER) == 3
+
+
+async def test_maxlen_trims_streams(redis_server: RedisServer, raw: aioredis.Redis) -> None:
+    async with RedisSink(redis_server.url, channel_set=SET, maxlen=10) as sink:
+        lease = await sink.acquire(SET, "a", 5)
+        assert lease is not None
+        for start in range(1, 2000, 100):
+            await sink.write(lease, [event(i) for i in range(start, start + 100)])
+    assert await raw.xlen(stream_key(SET, ORDER)) < 2000
+
+
+async def test_errors_are_clear(redis_server: RedisServer) -> None:
+    with pytest.raises(ValueError, match="not a Redis URL"):
+        RedisSink("http://user:secret@host/", channel_set=SET)
+    with pytest.raises(ValueError, match="channel set"):
+        RedisSink(redis_server.url, channel_set="a{b}")
+    sink = RedisSink(redis_server.url, channel_set=SET)
+    with pytest.raises(SinkError, match="not open"):
+        await sink.position("default", ORDER)
+    async with sink:
+        with pytest.raises(ValueError, match="serves channel set"):
+            await sink.acquire("other", "a", 5)
+    redis_server.kill()
+    down = RedisSink(
+        redis_server.url.replace("redis://", "redis://user:secret@"), channel_set=SET, timeout=1
+    )
+    with pytest.raises(SinkError, match="cannot reach Redis") as caught:
+        await down.open()
+    assert "secret" not in str(caught.value)
+    assert "secret" not in repr(down)
+
+
+async def test_engine_failure_is_a_sink_error(sink: RedisSink, redis_server: RedisServer) -> None:
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    redis_server.kill()
+    with pytest.raises(SinkError):
+        await sink.write(lease, [event(1)])
+    with pytest.raises(SinkError):
+        await sink.position("default", ORDER)
+
+
+async def test_cluster_keeps_a_channel_set_in_one_slot(redis_cluster: RedisCluster) -> None:
+    async with RedisSink(redis_cluster.url, channel_set=SET) as sink:
+        lease = await sink.acquire(SET, "a", 5)
+        assert lease is not None
+        await sink.write(lease, [event(1), event(1, SHIP), event(2)])
+        assert await sink.position("default", ORDER) == 2
+        master = redis_cluster.master_of(sink.lease_key)
+        assert redis_cluster.master_of(sink.stream_key(SHIP)) is master
+        # The master of the slot dies; a replica takes over; the sink keeps working.
+        redis_cluster.fail_over(sink.lease_key)
+        for _ in range(50):
+            try:
+                position = await sink.position("default", ORDER)
+                break
+            except SinkError:
+                continue
+        assert position in (1, 2, None)  # replication is asynchronous
+        try:
+            lease = await sink.renew(lease)
+        except LeaseLost:  # the lease was not replicated yet either
+            again = await sink.acquire(SET, "a", 5)
+            assert again is not None
+            lease = again
+        await sink.write(lease, [event(2), event(3)])
+        assert await sink.position("default", ORDER) == 3

@@ -1,0 +1,230 @@
+"""Small parts of the relay: event conversion, validation, metrics, the command's converters."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+import sfstream.relay
+from sfstream.bayeux import StatusKind
+from sfstream.cli import main
+from sfstream.exceptions import ReplayError
+from sfstream.relay import ChannelSet, Lease, RelayEvent, Sink, SinkError, SinkReplayStorage
+from sfstream.relay._metrics import RelayMetrics
+from sfstream.relay._runner import Relay, event_lag, run_relays, to_relay_event
+
+PLATFORM = {
+    "channel": "/event/Order__e",
+    "data": {
+        "schema": "s",
+        "payload": {"CreatedDate": "2026-01-01T00:00:00.000Z", "Amount__c": 5},
+        "event": {"replayId": 7, "EventUuid": "uuid-7"},
+    },
+}
+CDC = {
+    "channel": "/data/AccountChangeEvent",
+    "data": {
+        "payload": {"ChangeEventHeader": {"commitTimestamp": 1767225600000}, "Name": "x"},
+        "event": {"replayId": 8},
+    },
+}
+TOPIC = {
+    "channel": "/topic/Accounts",
+    "data": {
+        "event": {"replayId": 9, "createdDate": "2026-01-01T00:00:00.000Z", "type": "created"},
+        "sobject": {"Id": "001"},
+    },
+}
+
+
+def test_to_relay_event_for_each_channel_kind() -> None:
+    platform = to_relay_event("org", PLATFORM)  # type: ignore[arg-type]
+    assert (platform.replay_id, platform.date, platform.event_uuid) == (
+        7,
+        "2026-01-01T00:00:00.000Z",
+        "uuid-7",
+    )
+    assert platform.payload.startswith(b"{")
+    cdc = to_relay_event("org", CDC)  # type: ignore[arg-type]
+    assert (cdc.replay_id, cdc.date, cdc.event_uuid) == (8, "1767225600000", None)
+    topic = to_relay_event("org", TOPIC)  # type: ignore[arg-type]
+    assert (topic.channel, topic.replay_id) == ("/topic/Accounts", 9)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"channel": "/event/X__e", "data": {"event": {"replayId": "7"}, "payload": {}}},
+        {"channel": "/event/X__e", "data": {"event": {"replayId": 7}, "payload": {}}},
+        {
+            "channel": "/event/X__e",
+            "data": {"event": {"replayId": 7}, "payload": {"CreatedDate": 1}},
+        },
+        {
+            "channel": "/data/X",
+            "data": {
+                "event": {"replayId": 7},
+                "payload": {"ChangeEventHeader": {"commitTimestamp": "x"}},
+            },
+        },
+        {"channel": "/event/X__e", "data": "text"},
+    ],
+)
+def test_to_relay_event_refuses_what_has_no_marker(message: dict[str, Any]) -> None:
+    with pytest.raises(ReplayError):
+        to_relay_event("org", message)  # type: ignore[arg-type]
+
+
+def test_odd_but_valid_messages_take_the_slow_path() -> None:
+    message = {
+        "channel": "/data/X",
+        "data": {
+            "event": {"replayId": 3},
+            "payload": {"ChangeEventHeader": {"commitTimestamp": "1767225600000"}},
+        },
+    }
+    assert to_relay_event("org", message).date == "1767225600000"  # type: ignore[arg-type]
+
+
+def test_channel_set_validation() -> None:
+    with pytest.raises(ValueError, match="needs a name"):
+        ChannelSet("", ("/e",))
+    with pytest.raises(ValueError, match="no channels"):
+        ChannelSet("a", ())
+    with pytest.raises(ValueError, match="twice"):
+        ChannelSet("a", ("/topic/A", "/topic/A?x=1"))
+
+
+def test_relay_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        Relay(ChannelSet("a", ("/e",)), BrokenSink(), lambda *_: None, lease_ttl=0)  # type: ignore[arg-type]
+
+
+def test_event_lag() -> None:
+    event = to_relay_event("org", PLATFORM)  # type: ignore[arg-type]
+    lag = event_lag(event, 1767225610.0)
+    assert lag == pytest.approx(10.0)
+    odd = RelayEvent("o", "/e", 1, "not a date", b"{}")
+    assert event_lag(odd, 0) is None
+
+
+def test_metrics_count_events_lag_and_statuses() -> None:
+    metrics = RelayMetrics()
+    event = to_relay_event("org", PLATFORM)  # type: ignore[arg-type]
+    odd = RelayEvent("o", "/event/Odd__e", 2, "not a date", b"{}")
+    metrics.written("orders", [event, event, odd], now=1767225612.0)
+    metrics.status("orders", StatusKind.RECONNECTED)
+    metrics.status("orders", StatusKind.REAUTHENTICATED)
+    metrics.status("orders", StatusKind.PAUSED)
+    metrics.set_role("orders", True)
+    metrics.leadership("orders")
+    text = metrics.exposition().decode()
+    assert 'sfstream_relay_events_total{channel="/event/Order__e",set="orders"} 2.0' in text
+    assert 'sfstream_relay_lag_seconds{channel="/event/Order__e",set="orders"} 12.0' in text
+    assert 'sfstream_relay_reconnects_total{set="orders"} 1.0' in text
+    assert 'sfstream_relay_reauthentications_total{set="orders"} 1.0' in text
+    assert 'sfstream_relay_leader{set="orders"} 1.0' in text
+    assert 'sfstream_relay_last_write_timestamp_seconds{set="orders"} 1.767225612e+09' in text
+
+
+class BrokenSink(Sink):
+    """A sink whose engine is unreachable (the relay's error paths)."""
+
+    kind = "broken"
+
+    async def open(self) -> None:
+        raise SinkError("cannot reach the engine")
+
+    async def close(self) -> None:
+        return None
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> Lease | None:
+        raise SinkError("down")
+
+    async def renew(self, lease: Lease) -> Lease:
+        raise SinkError("down")
+
+    async def release(self, lease: Lease) -> None:
+        raise SinkError("down")
+
+    async def position(self, org: str, channel: str) -> int | None:
+        raise SinkError("down")
+
+    async def write(self, lease: Lease, events: Sequence[RelayEvent]) -> None:
+        raise SinkError("down")
+
+
+async def test_sink_replay_storage_turns_engine_errors_into_replay_errors() -> None:
+    storage = SinkReplayStorage(BrokenSink(), "org")
+    with pytest.raises(ReplayError, match="cannot read the position") as caught:
+        await storage.get_replay_id("/event/X__e")
+    assert isinstance(caught.value.__cause__, SinkError)
+
+
+async def test_run_relays_raises_the_first_error_and_stops_the_others() -> None:
+    broken = Relay(ChannelSet("a", ("/e",)), BrokenSink(), lambda *_: None)  # type: ignore[arg-type]
+    assert not broken.healthy()
+    with pytest.raises(SinkError, match="cannot reach"):
+        await run_relays([broken])
+    assert broken.status()["role"] == "stopped"
+    assert "broken" not in repr(broken)
+    assert "'a'" in repr(broken)
+
+
+async def test_run_relays_cancelled_stops_the_relays() -> None:
+    class Standby(BrokenSink):
+        async def open(self) -> None:
+            return None
+
+    relay = Relay(ChannelSet("a", ("/e",)), Standby(), lambda *_: None, poll_interval=0.01)  # type: ignore[arg-type]
+    task = asyncio.create_task(run_relays([relay]))
+    await asyncio.sleep(0.1)
+    assert relay.role.value == "standby"
+    assert relay.lease is None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert relay.role.value == "stopped"
+
+
+def test_lazy_names() -> None:
+    assert sfstream.relay.RedisSink.kind == "redis"
+    with pytest.raises(AttributeError):
+        _ = sfstream.relay.Nothing
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "text"),
+    [
+        ("--lease-ttl", "x", "expected a number"),
+        ("--lease-ttl", "0", "above 0"),
+        ("--metrics", "host:x", "HOST:PORT"),
+        ("--replay", "later", "expected new, all"),
+    ],
+)
+def test_bad_option_values(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, text: str
+) -> None:
+    assert main(["relay", "--sink", "redis://h:1/0", option, value, "/event/X__e"]) == 2
+    assert text in capsys.readouterr().err
+
+
+def test_a_metrics_port_in_use_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SFSTREAM_ACCESS_TOKEN", "00Dxx!token")
+    monkeypatch.setenv("SFSTREAM_INSTANCE_URL", "http://127.0.0.1:9")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(
+            ["relay", "--sink", "redis://127.0.0.1:9/0", "--metrics", f"127.0.0.1:{port}", "/e"]
+        )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "cannot serve metrics" in err
