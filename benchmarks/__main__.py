@@ -1,9 +1,10 @@
-"""``python -m benchmarks [throughput] [latency] [memory] [websocket] [relay] [--quick] ...``
+"""``python -m benchmarks [NAME ...] [--quick] [--json PATH] ...``
 
-Runs the named benchmarks (all of them by default) one after the other and prints a table for
-each; ``--json PATH`` writes every figure (and the machine facts) to one file. ``--quick`` is a
-short run (a couple of minutes with the peers' environments already made); the defaults are
-the full run that ``docs/performance.md`` reports. ``nox -s bench -- ARGS`` passes ARGS here.
+Runs the named benchmarks (throughput, latency, memory, websocket, relay, overlap, recovery,
+many; all by default) one after the other and prints a table for each; ``--json PATH`` writes
+every figure (and the machine facts) to one file. ``--quick`` is a short run (a few minutes
+with the peers' environments already made); the defaults are the full run that
+``docs/performance.md`` reports. ``nox -s bench -- ARGS`` passes ARGS here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from benchmarks import latency, memory, relay, throughput, websocket
+from benchmarks import latency, many, memory, overlap, recovery, relay, throughput, websocket
 from benchmarks._common import facts_lines, write_json
 
 BENCHMARKS = {
@@ -23,6 +24,9 @@ BENCHMARKS = {
     "memory": memory,
     "websocket": websocket,
     "relay": relay,
+    "overlap": overlap,
+    "recovery": recovery,
+    "many": many,
 }
 
 

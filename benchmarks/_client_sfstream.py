@@ -147,12 +147,26 @@ async def drain(args: argparse.Namespace) -> None:
             wall = time.perf_counter()
             await client.subscribe(args.channel)
             received = 0
-            async for message in client:
-                received += 1
-                dog.progress = received
-                last = message["data"]["event"]["replayId"]
-                if received >= count:
-                    break
+            work = args.work_us / 1e6
+            clock = time.perf_counter
+            if args.receive_many:
+                while received < count:
+                    for message in await client.receive_many(args.receive_many):
+                        received += 1
+                        last = message["data"]["event"]["replayId"]
+                    dog.progress = received
+            else:
+                async for message in client:
+                    received += 1
+                    dog.progress = received
+                    last = message["data"]["event"]["replayId"]
+                    if work:
+                        # the consumer's own work per event (CPU, never yielding): the overlap run
+                        until = clock() + work
+                        while clock() < until:
+                            pass
+                    if received >= count:
+                        break
             wall = time.perf_counter() - wall
             cpu = time.process_time() - cpu
             if profiler is not None:
@@ -267,6 +281,10 @@ def main() -> None:
     parser.add_argument("--slow-every", type=int, default=0)
     parser.add_argument("--slow-ms", type=float, default=0.0)
     parser.add_argument("--max-pending-count", type=int, default=100, help="the client's default")
+    parser.add_argument(
+        "--receive-many", type=int, default=0, help="drain with receive_many(N) instead"
+    )
+    parser.add_argument("--work-us", type=float, default=0.0, help="busy work per event (µs)")
     parser.add_argument("--profile", help="write a pyinstrument profile of the drain here")
     args = parser.parse_args()
     run = {"drain": drain, "memory": memory, "latency": latency}[args.mode]

@@ -33,6 +33,8 @@ class Server:
         cdc_events: int = 0,
         max_batch: int = 10_000,
         hold_time: float = 25.0,
+        connect_delay: float = 0.0,
+        extra_events: tuple[str, ...] = (),
     ) -> Server:
         argv = [
             bench_python(),
@@ -46,6 +48,10 @@ class Server:
             str(max_batch),
             "--hold-time",
             str(hold_time),
+            "--connect-delay",
+            str(connect_delay),
+            "--extra-events",
+            ",".join(extra_events),
         ]
         child = await Child.start("emulator", argv, cwd=ROOT, env=python_child_env())
         # Publishing a million events takes a while: allow 60 s per million plus a margin.
@@ -98,6 +104,8 @@ class ClientSpec:
     error: str | None = None
     #: extra environment (``PYTHONPATH`` of another sfstream tree, for before/after runs)
     env: dict[str, str] = field(default_factory=dict)
+    #: extra arguments for an sfstream drain (``--work-us``, ``--max-pending-count``)
+    extra: list[str] = field(default_factory=list)
 
     @classmethod
     def sfstream(cls, json_lib: str, source: str | None = None, name: str = "") -> ClientSpec:
@@ -132,7 +140,15 @@ class ClientSpec:
     def drain_argv(self, server: Server, channel: str, count: int, stall: float) -> list[str]:
         common = ["--channel", channel, "--count", str(count), "--stall", str(stall)]
         if self.kind == "sfstream":
-            return [*self.argv, "drain", *server.credentials(), *common, "--json", self.json_lib]
+            return [
+                *self.argv,
+                "drain",
+                *server.credentials(),
+                *common,
+                "--json",
+                self.json_lib,
+                *self.extra,
+            ]
         if self.kind == "aiosfstream":
             return [*self.argv, *server.credentials(), *common]
         return [

@@ -72,7 +72,7 @@ def cdc_payloads(count: int) -> list[dict[str, Any]]:
 
 async def serve(args: argparse.Namespace) -> None:
     org = Emulator(
-        events=["Bench__e", LATENCY_EVENT],
+        events=["Bench__e", LATENCY_EVENT, *(e for e in args.extra_events.split(",") if e)],
         cdc_entities=["Account"],
         hold_time=args.hold_time,
         session_expiry=args.session_expiry,
@@ -90,6 +90,9 @@ async def serve(args: argparse.Namespace) -> None:
         await org.publish_many(CDC_CHANNEL, cdc_payloads(count), change_type="CREATE")
     publish_cpu = time.process_time() - cpu
     publish_wall = time.perf_counter() - started
+    if args.connect_delay > 0:
+        # every /meta/connect waits this long before it is answered: a slow server (overlap)
+        org.delay_responses(args.connect_delay, count=None, channel="/meta/connect")
     await org.start()
     ready = {
         "event": "ready",
@@ -139,6 +142,10 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=10_000)
     parser.add_argument("--hold-time", type=float, default=25.0)
     parser.add_argument("--session-expiry", type=float, default=40.0)
+    parser.add_argument("--extra-events", default="", help="more platform events, e.g. A__e,B__e")
+    parser.add_argument(
+        "--connect-delay", type=float, default=0.0, help="seconds every /meta/connect waits"
+    )
     parser.add_argument(
         "--public-host",
         default="localhost",

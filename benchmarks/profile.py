@@ -47,7 +47,7 @@ def summarise_py_spy(raw: Path, top: int) -> str:
 
 
 async def run(options: argparse.Namespace) -> None:
-    server = await Server.start(platform_events=options.events)
+    server = await Server.start(platform_events=options.events, max_batch=options.max_batch)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "profile.txt"
@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--json-lib", choices=["json", "orjson"], default="json")
     parser.add_argument("--tool", choices=["pyinstrument", "py-spy"], default="py-spy")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--max-batch", type=int, default=1000, help="events per reply")
     asyncio.run(run(parser.parse_args()))
 
 

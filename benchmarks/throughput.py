@@ -48,17 +48,29 @@ def _loaders() -> dict[str, Callable[[bytes], Any]]:
 
 
 def parse_floor(bodies: list[bytes], events: int, repeat: int) -> dict[str, float]:
-    """CPU µs per event to decode ``bodies`` with each JSON library (median of ``repeat``)."""
+    """CPU µs per event to decode ``bodies`` with each JSON library (median of ``repeat``).
+
+    Each library twice: with the cyclic garbage collector on (as any code runs by default;
+    key ``LIB``) and off for the whole loop (key ``LIB-nogc``). The parsed replies are kept
+    until the loop ends, as a client keeps a reply's messages until they are consumed.
+    """
     floors = {}
     for name, loads in _loaders().items():
-        times = []
-        for _ in range(repeat):
-            gc.collect()
-            cpu = time.process_time()
-            for body in bodies:
-                loads(body)
-            times.append(time.process_time() - cpu)
-        floors[name] = median(times) / events * 1e6  # type: ignore[operator]
+        for collector in (True, False):
+            times = []
+            for _ in range(repeat):
+                gc.collect()
+                if not collector:
+                    gc.disable()
+                try:
+                    cpu = time.process_time()
+                    for body in bodies:
+                        loads(body)
+                    times.append(time.process_time() - cpu)
+                finally:
+                    gc.enable()
+            key = name if collector else f"{name}-nogc"
+            floors[key] = median(times) / events * 1e6  # type: ignore[operator]
     return floors
 
 
@@ -92,8 +104,37 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     facts = machine_facts()
     peer_names = [] if options.no_peers else options.peers
     peers = _peers.prepare(peer_names, options.python39, options.python311)
+    batches = {}
+    for batch in options.max_batch:
+        batches[str(batch)] = await run_batch(options, peers, batch)
+    return {
+        "benchmark": "throughput",
+        "machine": facts,
+        "options": {
+            "events": options.events,
+            "cdc_events": options.cdc_events,
+            "repeat": options.repeat,
+            "max_batch": options.max_batch,
+            "peers": peer_names,
+        },
+        "peers": {
+            p.name: {"label": p.label, "runtime": p.runtime, "error": p.error} for p in peers
+        },
+        "batches": batches,
+    }
+
+
+async def run_batch(
+    options: argparse.Namespace, peers: list[_peers.Peer], batch: int
+) -> dict[str, Any]:
+    """Every client drains both backlogs from an emulator that puts ``batch`` events a reply."""
     libs = list(_loaders())
     specs = [ClientSpec.sfstream(lib) for lib in libs]
+    if options.receive_many:
+        many = ClientSpec.sfstream("json", name="receive_many")
+        many.env = {}
+        many.extra = ["--receive-many", str(options.receive_many)]
+        specs.append(many)
     for entry in options.compare_src or []:
         name, _, source = entry.rpartition("=")
         for lib in libs:
@@ -103,11 +144,11 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     channels = [c for c in counts if counts[c] > 0]
     print(
         f"starting the emulator with {options.events:,} platform events and "
-        f"{options.cdc_events:,} CDC events...",
+        f"{options.cdc_events:,} CDC events, {batch:,} per reply...",
         flush=True,
     )
     server = await Server.start(
-        platform_events=options.events, cdc_events=options.cdc_events, max_batch=options.max_batch
+        platform_events=options.events, cdc_events=options.cdc_events, max_batch=batch
     )
     results: dict[str, Any] = {"floor": {}, "serve": {}, "clients": {}}
     try:
@@ -137,7 +178,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                         count = limits[(spec.key, channel)]
                         print(
                             f"round {round_index + 1}/{options.repeat}: {spec.label} drains "
-                            f"{count:,} {BACKLOGS[channel]}",
+                            f"{count:,} {BACKLOGS[channel]} ({batch:,} a reply)",
                             flush=True,
                         )
                         result = await drain(server, spec, channel, count, options.stall)
@@ -160,33 +201,37 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                 results["clients"].setdefault(spec.key, {})[channel] = summary
     finally:
         await server.stop()
-    return {
-        "benchmark": "throughput",
-        "machine": facts,
-        "options": {
-            "events": options.events,
-            "cdc_events": options.cdc_events,
-            "repeat": options.repeat,
-            "max_batch": options.max_batch,
-            "peers": peer_names,
-        },
-        "peers": {
-            p.name: {"label": p.label, "runtime": p.runtime, "error": p.error} for p in peers
-        },
-        **results,
-    }
+    return results
 
 
 FLOOR_NAMES = {"json": "json.loads", "orjson": "orjson.loads", "msgspec": "msgspec.json.decode"}
 
 
-def table(data: dict[str, Any]) -> Table:
-    opts = data["options"]
+class Tables:
+    """Several tables rendered one after the other (one per batch size)."""
+
+    def __init__(self, tables: list[Table]) -> None:
+        self.tables = tables
+
+    def render(self, facts: list[str] | None = None) -> str:
+        return "\n\n".join(t.render(facts or []) for t in self.tables)
+
+
+def table(data: dict[str, Any]) -> Tables:
+    return Tables(
+        [
+            batch_table(data["options"], int(batch), results)
+            for batch, results in data["batches"].items()
+        ]
+    )
+
+
+def batch_table(opts: dict[str, Any], batch: int, data: dict[str, Any]) -> Table:
     clients = data["clients"]
     libs = [lib for lib in FLOOR_NAMES if f"sfstream-{lib}" in clients]
     t = Table(
-        f"Throughput: drain a backlog with ALL_EVENTS ({opts['repeat']} rounds, medians; "
-        f"emulator max batch {opts['max_batch']:,})",
+        f"Throughput: drain a backlog with ALL_EVENTS, {batch:,} events per reply "
+        f"({opts['repeat']} rounds, medians)",
         [
             "client",
             "runtime",
@@ -195,6 +240,7 @@ def table(data: dict[str, Any]) -> Table:
             "events/s",
             "CPU µs/event",
             "x json floor",
+            "x floor gc off",
             "emulator µs/event",
             "emulator busy",
             *(f"sfstream {lib} x" for lib in libs),
@@ -207,14 +253,16 @@ def table(data: dict[str, Any]) -> Table:
         floors = data["floor"][channel]
         serve = data["serve"][channel]
         for lib, floor in floors.items():
+            base, _, nogc = lib.partition("-")
             t.add(
-                f"parse floor: {FLOOR_NAMES[lib]}",
+                f"parse floor: {FLOOR_NAMES[base]}{', gc off' if nogc else ''}",
                 "this process",
                 name,
                 "-",
                 "-",
                 fmt(floor, 2),
                 fmt(floor / floors["json"], 2),
+                fmt(floor / floors["json-nogc"], 2),
                 "-",
                 "-",
                 *dashes,
@@ -226,6 +274,7 @@ def table(data: dict[str, Any]) -> Table:
             "-",
             fmt(serve["events_per_s"]),
             fmt(serve["fetch_cpu_us_per_event"], 2),
+            "-",
             "-",
             "-",
             "-",
@@ -250,6 +299,7 @@ def table(data: dict[str, Any]) -> Table:
                     "-",
                     "-",
                     "-",
+                    "-",
                     *dashes,
                 )
                 continue
@@ -266,6 +316,7 @@ def table(data: dict[str, Any]) -> Table:
                 fmt(s["events_per_s"]),
                 fmt(s["cpu_us_per_event"], 2),
                 fmt(s["cpu_us_per_event"] / floors["json"], 2),
+                fmt(s["cpu_us_per_event"] / floors["json-nogc"], 2),
                 fmt(s["server_cpu_us_per_event"], 2),
                 f"{s['server_busy'] * 100:.0f} %",
                 *ratios,
@@ -278,7 +329,8 @@ def table(data: dict[str, Any]) -> Table:
         "CPU µs/event: the client process's own CPU time (user + system) while it drains, per "
         "event; the emulator runs in another process.",
         "x json floor: that CPU time over json.loads of the same reply bodies (captured with "
-        "bare aiohttp in this run). Peers ask for API 45.0/50.0 and get events without "
+        "bare aiohttp in this run), with the garbage collector on; x floor gc off: over the "
+        "same loop with the collector disabled. Peers ask for API 45.0/50.0 and get events without "
         "EventUuid (a few bytes less than sfstream's 67.0).",
         "emulator busy: the emulator's CPU time over the client's wall time during the drain "
         "(100 % would mean the emulator is the bottleneck). 'sfstream LIB x': how many times "
@@ -291,7 +343,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", type=int, help="platform events in the backlog")
     parser.add_argument("--cdc-events", type=int, help="CDC events in the backlog")
     parser.add_argument("--repeat", type=int, help="rounds (each client drains once a round)")
-    parser.add_argument("--max-batch", type=int, default=10_000, help="emulator events per reply")
+    parser.add_argument(
+        "--max-batch",
+        type=lambda s: [int(b) for b in s.split(",") if b],
+        default=[1000, 100],
+        help="emulator events per reply, comma-separated: one table each (default 1000,100)",
+    )
     parser.add_argument("--peers", type=lambda s: [p for p in s.split(",") if p], default=ALL_PEERS)
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--python39", help="the Python 3.9 interpreter for aiosfstream 0.5.0")
@@ -300,6 +357,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stall", type=float, default=30.0, help="seconds without an event = stall"
     )
     parser.add_argument("--min-count", type=int, default=1000, help="smallest N tried for a peer")
+    parser.add_argument(
+        "--receive-many",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also drain with sfstream (json) calling receive_many(N) instead of async for",
+    )
     parser.add_argument(
         "--compare-src",
         action="append",

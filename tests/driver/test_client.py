@@ -16,12 +16,14 @@ from sfstream.bayeux import (
     MockTransport,
     Request,
     State,
+    StatusKind,
 )
 from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
     ClientInvalidOperation,
     HTTPStatusError,
+    InvalidArgumentError,
     ProtocolError,
     ServerError,
     TransportConnectionClosed,
@@ -793,3 +795,146 @@ async def test_cancelling_close_itself_is_honoured(server: FakeBayeuxServer) -> 
     with pytest.raises(asyncio.CancelledError):
         await closing
     assert owned.closed
+
+
+# -- #13: the poller is not starved by a fast consumer; a cut-off reply costs no backoff ----
+
+
+async def test_next_connect_goes_out_while_the_consumer_still_has_messages(
+    server: FakeBayeuxServer,
+) -> None:
+    async with make_client(server, max_pending_count=100) as client:
+        await client.subscribe("/a")
+        for n in range(1000):
+            server.publish("/a", n)
+        first_message = await receive(client)  # the whole backlog arrives in one reply
+        assert first_message["data"] == 0
+        connects = server.count("/meta/connect")
+        received = 1
+        # A consumer that never finds the queue empty: it never waits for anything itself.
+        while client.pending_count > 1:
+            message = await client.receive()
+            assert message["data"] == received
+            received += 1
+        # Polling paused at 100 waiting messages; once below, the next connect went out
+        # while the consumer was still working through the queue.
+        assert server.count("/meta/connect") > connects
+        assert client.stats[StatusKind.PAUSED] >= 1
+
+
+async def test_receive_yields_to_the_loop_between_queued_messages(
+    server: FakeBayeuxServer,
+) -> None:
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    async with make_client(server, max_pending_count=0) as client:
+        await client.subscribe("/a")
+        for n in range(500):
+            server.publish("/a", n)
+        await receive(client)
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        before = ticks
+        for _ in range(400):
+            await client.receive()
+        task.cancel()
+        # other tasks (the connect loop among them) ran while 400 queued messages were taken
+        assert ticks - before >= 400 // 64
+
+
+async def test_cut_off_reply_is_retried_at_once_then_backs_off(
+    server: FakeBayeuxServer,
+) -> None:
+    failures = {"left": 0}
+    failed_at: list[float] = []
+
+    async def handler(request: Request) -> list[Message]:
+        if first(request)["channel"] == "/meta/connect" and failures["left"] > 0:
+            failures["left"] -= 1
+            failed_at.append(asyncio.get_running_loop().time())
+            raise TransportConnectionClosed("the reply was cut off mid-body")
+        return await server(request)
+
+    # A backoff far longer than the test's bounded waits: any wait for it would fail the test.
+    async with make_client(handler, backoff=ConstantBackoff(30.0)) as client:
+        await client.subscribe("/a")
+        failures["left"] = 1
+        server.publish("/a", "first")  # answers the held connect; the next one is cut off
+        assert (await receive(client))["data"] == "first"
+        server.publish("/a", "after the cut")
+        assert (await receive(client))["data"] == "after the cut"
+        assert len(failed_at) == 1
+        # two failures in a row: the first is retried at once, the second waits for backoff
+        failures["left"] = 2
+        server.publish("/a", "third")
+        assert (await receive(client))["data"] == "third"
+        server.publish("/a", "fourth")
+        with pytest.raises(TimeoutError):
+            await receive(client, timeout=0.3)
+        assert len(failed_at) == 3
+
+
+async def test_receive_nowait_serves_the_queue_in_slices(server: FakeBayeuxServer) -> None:
+    async with make_client(server, max_pending_count=0) as client:
+        assert client.receive_nowait() is None  # nothing waits
+        await client.subscribe("/a")
+        for n in range(40):
+            server.publish("/a", n)
+        assert (await receive(client))["data"] == 0
+        taken = [0]
+        while len(taken) < 40:
+            message = client.receive_nowait()
+            if message is None:  # the connect loop's turn: receive() yields, then serves
+                message = await receive(client)
+            taken.append(message["data"])
+        assert taken == list(range(40))
+        assert client.receive_nowait() is None
+
+
+async def test_async_for_takes_ready_messages_and_raises_errors_first(
+    server: FakeBayeuxServer,
+) -> None:
+    async with make_client(server) as client:
+        await client.subscribe("/a")
+        for n in range(3):
+            server.publish("/a", n)
+        seen = []
+        async for message in client:
+            seen.append(message["data"])
+            if len(seen) == 1:
+                client._errors.append(ServerError("resubscription refused"))
+                assert client.receive_nowait() is None  # the error goes first
+                with pytest.raises(ServerError):
+                    await client.__anext__()
+            if len(seen) == 3:
+                break
+        assert seen == [0, 1, 2]
+
+
+async def test_receive_many_returns_what_waits_in_order(server: FakeBayeuxServer) -> None:
+    async with make_client(server, max_pending_count=0) as client:
+        with pytest.raises(InvalidArgumentError, match="max_count"):
+            await client.receive_many(0)
+        await client.subscribe("/a")
+        for n in range(40):
+            server.publish("/a", n)
+        seen: list[int] = []
+        while len(seen) < 40:
+            async with asyncio.timeout(2):
+                batch = await client.receive_many(10)
+            assert 1 <= len(batch) <= 10
+            seen += [m["data"] for m in batch]
+        assert seen == list(range(40))
+        # it waits for the next message like receive()
+        task = asyncio.create_task(client.receive_many())
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        server.publish("/a", "late")
+        async with asyncio.timeout(2):
+            assert [m["data"] for m in await task] == ["late"]

@@ -1081,3 +1081,24 @@ async def test_the_server_time_comes_from_the_date_header_plus_the_time_since() 
     assert server_time < datetime(2030, 1, 1, 10, 0, 7, tzinfo=UTC)
     for unusable in (None, ("not a date", now), ("Tue, 01 Jan 2030 10:00:00 -0000", now)):
         assert client._server_time(_Dated(unusable)) is None  # type: ignore[arg-type]
+
+
+def test_positions_never_go_back_on_the_short_way_or_the_long_one() -> None:
+    extension = ReplayExtension()
+    partner, customer = "/topic/A?Type=Partner", "/topic/A?Type=Customer"
+    other = "/event/Other__e"
+    for channel in (partner, customer):
+        extension.set_replay_id(channel, ReplayOption.ALL_EVENTS)
+    subscribe(extension, partner, customer, other)
+    # the short way (no resubscription in progress): a lower id does not move the position
+    for replay_id in (7, 5):
+        assert extension.incoming(event(other, replay_id)) is None  # type: ignore[arg-type]
+    assert extension.last_received(other) == 7
+    for replay_id in (1, 30):
+        extension.incoming(event(partner if replay_id == 1 else customer, replay_id))  # type: ignore[arg-type]
+    extension.outgoing(subscribe_message(customer))  # a repeat window opens for customer
+    # the long way (a window is open, for another subscription): positions still only rise
+    assert extension.incoming(event(other, 6)) is None  # type: ignore[arg-type]
+    assert extension.incoming(event(other, 9)) is None  # type: ignore[arg-type]
+    assert extension.last_received(other) == 9
+    assert extension.incoming(event(customer, 30)) is False  # type: ignore[arg-type]

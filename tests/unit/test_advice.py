@@ -332,23 +332,24 @@ TABLE: list[tuple[str, Outcome, Advice, dict[str, Any], Action]] = [
         {"failures": 1},
         Connect(1.0),
     ),
-    # connect request failed: connect, then handshake from handshake_after on
-    ("connect-failed-1", Outcome(CN, error=TIMEOUT), RETRY, {"failures": 1}, Connect(1.0)),
+    # connect request failed: the first retry at once, then backoff(failures - 1); handshake
+    # from handshake_after on
+    ("connect-failed-1", Outcome(CN, error=TIMEOUT), RETRY, {"failures": 1}, Connect(0.0)),
     (
         "connect-failed-2",
         Outcome(CN, error=ProtocolError("bad json")),
         RETRY_5,
         {"failures": 2},
-        Connect(2.0),
+        Connect(1.0),
     ),
-    ("connect-failed-3", Outcome(CN, error=TIMEOUT), RETRY, {"failures": 3}, Handshake(4.0)),
-    ("connect-failed-4", Outcome(CN, error=HTTP_403), RETRY, {"failures": 4}, Handshake(8.0)),
+    ("connect-failed-3", Outcome(CN, error=TIMEOUT), RETRY, {"failures": 3}, Handshake(2.0)),
+    ("connect-failed-4", Outcome(CN, error=HTTP_403), RETRY, {"failures": 4}, Handshake(4.0)),
     (
         "connect-failed-stale-handshake-advice",
         Outcome(CN, error=TIMEOUT),
         HANDSHAKE_2,
         {"failures": 1},
-        Connect(1.0),
+        Connect(0.0),
     ),
     # authentication refusals
     (
@@ -520,7 +521,10 @@ def test_reauthenticate_once_then_stop() -> None:
 
 def test_handshake_after_one_for_salesforce() -> None:
     policy = ReconnectPolicy(backoff=ConstantBackoff(3.0), handshake_after=1)
-    assert run(Outcome(CN, error=TIMEOUT), RETRY, failures=1, policy=policy) == Handshake(3.0)
+    # a reply cut off (or a reset connection): a new session at once, no backoff...
+    assert run(Outcome(CN, error=TIMEOUT), RETRY, failures=1, policy=policy) == Handshake(0.0)
+    # ...but a second failure in a row backs off
+    assert run(Outcome(CN, error=TIMEOUT), RETRY, failures=2, policy=policy) == Handshake(3.0)
 
 
 def test_policy_defaults() -> None:

@@ -304,7 +304,7 @@ def test_connect_after_a_failed_request_asks_timeout_zero_again() -> None:
     assert engine.request_failed(held, TIMEOUT) == []
     assert engine.state is State.HANDSHAKEN
     assert engine.failures == 1
-    assert engine.next_action() == Connect(1.0)
+    assert engine.next_action() == Connect(0.0)  # the first retry at once (#13)
     assert only(engine.connect())["advice"] == {"timeout": 0}
 
 
@@ -694,7 +694,7 @@ def test_three_failed_connects_switch_to_a_handshake() -> None:
         request = engine.connect()
         engine.request_failed(request, TIMEOUT)
         actions.append(engine.next_action())
-    assert actions == [Connect(1.0), Connect(2.0), Handshake(4.0)]
+    assert actions == [Connect(0.0), Connect(1.0), Handshake(2.0)]  # the first at once (#13)
 
 
 # -- session loss --------------------------------------------------------------------------

@@ -27,9 +27,12 @@ refusal with advice ``none`` (not 401)                 ``Handshake(backoff(failu
                                                        silently
 handshake refused or its request failed                ``Handshake(backoff(failures))``
 connect refused with advice ``retry`` (or kept)        ``Connect(max(interval, backoff(failures)))``
-connect request failed (network, timeout, HTTP, JSON)  ``Connect(backoff(failures))``; from the
-                                                       policy's ``handshake_after`` failures on,
-                                                       ``Handshake(backoff(failures))``
+connect request failed (network, timeout, HTTP, JSON)  ``Connect(backoff(failures - 1))``: the
+                                                       first retry at once (a reply cut off or a
+                                                       reset connection costs no backoff), later
+                                                       ones back off; from the policy's
+                                                       ``handshake_after`` failures on,
+                                                       ``Handshake(backoff(failures - 1))``
 =====================================================  ============================================
 """
 
@@ -256,9 +259,11 @@ def decide(
         return Handshake(backoff(failures))
     if reply is not None:
         return Connect(max(advice.interval, backoff(failures)))
+    # A failed connect *request* (a reply cut off mid-body, a reset connection, a timeout):
+    # the first retry goes at once, since a healthy server answers it; later ones back off.
     if failures >= policy.handshake_after:
-        return Handshake(backoff(failures))
-    return Connect(backoff(failures))
+        return Handshake(backoff(failures - 1))
+    return Connect(backoff(failures - 1))
 
 
 def _failure(outcome: Outcome) -> SfstreamError:

@@ -77,6 +77,8 @@ ResubscribeHook = Callable[[str, ServerError], bool]
 
 #: Seconds ``close()`` waits for the server to answer the disconnect.
 _DISCONNECT_TIMEOUT: Final = 2.0
+#: ``receive()`` lets the connect loop run at least once every this many messages (#13).
+_YIELD_EVERY: Final = 16
 
 #: The connection types a BayeuxClient can carry its messages over.
 CONNECTION_TYPES: Final = (WEBSOCKET, LONG_POLLING)
@@ -234,6 +236,8 @@ class BayeuxClient:
         self._transport_worked = False
         #: Set when a fallback happened during the current step: handshake again at once.
         self._fell_back = False
+        #: messages ``receive()`` may still return before it yields to the loop (#13)
+        self._until_yield = 0
 
     def _new_engine(self) -> BayeuxEngine:
         return BayeuxEngine(
@@ -319,6 +323,7 @@ class BayeuxClient:
         self._lifecycle = _Lifecycle.OPEN
         self._activity = asyncio.Event()
         self._capacity = asyncio.Event()
+        self._capacity.set()  # cleared only while polling is paused for backpressure
         if self._transport is None:
             self._transport = self._new_transport(self._connection_types[0])
         self._start_push_reader()
@@ -651,6 +656,7 @@ class BayeuxClient:
         for event in events:
             if isinstance(event, Deliveries):
                 self._queue.extend(event.messages)
+                self._until_yield = 0  # #13: receive() yields first, so this loop polls again
                 self._wake()
             elif isinstance(event, SubscribeSucceeded):
                 self._resolve(event.channel, None)
@@ -837,11 +843,20 @@ class BayeuxClient:
                 raise self._errors.popleft()
             queue = self._queue
             if queue:
-                message = queue.popleft()
-                capacity = self._capacity
-                if capacity is not None and len(queue) < self.max_pending_count:
-                    capacity.set()
-                return message
+                # Overlap (#13): a consumer taking queued messages never awaits anything, so
+                # the connect loop would get the event loop only once the queue is empty and
+                # the server's time and ours would add up. Yield at least every _YIELD_EVERY
+                # messages, and at once after a reply was queued or the paused poller woken;
+                # always *before* taking a message (a cancellation then loses nothing).
+                if self._until_yield <= 0:
+                    self._until_yield = _YIELD_EVERY
+                    capacity = self._capacity
+                    if capacity is None or capacity.is_set():
+                        # (while polling is paused for backpressure, nothing waits for the
+                        # loop: no yield then)
+                        await asyncio.sleep(0)
+                        continue
+                return self._take()
             if self._fatal is not None:
                 raise self._fatal
             if self._lifecycle is not _Lifecycle.OPEN:
@@ -867,6 +882,45 @@ class BayeuxClient:
             except TimeoutError:
                 continue
 
+    async def receive_many(self, max_count: int = 100) -> list[Message]:
+        """Wait for the next message; return it with the ones already waiting (#13).
+
+        At most ``max_count`` messages, in order, at least one. A batch ends early when it is
+        the connect loop's turn to run or an error is pending (the next call raises it), so
+        batches are often shorter than ``max_count``. Raises what :meth:`receive` raises.
+        """
+        if max_count < 1:
+            raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
+        messages = [await self.receive()]
+        take = self.receive_nowait
+        while len(messages) < max_count:
+            message = take()
+            if message is None:
+                break
+            messages.append(message)
+        return messages
+
+    def receive_nowait(self) -> Message | None:
+        """The next message if :meth:`receive` would return it at once, else None.
+
+        None also when messages wait but an error is pending or it is the connect loop's
+        turn to run (the queue is served in slices, so that the next long poll goes out while
+        the consumer works): then ``await receive()``. Never raises.
+        """
+        if self._errors or not self._queue or self._until_yield <= 0:
+            return None
+        return self._take()
+
+    def _take(self) -> Message:
+        self._until_yield -= 1
+        queue = self._queue
+        message = queue.popleft()
+        capacity = self._capacity
+        if capacity is not None and len(queue) < self.max_pending_count and not capacity.is_set():
+            capacity.set()
+            self._until_yield = 0  # the next receive() lets the poller send first (#13)
+        return message
+
     def _time_left(self) -> float | None:
         if self._down_since is None or self.connection_timeout is None:
             return None
@@ -877,6 +931,9 @@ class BayeuxClient:
         return self
 
     async def __anext__(self) -> Message:
+        # the usual case first: a message waits and nothing else is due (#13)
+        if not self._errors and self._queue and self._until_yield > 0:
+            return self._take()
         try:
             return await self.receive()
         except ClientInvalidOperation:

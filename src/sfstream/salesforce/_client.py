@@ -48,6 +48,7 @@ from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
     ClientInvalidOperation,
+    InvalidArgumentError,
     ReplayError,
     ServerError,
 )
@@ -481,6 +482,36 @@ class Client:
         if bayeux is None:
             bayeux = self._require_open()  # raises
         message = await bayeux.receive()
+        storage = self._storage_for(message)
+        if storage is not None:
+            await self._store_marker(storage, message)
+        return message
+
+    async def receive_many(self, max_count: int = 100) -> list[Message]:
+        """Wait for the next event; return it with the ones already waiting, in order.
+
+        At most ``max_count`` events, at least one; each is handled as :meth:`receive`
+        handles it (with the AUTOMATIC policy its marker is stored before the batch is
+        returned). A batch ends early when the client lets its connect loop run or an error
+        is pending (the next call raises it). Raises what :meth:`receive` raises, and
+        :class:`~sfstream.exceptions.InvalidArgumentError` for ``max_count < 1``.
+        """
+        if max_count < 1:
+            raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
+        messages = [await self.receive()]
+        bayeux = self._bayeux
+        while bayeux is not None and len(messages) < max_count and not self._storage_errors:
+            message = bayeux.receive_nowait()
+            if message is None:
+                break
+            storage = self._storage_for(message)
+            if storage is not None:
+                await self._store_marker(storage, message)
+            messages.append(message)
+        return messages
+
+    def _storage_for(self, message: Message) -> ReplayMarkerStorage | None:
+        """The storage that must store ``message``'s marker before it is returned, if any."""
         storage = self.replay_storage
         if (
             storage is not None
@@ -490,8 +521,8 @@ class Client:
             # a delivery no single subscription can claim moves no stored position
             and self._replay.attributed(message.get("channel", ""))
         ):
-            await self._store_marker(storage, message)
-        return message
+            return storage
+        return None
 
     async def _store_marker(self, storage: ReplayMarkerStorage, message: Message) -> None:
         try:
@@ -510,6 +541,16 @@ class Client:
         return self
 
     async def __anext__(self) -> Message:
+        # The usual case first (#13): a message is ready, no error waits; one coroutine per
+        # event instead of three.
+        bayeux = self._bayeux
+        if bayeux is not None and not self._storage_errors:
+            message = bayeux.receive_nowait()
+            if message is not None:
+                storage = self._storage_for(message)
+                if storage is not None:
+                    await self._store_marker(storage, message)
+                return message
         try:
             return await self.receive()
         except ClientInvalidOperation:

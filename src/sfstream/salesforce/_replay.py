@@ -825,9 +825,28 @@ class ReplayExtension(Extension):
         event replayed by a gap-safe resubscription (see :meth:`mark_subscribed`) that was
         created before the subscription took effect.
         """
-        # Called for every delivered event: the usual shapes (JSON objects, an int replay id)
-        # take the short way; anything else goes through the general helpers.
+        # Called for every delivered event: the usual case (a delivery on a subscribed
+        # channel, JSON objects, an int replay id, no resubscription in progress) takes the
+        # short way (#13); anything else goes through the general helpers.
         channel = message.get("channel")
+        if (
+            type(channel) is str
+            and channel in self._subscribed
+            and not self._repeats_until
+            and not self._skip_before
+        ):
+            try:
+                replay_id = message["data"]["event"]["replayId"]
+            except (KeyError, TypeError):
+                replay_id = None
+            if type(replay_id) is int:
+                received = self._received
+                last = received.get(channel)
+                if last is None or replay_id > last:
+                    received[channel] = replay_id
+                if self._started:
+                    self._started.pop(channel, None)
+                return None
         if not isinstance(channel, str) or channel.startswith("/meta/"):
             return None
         if channel not in self._subscribed:

@@ -1,0 +1,41 @@
+"""#13: ``receive_many()`` hands out what waits, in order, and stores markers as receive() does."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from sfstream import DefaultMappingStorage, ReplayOption
+from sfstream.emulator import Emulator
+from sfstream.exceptions import InvalidArgumentError
+
+from .conftest import WAIT, ClientFactory, payload_values
+
+CHANNEL = "/event/Order__e"
+
+
+async def test_receive_many_batches_in_order_and_stores_markers(
+    org: Emulator, client_factory: ClientFactory
+) -> None:
+    published = await org.publish_many(CHANNEL, [{"Amount__c": n} for n in range(250)])
+    markers: dict[str, Any] = {}
+    # AUTOMATIC storage of every marker, everything retained first
+    client = client_factory(replay=DefaultMappingStorage(markers, ReplayOption.ALL_EVENTS))
+    await client.open()
+    with pytest.raises(InvalidArgumentError, match="max_count"):
+        await client.receive_many(0)
+    await client.subscribe(CHANNEL)
+    seen: list[Any] = []
+    sizes: list[int] = []
+    while len(seen) < 250:
+        async with asyncio.timeout(WAIT):
+            batch = await client.receive_many(50)
+        sizes.append(len(batch))
+        seen += payload_values(batch)
+    assert seen == list(range(250))
+    assert max(sizes) <= 50
+    assert len(sizes) < 250  # batches, not one event at a time
+    # the marker of the last event handed out was stored before its batch was returned
+    assert markers[CHANNEL].replay_id == published[-1].replay_id
