@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -602,3 +603,79 @@ async def test_a_silent_socket_is_dropped_within_the_advice_timeout_plus_the_mar
         fake.publish("/a", "after")
         assert (await receive(client))["data"] == "after"
     assert len(site.upgrades) == 2
+
+
+# -- a user's session: proxy settings ------------------------------------------------------
+
+
+class ForwardProxy:
+    """A plain HTTP forward proxy on 127.0.0.1: reads each connection's first request line
+    (absolute-form, as clients send through a proxy), connects to the host it names and pipes
+    bytes both ways. Records the request lines it forwarded."""
+
+    def __init__(self) -> None:
+        self.request_lines: list[str] = []
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    async def start(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        first = await reader.readline()
+        line = first.decode("latin-1").strip()
+        self.request_lines.append(line)
+        target = yarl.URL(line.split(" ")[1])
+        up_reader, up_writer = await asyncio.open_connection(target.host, target.port)
+        up_writer.write(first)
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await source.read(65536):
+                    sink.write(chunk)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        both = asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        task = asyncio.ensure_future(both)
+        self._tasks.add(task)
+        await task
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
+
+
+@pytest.mark.parametrize("connection_type", ["websocket", "long-polling"])
+async def test_the_proxy_of_a_users_session_carries_both_transports(
+    site: Site, connection_type: str
+) -> None:
+    fake = FakeBayeuxServer(connection_types=("websocket", "long-polling"))
+    url = await site.start(bayeux_site(fake), post=bayeux_post(fake))
+    proxy = ForwardProxy()
+    proxy_url = await proxy.start()
+    try:
+        async with aiohttp.ClientSession(proxy=proxy_url) as session:
+            client = ws_client(url, session=session, connection_types=(connection_type,))
+            async with client:
+                assert client.connection_type == connection_type
+                await client.subscribe("/chat")
+                fake.publish("/chat", {"n": 1})
+                assert (await receive(client))["data"] == {"n": 1}
+            assert not session.closed
+    finally:
+        await proxy.close()
+    method = "GET" if connection_type == "websocket" else "POST"
+    assert proxy.request_lines, "nothing went through the proxy"
+    assert all(line.startswith(f"{method} {url} ") for line in proxy.request_lines)
+    if connection_type == "websocket":
+        assert len(site.upgrades) == 1  # the upgrade itself came through the proxy
