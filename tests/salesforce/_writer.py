@@ -5,7 +5,8 @@ BACKEND is ``sqlite`` (TARGET a file), ``redis`` (TARGET ``URL PREFIX``, space-s
 channel in :data:`CHANNELS`, then an older one picked by SEED (as a slower writer would), so
 that writers race with old and new markers. With N = 0 it writes increasing markers until it is
 killed, printing n once marker n of every channel is stored; else it prints ``READY`` once
-the storage is open and starts when a line arrives on stdin.
+the storage is open and starts when a line arrives on stdin; halfway it prints ``HALF`` and
+waits for another line (so that a reader sees a state between the first and the last).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ async def main(backend: str, target: str, seed: int, count: int) -> None:
         print("READY", flush=True)
         sys.stdin.readline()  # all writers start together
         for n in range(1, count + 1):
+            if n == count // 2 + 1:  # halfway: wait until the reader has seen this state
+                print("HALF", flush=True)
+                sys.stdin.readline()
             for channel in CHANNELS:
                 await storage.set_replay_marker(channel, marker(n))
                 # and an older one, as a slower consumer (or a replay) would write it

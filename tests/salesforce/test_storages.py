@@ -243,21 +243,33 @@ async def test_concurrent_processes_never_move_a_marker_backwards(
         writer.stdin.write(b"go\n")
     reader = _writer.open_storage(backend, target)
     seen: dict[str, list[int]] = {channel: [] for channel in _writer.CHANNELS}
+
+    async def read_all() -> None:
+        for channel in _writer.CHANNELS:
+            marker = await reader.get_replay_marker(channel)
+            if marker is not None:
+                seen[channel].append(marker_order(marker)[1])
+
     try:
+        for writer in writers:  # every writer halfway: a state between the first and the last
+            assert writer.stdout is not None
+            assert await writer.stdout.readline() == b"HALF\n"
+        await read_all()
+        for writer in writers:
+            assert writer.stdin is not None
+            writer.stdin.write(b"go\n")
         running = [asyncio.ensure_future(writer.communicate()) for writer in writers]
         while not all(task.done() for task in running):
-            for channel in _writer.CHANNELS:
-                marker = await reader.get_replay_marker(channel)
-                if marker is not None:
-                    seen[channel].append(marker_order(marker)[1])
+            await read_all()
             await asyncio.sleep(0)
+        await read_all()
         for writer, task in zip(writers, running, strict=True):
             _, errors = task.result()
             assert writer.returncode == 0, errors.decode()
         for channel in _writer.CHANNELS:
             assert await reader.get_replay_marker(channel) == _writer.marker(count)
             observed = seen[channel]
-            # how many states it sees depends on the CPU it gets; at least one change
+            # the halfway state and the last one at least (more as the CPU allows)
             assert len(set(observed)) >= 2, "the reader saw the writers at work"
             assert observed == sorted(observed), f"{channel} moved backwards: {observed}"
     finally:
