@@ -384,6 +384,11 @@ class CheckedTooEarly(NatsSink):
 
     stale_checks = 0
 
+    def _check_valid(self, lease: Lease) -> float:
+        # Its own clock says the lease is still valid (a process paused between the check and
+        # the publish): only the stream's fencing is left to refuse it.
+        return asyncio.get_running_loop().time() + 60
+
     async def _current(self, lease: Lease):
         if self.stale_checks:
             self.stale_checks -= 1
@@ -415,6 +420,23 @@ async def test_the_stream_fences_an_ex_leader_that_checked_its_lease_too_early(
             await a.write(lease_a, [event(n) for n in replay_ids])
         assert getattr(a.stats, refused_by) == 1
         assert a.stats.written == 1
+    assert [r for _, r, _ in await stored(nats_server.url)] == [1, 2]
+
+
+async def test_no_write_once_the_lease_may_have_expired(nats_server: NatsServer) -> None:
+    """Not renewed for one TTL: a standby may hold the lease now, so the sink writes nothing
+    more under it, even though nobody took it yet (the bucket would still say "yours")."""
+    ttl = 0.4
+    async with NatsSink(nats_server.url) as a:
+        lease = await a.acquire("orders", "relay-a", ttl)
+        assert lease is not None
+        await a.write(lease, [event(1)])
+        await asyncio.sleep(ttl)
+        with pytest.raises(LeaseLost, match="may have expired"):
+            await a.write(lease, [event(2)])
+        assert a.stats.conflicts == 0  # refused before any publish
+        lease = await a.renew(lease)  # still its lease in the bucket: renewing revives it
+        await a.write(lease, [event(2)])
     assert [r for _, r, _ in await stored(nats_server.url)] == [1, 2]
 
 

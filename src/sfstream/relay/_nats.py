@@ -214,8 +214,10 @@ class NatsSink(Sink):
 
     ``url`` is a NATS server URL (``nats://host:4222``) or a comma-separated list of them for a
     cluster (``nats://a:4222,nats://b:4222``). Its query string may set ``stream``, ``bucket``,
-    ``prefix`` and ``replicas`` (``nats://a:4222,nats://b:4222?replicas=3``); keyword arguments
-    win over the query string.
+    ``prefix``, ``replicas`` and ``creds`` (a credentials file for JWT/NKey authentication;
+    ``nats://a:4222,nats://b:4222?replicas=3``); keyword arguments win over the query string.
+    ``tls://`` connects with TLS (the system's CAs, or ``SSL_CERT_FILE``); user and password or
+    a token go into a server's URL (``nats://user:pass@host:4222``) and are never logged.
 
     ``replicas`` is used when the sink creates the stream and the bucket (use 3 in a 3-node
     cluster); existing ones are used as they are. ``max_msgs_per_subject`` and ``max_age``
@@ -249,6 +251,8 @@ class NatsSink(Sink):
     ) -> None:
         servers, options = _parse_url(url)
         self._servers = servers
+        #: a NATS credentials file (JWT and NKey seed: decentralised auth), from ``?creds=``
+        self._creds = options.get("creds")
         self._stream = stream or options.get("stream") or DEFAULT_STREAM
         self._bucket = bucket or options.get("bucket") or DEFAULT_BUCKET
         self._prefix = prefix or options.get("prefix") or DEFAULT_PREFIX
@@ -281,6 +285,9 @@ class NatsSink(Sink):
         self._cursors: dict[str, _Cursor] = {}
         #: per lease key, (revision, monotonic time this sink first saw it) of another holder
         self._observed: dict[str, tuple[int, float]] = {}
+        #: per (lease key, token), the monotonic time until which no standby can have taken it:
+        #: the send time of the last write of the lease (acquiring or renewing) plus its TTL
+        self._valid_until: dict[tuple[str, int], float] = {}
         self.stats = NatsSinkStats()
 
     def __repr__(self) -> str:
@@ -348,6 +355,7 @@ class NatsSink(Sink):
             # a clear error when none answers); once connected, open() sets "forever".
             max_reconnect_attempts=2,
             reconnect_time_wait=0.25,
+            user_credentials=self._creds,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
@@ -443,13 +451,18 @@ class NatsSink(Sink):
 
     # -- retries ----------------------------------------------------------------------------------
 
-    async def _retrying(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
-        """Run ``request``; retry while the engine is transiently unavailable, up to retry_for.
+    async def _retrying(
+        self, what: str, request: Callable[[], Awaitable[T]], until: float | None = None
+    ) -> T:
+        """Run ``request``; retry while the engine is transiently unavailable, up to retry_for
+        (and never past the monotonic time ``until``).
 
         API errors other than "service unavailable" are raised as they are (the callers map them).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_for
+        if until is not None:
+            deadline = min(deadline, until)
         delay = 0.05
         while True:
             if self._nc is None or self._nc.is_closed:
@@ -569,12 +582,15 @@ class NatsSink(Sink):
                 revision,
                 now - seen[1],
             )
+        sent = loop.time()
         new_revision = await self._write_lease(
             name, {"holder": holder, "token": None, "ttl": ttl}, revision
         )
         if new_revision is None:  # someone else wrote the key meanwhile
             return None
         self._observed.pop(name, None)
+        self._valid_until = {key: v for key, v in self._valid_until.items() if key[0] != name}
+        self._valid_until[(name, new_revision)] = sent + ttl
         self._cursors.clear()  # a new term: read every subject afresh before writing
         logger.info("acquired lease %r as %s (token %s)", name, holder, new_revision)
         return Lease(name=name, holder=holder, token=new_revision, ttl=ttl)
@@ -591,9 +607,29 @@ class NatsSink(Sink):
         if entry is None:
             raise LeaseLost(f"lease {lease.name!r} is no longer held by {lease.holder}")
         value = {"holder": lease.holder, "token": lease.token, "ttl": lease.ttl}
+        sent = asyncio.get_running_loop().time()
         if await self._write_lease(lease.name, value, entry.revision) is None:
             raise LeaseLost(f"lease {lease.name!r} was taken over while renewing")
+        self._valid_until[(lease.name, lease.token)] = sent + lease.ttl
         return replace(lease)
+
+    def _check_valid(self, lease: Lease) -> float:
+        """The monotonic time until which ``lease`` is surely still this writer's; raises
+        :class:`LeaseLost` once it has passed (a standby may hold the lease by now: no further
+        event may be sent, even while JetStream is still electing a leader)."""
+        until = self._valid_until.get((lease.name, lease.token))
+        if until is None:
+            # A lease this sink did not take or renew (another instance's): trust the engine's
+            # fencing alone for one TTL from now.
+            until = self._valid_until[(lease.name, lease.token)] = (
+                asyncio.get_running_loop().time() + lease.ttl
+            )
+        if asyncio.get_running_loop().time() >= until:
+            raise LeaseLost(
+                f"lease {lease.name!r} may have expired (not renewed within its TTL): "
+                "no more writes under it"
+            )
+        return until
 
     async def release(self, lease: Lease) -> None:
         try:
@@ -686,12 +722,14 @@ class NatsSink(Sink):
             headers[EVENT_UUID_HEADER] = _header_value(event.event_uuid)
         while True:
             headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(cursor.sequence)
+            until = self._check_valid(lease)
             try:
                 ack = await self._retrying(
                     f"publish to {subject}",
                     lambda: js.publish(
                         subject, event.payload, headers=dict(headers), stream=self._stream
                     ),
+                    until,
                 )
             except nats.js.errors.APIError as error:
                 if error.err_code not in _WRONG_LAST_SEQUENCE:
@@ -797,7 +835,7 @@ def _parse_url(url: str) -> tuple[list[str], dict[str, str]]:
         if split.scheme not in ("nats", "tls") or not split.hostname:
             raise SinkError(f"not a NATS URL (nats://host:port): {_redact(part)!r}")
         for key, values in parse_qs(split.query).items():
-            if key not in ("stream", "bucket", "prefix", "replicas"):
+            if key not in ("stream", "bucket", "prefix", "replicas", "creds"):
                 raise SinkError(f"unknown NATS sink option {key!r} in the URL")
             options[key] = values[-1]
         servers.append(urlunsplit((split.scheme, split.netloc, "", "", "")))
