@@ -162,16 +162,17 @@ def chaos(session: nox.Session) -> None:
 
 @nox.session(name="relay-chaos", python="3.11")
 def relay_chaos(session: nox.Session) -> None:
-    """The relay's failover campaign against real engines (redis-server; nats-server once the
-    NATS harness is there): 50,000 events, 10 SIGKILLs of the active relay, a Redis master
-    killed, emulator faults. On CI (``CI`` set) and with ``-- --short`` it runs the short form.
+    """The relay's failover campaign against real engines, Redis Cluster and a 3-node JetStream
+    cluster: 50,000 events, 10 SIGKILLs of the active relay, an engine node killed, emulator
+    faults, per engine. On CI (``CI`` set) and with ``-- --short`` it runs the short form.
     """
-    if not shutil.which("redis-server"):
-        session.error(
-            "the relay-chaos session needs redis-server on PATH (apt-get install redis-server)"
-        )
+    for binary, package in (("redis-server", "redis-server"), ("nats-server", "nats-server")):
+        if not shutil.which(binary) and not os.access(f"/usr/sbin/{binary}", os.X_OK):
+            session.error(f"the relay-chaos session needs {binary} (apt-get install {package})")
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "test"))
     args = list(session.posargs)
     if not args and os.environ.get("CI"):
         args = ["--short"]
+    if not any(arg == "--engine" or arg.startswith("--engine=") for arg in args):
+        args += ["--engine", "redis", "--engine", "nats"]
     session.run("python", "-m", "tests.relay.chaos", *args)

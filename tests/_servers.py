@@ -28,12 +28,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 import pytest
 
 __all__ = [
+    "RedisCluster",
     "RedisClusterServers",
     "RedisServer",
     "free_port",
@@ -42,6 +43,7 @@ __all__ = [
     "redis_server",
     "running_redis",
     "running_redis_cluster",
+    "start_redis",
 ]
 
 HOST = "127.0.0.1"
@@ -101,19 +103,45 @@ def redis_command(port: int, *args: str, timeout: float = 2.0) -> bytes:
         return rest
 
 
-@dataclass
 class RedisServer:
-    """A ``redis-server`` subprocess."""
+    """A ``redis-server`` subprocess on ``127.0.0.1:port`` (no persistence).
 
-    port: int
-    directory: Path
-    process: subprocess.Popen[bytes]
-    log: Path
+    ``RedisServer(directory).start()`` starts it and waits for PING; after :meth:`kill` or
+    :meth:`stop`, :meth:`start` runs it again on the same port with the same directory (a cluster
+    node rejoins with its ``nodes.conf``). ``cluster=True`` makes it a cluster node with a short
+    node timeout (a killed master fails over within about two seconds).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        port: int | None = None,
+        *,
+        cluster: bool = False,
+        options: Sequence[str] = (),
+    ) -> None:
+        self.directory = directory
+        self._fixed_port = port is not None
+        self.port = port if port is not None else free_port()
+        self.cluster = cluster
+        self.options = tuple(options)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __repr__(self) -> str:
+        return f"RedisServer(port={self.port}, alive={self.alive})"
 
     @property
     def url(self) -> str:
         """``redis://127.0.0.1:PORT/0``."""
         return f"redis://{HOST}:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / f"redis-{self.port}.log"
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def ping(self) -> bool:
         try:
@@ -127,69 +155,106 @@ class RedisServer:
         except OSError:
             return ""
 
+    def _arguments(self, binary: str) -> list[str]:
+        args = [
+            binary,
+            "--port", str(self.port),
+            "--bind", HOST,
+            "--dir", str(self.directory),
+            "--logfile", str(self.log),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+        if self.cluster:
+            args += [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", f"nodes-{self.port}.conf",
+                "--cluster-node-timeout", "1000",
+                "--cluster-replica-validity-factor", "0",
+                # the bus port, explicitly: port + 10000 may be taken, or above 65535
+                "--cluster-port", str(self._bus_port()),
+            ]  # fmt: skip
+        return [*args, *self.options]
+
+    def _bus_port(self) -> int:
+        path = self.directory / f"bus-{self.port}"
+        if not path.exists():  # the same bus port on a restart (nodes.conf remembers it)
+            path.write_text(str(free_port()))
+        return int(path.read_text())
+
+    def start(self, attempts: int = 3) -> RedisServer:
+        """Start the server and wait until it answers PING (a port taken meanwhile by another
+        process is retried with another one, unless the port was given or this is a restart).
+
+        Raises:
+            pytest.fail: the binary is missing, or the server did not start.
+        """
+        assert not self.alive, "already running"
+        binary = server_binary(
+            "redis-server", "/usr/bin/redis-server", "/usr/local/bin/redis-server"
+        )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        failure = ""
+        for _ in range(attempts):
+            process = subprocess.Popen(
+                self._arguments(binary),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            self.process = process
+            deadline = time.monotonic() + START_TIMEOUT
+            while process.poll() is None and time.monotonic() < deadline:
+                if self.ping():
+                    self._fixed_port = True  # a restart keeps the port (cluster peers know it)
+                    return self
+                time.sleep(0.02)
+            self.stop()
+            stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+            failure = f"exit status {process.returncode}: {stderr}{self.log_text()}"
+            if "Address already in use" not in failure or self._fixed_port:
+                break
+            self.port = free_port()
+        pytest.fail(f"redis-server did not start: {failure}", pytrace=False)
+
     def stop(self) -> None:
         """Terminate the server (kill it if it does not end in 5 s) and wait for it."""
-        if self.process.poll() is None:
-            self.process.terminate()
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
             try:
-                self.process.wait(5)
+                process.wait(5)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+                process.kill()
+                process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
     def kill(self) -> None:
-        """SIGKILL the server and wait for it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
+        """SIGKILL the server (no shutdown, no last replication) and wait for it."""
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def start_redis(directory: Path, *options: str, attempts: int = 3) -> RedisServer:
     """Start ``redis-server`` on a free loopback port and wait until it answers PING.
 
-    ``options`` are extra ``--name value`` arguments. A port taken in the meantime by another
-    process is retried with another port.
+    ``options`` are extra ``--name value`` arguments.
 
     Raises:
         pytest.fail: the binary is missing, or the server did not start.
     """
-    binary = server_binary("redis-server", "/usr/bin/redis-server", "/usr/local/bin/redis-server")
-    directory.mkdir(parents=True, exist_ok=True)
-    failure = ""
-    for _ in range(attempts):
-        port = free_port()
-        log = directory / f"redis-{port}.log"
-        process = subprocess.Popen(
-            [
-                binary,
-                "--port", str(port),
-                "--bind", HOST,
-                "--dir", str(directory),
-                "--logfile", str(log),
-                "--save", "",
-                "--appendonly", "no",
-                "--daemonize", "no",
-                "--protected-mode", "yes",
-                *options,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )  # fmt: skip
-        server = RedisServer(port, directory, process, log)
-        deadline = time.monotonic() + START_TIMEOUT
-        while process.poll() is None and time.monotonic() < deadline:
-            if server.ping():
-                return server
-            time.sleep(0.02)
-        server.stop()
-        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        failure = f"exit status {process.returncode}: {stderr}{server.log_text()}"
-        if process.stderr is not None:
-            process.stderr.close()
-        if "Address already in use" not in failure:
-            break
-    pytest.fail(f"redis-server did not start: {failure}", pytrace=False)
+    return RedisServer(directory, options=options).start(attempts)
 
 
 @contextlib.contextmanager
@@ -203,27 +268,66 @@ def running_redis(directory: Path | None = None, *options: str) -> Iterator[Redi
             yield server
         finally:
             server.stop()
-            if server.process.stderr is not None:
-                server.process.stderr.close()
 
 
-@dataclass
-class RedisClusterServers:
-    """A Redis Cluster: the servers, masters first."""
+class RedisCluster:
+    """A Redis Cluster on loopback: ``masters`` masters with ``replicas`` replicas each, created
+    with ``redis-cli --cluster create``; ``cluster_state:ok`` on every node after :meth:`start`.
 
-    nodes: list[RedisServer] = field(default_factory=list)
+    ``url`` is the relay's sink URL (``redis+cluster://``); :meth:`master_of`, :meth:`fail_over`
+    and :meth:`fail_over_wait` serve failover tests (a killed node restarts with ``start()``).
+    """
+
+    def __init__(self, directory: Path | None = None, masters: int = 3, replicas: int = 1) -> None:
+        self._tmp = None if directory is not None else tempfile.mkdtemp(prefix="sfstream-rc-")
+        base = directory if directory is not None else Path(self._tmp or ".")
+        self.replicas = replicas
+        size = masters * (1 + replicas)
+        self.nodes = [RedisServer(base / f"node-{n}", cluster=True) for n in range(size)]
 
     @property
     def url(self) -> str:
-        """The URL of one node (a cluster client discovers the others)."""
-        return self.nodes[0].url
+        """The relay's sink URL: ``redis+cluster://`` and one node (the client finds the rest)."""
+        return f"redis+cluster://{HOST}:{self.nodes[0].port}"
 
     @property
     def startup_nodes(self) -> list[tuple[str, int]]:
         return [(HOST, node.port) for node in self.nodes]
 
+    def start(self) -> Self:
+        cli = server_binary("redis-cli", "/usr/bin/redis-cli", "/usr/local/bin/redis-cli")
+        try:
+            for node in self.nodes:
+                node.start()
+            created = subprocess.run(
+                [
+                    cli,
+                    "--cluster", "create",
+                    *(f"{HOST}:{node.port}" for node in self.nodes),
+                    "--cluster-replicas", str(self.replicas),
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )  # fmt: skip
+            if created.returncode != 0:
+                pytest.fail(
+                    f"redis-cli --cluster create failed: {created.stdout}{created.stderr}",
+                    pytrace=False,
+                )
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def state_ok(self) -> bool:
+        """Every live node reports ``cluster_state:ok``."""
         for node in self.nodes:
+            if not node.alive:
+                continue
             try:
                 info = redis_command(node.port, "CLUSTER", "INFO", timeout=1.0)
             except (OSError, RuntimeError):
@@ -232,60 +336,81 @@ class RedisClusterServers:
                 return False
         return True
 
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.state_ok():
+            if time.monotonic() > deadline:
+                pytest.fail("the Redis Cluster did not reach cluster_state:ok", pytrace=False)
+            time.sleep(0.05)
+
+    def live_node(self) -> RedisServer:
+        return next(node for node in self.nodes if node.alive)
+
+    def master_of(self, key: str) -> RedisServer:
+        """The node that serves ``key``'s slot now."""
+        port = self.live_node().port
+        slot = int(redis_command(port, "CLUSTER", "KEYSLOT", key))
+        for line in redis_command(port, "CLUSTER", "NODES").decode().splitlines():
+            parts = line.split()
+            if "master" not in parts[2] or "fail" in parts[2]:
+                continue
+            for span in parts[8:]:
+                if span.startswith("["):
+                    continue
+                low, _, high = span.partition("-")
+                if int(low) <= slot <= int(high or low):
+                    owner = int(parts[1].split(":")[1].split("@")[0])
+                    return next(node for node in self.nodes if node.port == owner)
+        raise RuntimeError(f"no master serves slot {slot}")
+
+    def fail_over(self, key: str, timeout: float = 30.0) -> RedisServer:
+        """SIGKILL the master of ``key``; wait until a replica took its slots; return it."""
+        master = self.master_of(key)
+        master.kill()
+        return self.fail_over_wait(key, master, timeout)
+
+    def fail_over_wait(self, key: str, old: RedisServer, timeout: float = 30.0) -> RedisServer:
+        """After ``old`` (the master of ``key``) died: wait for the replica that took over."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                new = self.master_of(key)
+                if new is not old:
+                    self.wait_ok(timeout)
+                    return new
+            except (OSError, RuntimeError, ValueError, IndexError, StopIteration):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("no replica took over")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class RedisClusterServers(RedisCluster):
+    """A :class:`RedisCluster` whose ``url`` is one node's ``redis://`` URL (what
+    :class:`sfstream.replay.RedisStorage` takes with ``cluster=True``)."""
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
 
 @contextlib.contextmanager
 def running_redis_cluster(
     directory: Path | None = None, masters: int = 3, replicas: int = 1
 ) -> Iterator[RedisClusterServers]:
     """A Redis Cluster (``masters`` masters with ``replicas`` replicas each) for the ``with``
-    block, created with ``redis-cli --cluster create`` and ``cluster_state:ok`` on every node."""
-    cli = server_binary("redis-cli", "/usr/bin/redis-cli", "/usr/local/bin/redis-cli")
-    cluster = RedisClusterServers()
-    with contextlib.ExitStack() as stack:
-        if directory is None:
-            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cluster-")))
-        try:
-            for n in range(masters * (1 + replicas)):
-                node_dir = directory / f"node-{n}"
-                cluster.nodes.append(
-                    start_redis(
-                        node_dir,
-                        "--cluster-enabled", "yes",
-                        "--cluster-config-file", str(node_dir / "nodes.conf"),
-                        "--cluster-node-timeout", "5000",
-                        # the bus port, explicitly: port + 10000 may be taken, or above 65535
-                        "--cluster-port", str(free_port()),
-                    )
-                )  # fmt: skip
-            created = subprocess.run(
-                [
-                    cli,
-                    "--cluster", "create",
-                    *(f"{HOST}:{node.port}" for node in cluster.nodes),
-                    "--cluster-replicas", str(replicas),
-                    "--cluster-yes",
-                ],
-                capture_output=True,
-                text=True,
-                timeout=START_TIMEOUT,
-                check=False,
-            )  # fmt: skip
-            if created.returncode != 0:
-                pytest.fail(
-                    f"redis-cli --cluster create failed: {created.stdout}{created.stderr}",
-                    pytrace=False,
-                )
-            deadline = time.monotonic() + START_TIMEOUT
-            while not cluster.state_ok():
-                if time.monotonic() > deadline:
-                    pytest.fail("the Redis Cluster did not reach cluster_state:ok", pytrace=False)
-                time.sleep(0.05)
-            yield cluster
-        finally:
-            for node in cluster.nodes:
-                node.stop()
-                if node.process.stderr is not None:
-                    node.process.stderr.close()
+    block, ``cluster_state:ok`` on every node."""
+    cluster = RedisClusterServers(directory, masters, replicas).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -21,10 +21,12 @@ Engines plug in through :class:`EngineHarness` (``ENGINES``): ``redis`` is a 3-m
 ``NatsEngine``, written with the NATS sink). The relays run
 ``sfstream relay --sink <engine.sink_url()> --name chaos --replay all --lease-ttl T ...`` on
 the channels ``/event/Chaos0__e`` ..., so the sink is built by
-``sfstream.relay._config.make_sink(url, "chaos")`` (for NATS: ``NatsSink(url, stream="sfstream")``);
+``sfstream.relay._config.make_sink(url, "chaos")`` (for NATS: a ``NatsSink``, stream ``SFSTREAM``);
 ``entries`` reads back what that sink wrote, and ``fault`` loses a node (for NATS: kill one
 server of the cluster); a harness may set ``lost_writes`` after a fault to report acknowledged
-writes the fault lost (0 fails the campaign: the refill was not exercised).
+writes the fault lost (0 fails the campaign: the refill was not exercised), unless it sets
+``replicated_acks = True`` (JetStream R3 acknowledges only what a quorum stored): then any lost
+acknowledged write fails the campaign and 0 is what is expected.
 """
 
 from __future__ import annotations
@@ -455,7 +457,15 @@ class Campaign:
             self.report.problems.append(f"{len(self.report.failovers)} of {config.kills} kills")
         if len(self.report.engine_faults) < config.engine_faults:
             self.report.problems.append("an engine fault did not happen")
-        if getattr(self.engine, "lost_writes", None) == 0:
+        lost_writes = getattr(self.engine, "lost_writes", None)
+        if getattr(self.engine, "replicated_acks", False):
+            # An engine that acknowledges only replicated writes (JetStream R3) must lose none.
+            if lost_writes:
+                self.report.problems.append(
+                    f"the engine lost {lost_writes} acknowledged writes in a node fault"
+                )
+        elif lost_writes == 0:
+            # Redis replicates asynchronously: the fault is staged to lose acknowledged writes.
             self.report.problems.append(
                 "the engine fault lost no acknowledged write: the refill was not exercised"
             )

@@ -1,4 +1,8 @@
-"""Fixtures of the relay tests: real redis-server processes (see ``_engines.py``)."""
+"""Fixtures of the relay tests: a real redis-server (or Redis Cluster) of each test's own.
+
+The servers come from :mod:`tests._servers` (the one implementation); unlike its session-wide
+fixtures, these are per test, since relay tests kill servers and reuse lease names.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.relay._engines import RedisCluster, RedisServer, have_redis
+from tests._servers import RedisCluster, RedisServer
 
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    if not have_redis():  # pragma: no cover - CI installs it (.ci/run)
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
     server = RedisServer(tmp_path / "redis").start()
     try:
         yield server
@@ -22,10 +24,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def redis_cluster() -> Iterator[RedisCluster]:
-    if not have_redis():  # pragma: no cover - CI installs it (.ci/run)
-        pytest.fail("redis-server is not installed (apt-get install redis-server)")
-    cluster = RedisCluster().start()
+def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    cluster = RedisCluster(tmp_path / "redis-cluster").start()
     try:
         yield cluster
     finally:

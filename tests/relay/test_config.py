@@ -190,3 +190,22 @@ async def test_healthz_is_503_unless_every_relay_runs() -> None:
         assert body["healthy"] is False
     finally:
         await server.stop()
+
+
+def test_make_sink_builds_the_nats_sink_from_cluster_urls() -> None:
+    from sfstream.relay._nats import NatsSink
+
+    three = "nats://a:4222,nats://user:secret@b:4222,tls://c:4222"
+    sink = make_sink(three, "orders", lease_ttl=8.0)
+    assert isinstance(sink, NatsSink)
+    assert sink.stream == "SFSTREAM"  # as documented (not the set's or a lower-case name)
+    assert sink._servers == ["nats://a:4222", "nats://user:secret@b:4222", "tls://c:4222"]
+    assert sink._replicas == 3  # three servers listed: a replicated stream and bucket
+    assert sink._retry_for == 4.0  # half the lease TTL: a renewal cannot outlive the lease
+    assert "secret" not in repr(sink)
+    one = make_sink("nats://a:4222?stream=ORDERS&creds=/etc/relay.creds", "orders", lease_ttl=2)
+    assert isinstance(one, NatsSink)
+    assert (one.stream, one._replicas, one._retry_for) == ("ORDERS", 1, 1.0)
+    assert one._creds == "/etc/relay.creds"
+    assert make_sink(three + "?replicas=5", "orders", stream="MINE")._replicas == 5  # type: ignore[attr-defined]
+    assert make_sink(three, "orders", stream="MINE").stream == "MINE"  # type: ignore[attr-defined]

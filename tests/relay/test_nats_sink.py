@@ -12,6 +12,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -287,7 +288,8 @@ async def test_events_already_stored_are_skipped(sink: NatsSink, nats_server: Na
 async def test_retried_publish_whose_ack_was_lost_is_stored_once(nats_server: NatsServer) -> None:
     async with (
         ReplyDropper(nats_server.port) as proxy,
-        NatsSink(proxy.url, request_timeout=0.5, retry_for=10.0) as sink,
+        # one message at a time: the careful path, which retries a request without an answer
+        NatsSink(proxy.url, request_timeout=0.5, retry_for=10.0, pipeline=False) as sink,
     ):
         lease = await sink.acquire("orders", "relay-a", 10)
         assert lease is not None
@@ -299,6 +301,60 @@ async def test_retried_publish_whose_ack_was_lost_is_stored_once(nats_server: Na
         assert sink.stats.duplicates == 1  # the retry was recognised by its Nats-Msg-Id
         assert await sink.position(ORG, ORDERS) == 3
     assert [r for _, r, _ in await stored(nats_server.url)] == [1, 2, 3]
+
+
+async def test_a_pipelined_batch_whose_acks_were_lost_is_stored_once(
+    nats_server: NatsServer,
+) -> None:
+    async with (
+        ReplyDropper(nats_server.port) as proxy,
+        NatsSink(proxy.url, request_timeout=0.5, retry_for=10.0) as sink,
+    ):
+        lease = await sink.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        await sink.write(lease, [event(1)])
+        proxy.drop_next(b'{"stream":"SFSTREAM", "seq":2}')  # the ack of the next event
+        await sink.write(lease, [event(2), event(3), event(4, SHIPMENTS)])
+        assert proxy.dropped == 1
+        assert sink.stats.conflicts == 1  # the batch went on one message at a time...
+        assert sink.stats.skipped >= 1  # ...and found what the pipeline had stored
+        await sink.write(lease, [event(4), event(5, SHIPMENTS)])  # pipelined again
+        assert await sink.position(ORG, ORDERS) == 4
+    assert [r for _, r, _ in await stored(nats_server.url)] == [1, 2, 3, 4, 4, 5]
+
+
+async def test_the_chain_refuses_the_rest_of_a_batch_after_another_write(
+    nats_server: NatsServer,
+) -> None:
+    """A pipelined batch is stored only as an unbroken chain (Nats-Expected-Last-Msg-Id): a
+    message another writer slips in between two of the batch's refuses the rest, which goes on
+    one by one from the subject's stored position; no replay id is stored twice."""
+    subject = channel_subject(ORG, ORDERS)
+
+    async with NatsSink(nats_server.url) as sink:
+        lease = await sink.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        nc: Any = sink._nc
+        original = nc.publish
+        sent = 0
+
+        async def publish(
+            to: str, payload: bytes = b"", reply: str = "", headers: Any = None
+        ) -> None:
+            nonlocal sent
+            if sink._ack_prefix and reply.startswith(sink._ack_prefix):
+                sent += 1
+                if sent == 2:  # on the same connection: right after the batch's first
+                    await original(
+                        subject, b"{}", headers={"Sfstream-Replay-Id": "2", "Nats-Msg-Id": "x"}
+                    )
+            await original(to, payload, reply=reply, headers=headers)
+
+        nc.publish = publish
+        await sink.write(lease, [event(1), event(2), event(3)])
+        assert sent == 3
+        assert sink.stats.conflicts == 1
+    assert [r for s, r, _ in await stored(nats_server.url) if s == subject] == [1, 2, 3]
 
 
 async def test_engine_unavailable_for_too_long_is_a_sink_error(nats_server: NatsServer) -> None:
@@ -384,6 +440,11 @@ class CheckedTooEarly(NatsSink):
 
     stale_checks = 0
 
+    def _check_valid(self, lease: Lease) -> float:
+        # Its own clock says the lease is still valid (a process paused between the check and
+        # the publish): only the stream's fencing is left to refuse it.
+        return asyncio.get_running_loop().time() + 60
+
     async def _current(self, lease: Lease):
         if self.stale_checks:
             self.stale_checks -= 1
@@ -404,7 +465,8 @@ async def test_the_stream_fences_an_ex_leader_that_checked_its_lease_too_early(
     nats_server: NatsServer, replay_ids: list[int], refused_by: str
 ) -> None:
     ttl = 0.4
-    async with CheckedTooEarly(nats_server.url) as a, NatsSink(nats_server.url) as b:
+    ex_leader = CheckedTooEarly(nats_server.url, pipeline=False)  # one message at a time
+    async with ex_leader as a, NatsSink(nats_server.url) as b:
         lease_a = await a.acquire("orders", "relay-a", ttl)
         assert lease_a is not None
         await a.write(lease_a, [event(1)])
@@ -415,6 +477,51 @@ async def test_the_stream_fences_an_ex_leader_that_checked_its_lease_too_early(
             await a.write(lease_a, [event(n) for n in replay_ids])
         assert getattr(a.stats, refused_by) == 1
         assert a.stats.written == 1
+    assert [r for _, r, _ in await stored(nats_server.url)] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("replay_ids", "a_wrote"),
+    [
+        ([3], 1),  # 3 is refused by the subject's expected sequence: a wrote only event 1
+        # 2 is b's (a duplicate answer, which skips the sequence check); 3 follows it in the
+        # chain before a learns of the takeover: the very next event, once, in order
+        ([2, 3], 2),
+    ],
+)
+async def test_a_pipelined_ex_leader_that_checked_too_early_appends_nothing_out_of_order(
+    nats_server: NatsServer, replay_ids: list[int], a_wrote: int
+) -> None:
+    ttl = 0.4
+    async with CheckedTooEarly(nats_server.url) as a, NatsSink(nats_server.url) as b:
+        lease_a = await a.acquire("orders", "relay-a", ttl)
+        assert lease_a is not None
+        await a.write(lease_a, [event(1)])
+        lease_b = await take_over(b, "orders", "relay-b", ttl)
+        await b.write(lease_b, [event(2)])
+        a.stale_checks = 1
+        with pytest.raises(LeaseLost):
+            await a.write(lease_a, [event(n) for n in replay_ids])
+        assert a.stats.written == a_wrote
+        lease_b = await b.renew(lease_b)
+        await b.write(lease_b, [event(3), event(4)])  # b goes on: 3 is skipped if a stored it
+    assert [r for _, r, _ in await stored(nats_server.url)] == [1, 2, 3, 4]
+
+
+async def test_no_write_once_the_lease_may_have_expired(nats_server: NatsServer) -> None:
+    """Not renewed for one TTL: a standby may hold the lease now, so the sink writes nothing
+    more under it, even though nobody took it yet (the bucket would still say "yours")."""
+    ttl = 0.4
+    async with NatsSink(nats_server.url) as a:
+        lease = await a.acquire("orders", "relay-a", ttl)
+        assert lease is not None
+        await a.write(lease, [event(1)])
+        await asyncio.sleep(ttl)
+        with pytest.raises(LeaseLost, match="may have expired"):
+            await a.write(lease, [event(2)])
+        assert a.stats.conflicts == 0  # refused before any publish
+        lease = await a.renew(lease)  # still its lease in the bucket: renewing revives it
+        await a.write(lease, [event(2)])
     assert [r for _, r, _ in await stored(nats_server.url)] == [1, 2]
 
 

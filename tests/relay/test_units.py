@@ -191,6 +191,81 @@ async def test_run_relays_cancelled_stops_the_relays() -> None:
     assert relay.role.value == "stopped"
 
 
+class ElectingSink(BrokenSink):
+    """Grants the lease once; then every renewal hangs (an engine electing a leader for long)."""
+
+    def __init__(self) -> None:
+        self.granted = 0
+        self.renewals = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> Lease | None:
+        if self.granted:
+            return None
+        self.granted += 1
+        return Lease(name, holder, 1, ttl)
+
+    async def renew(self, lease: Lease) -> Lease:
+        self.renewals += 1
+        await asyncio.Event().wait()  # no answer, for longer than the lease lives
+        raise AssertionError("unreachable")
+
+
+class IdleClient:
+    """A Salesforce client that subscribes and then receives nothing."""
+
+    pending_count = 0
+
+    def __init__(self) -> None:
+        self.auth = self
+
+    async def authenticate(self) -> None:
+        return None
+
+    async def open(self) -> None:
+        return None
+
+    async def subscribe(self, channel: str) -> None:
+        return None
+
+    async def receive(self) -> Any:
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_renewal_that_hangs_ends_the_term_when_the_lease_may_have_expired() -> None:
+    sink = ElectingSink()
+    relay = Relay(
+        ChannelSet("a", ("/event/A__e",)),
+        sink,
+        lambda *_: IdleClient(),  # type: ignore[arg-type]
+        lease_ttl=0.4,
+        poll_interval=0.01,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(200):
+            if relay.role.value == "leader":
+                break
+            await asyncio.sleep(0.01)
+        assert relay.role.value == "leader"
+        # The renewal never answers: once the lease may have expired (0.4 s after it was
+        # taken), the relay stops acting as its leader instead of waiting for the engine.
+        for _ in range(300):
+            if relay.role.value == "standby":
+                break
+            await asyncio.sleep(0.01)
+        assert relay.role.value == "standby"
+        assert sink.renewals == 1
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+
+
 def test_lazy_names() -> None:
     assert sfstream.relay.RedisSink.kind == "redis"
     with pytest.raises(AttributeError):

@@ -273,6 +273,7 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 channel_set.name,
                 maxlen=set_config.maxlen,
                 stream=set_config.stream,
+                lease_ttl=lease_ttl,
             )
         except ImportError as exc:
             raise CliError(str(exc), ExitCode.USAGE) from None

@@ -330,9 +330,22 @@ def load_config(
 
 
 def make_sink(
-    url: str, channel_set: str, *, maxlen: int | None = None, stream: str | None = None
+    url: str,
+    channel_set: str,
+    *,
+    maxlen: int | None = None,
+    stream: str | None = None,
+    lease_ttl: float = DEFAULT_LEASE_TTL,
 ) -> Sink:
     """The sink for ``url``, serving ``channel_set`` (engines are imported only here).
+
+    NATS: ``url`` may list several servers (``nats://a:4222,nats://b:4222``; ``tls://`` for TLS,
+    ``user:password@`` or ``token@`` in a server's URL for credentials, ``?creds=PATH`` for a
+    credentials file); ``stream`` (else the URL's ``?stream=``, else ``SFSTREAM``) names the
+    stream. A listing of three or more servers creates the stream and the lease bucket with
+    three replicas unless ``?replicas=`` says otherwise. Requests that find no JetStream leader
+    are retried for half the lease TTL at most (see :class:`~sfstream.relay._nats.NatsSink`), so
+    that a relay learns in time that its lease may be lost.
 
     Raises:
         ConfigError: an unknown scheme.
@@ -350,7 +363,14 @@ def make_sink(
             raise ImportError(
                 f"the NATS sink is not available ({exc}): pip install 'sfstream[nats]'"
             ) from None
-        sink: Sink = module.NatsSink(url, stream=stream or "sfstream")
+        servers, options = module._parse_url(url)
+        replicas = None if "replicas" in options else (3 if len(servers) >= 3 else 1)
+        sink: Sink = module.NatsSink(
+            url,
+            stream=stream,
+            replicas=replicas,
+            retry_for=max(0.5, min(20.0, lease_ttl / 2)),
+        )
         return sink
     check_sink_url(url)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -28,6 +28,7 @@ by whoever uses the NATS sink.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -41,6 +42,7 @@ try:
     import nats.errors
     import nats.js.errors
     from nats.aio.client import Client as NatsClient
+    from nats.aio.msg import Msg
     from nats.js import JetStreamContext
     from nats.js.api import DiscardPolicy, RawStreamMsg, RetentionPolicy, StorageType, StreamConfig
 except ImportError as error:  # pragma: no cover - exercised only without the extra
@@ -74,6 +76,8 @@ DATE_HEADER = "Sfstream-Date"
 EVENT_UUID_HEADER = "Sfstream-Event-Uuid"
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+EXPECTED_STREAM = "Nats-Expected-Stream"
 KV_OPERATION_HEADER = "KV-Operation"
 
 #: JetStream's error code for "wrong last sequence" (an expected sequence did not match).
@@ -214,8 +218,10 @@ class NatsSink(Sink):
 
     ``url`` is a NATS server URL (``nats://host:4222``) or a comma-separated list of them for a
     cluster (``nats://a:4222,nats://b:4222``). Its query string may set ``stream``, ``bucket``,
-    ``prefix`` and ``replicas`` (``nats://a:4222,nats://b:4222?replicas=3``); keyword arguments
-    win over the query string.
+    ``prefix``, ``replicas`` and ``creds`` (a credentials file for JWT/NKey authentication;
+    ``nats://a:4222,nats://b:4222?replicas=3``); keyword arguments win over the query string.
+    ``tls://`` connects with TLS (the system's CAs, or ``SSL_CERT_FILE``); user and password or
+    a token go into a server's URL (``nats://user:pass@host:4222``) and are never logged.
 
     ``replicas`` is used when the sink creates the stream and the bucket (use 3 in a 3-node
     cluster); existing ones are used as they are. ``max_msgs_per_subject`` and ``max_age``
@@ -246,9 +252,12 @@ class NatsSink(Sink):
         retry_for: float = 20.0,
         connect_timeout: float = 5.0,
         name: str = "sfstream-relay",
+        pipeline: bool = True,
     ) -> None:
         servers, options = _parse_url(url)
         self._servers = servers
+        #: a NATS credentials file (JWT and NKey seed: decentralised auth), from ``?creds=``
+        self._creds = options.get("creds")
         self._stream = stream or options.get("stream") or DEFAULT_STREAM
         self._bucket = bucket or options.get("bucket") or DEFAULT_BUCKET
         self._prefix = prefix or options.get("prefix") or DEFAULT_PREFIX
@@ -274,13 +283,24 @@ class NatsSink(Sink):
         self._retry_for = retry_for
         self._connect_timeout = connect_timeout
         self._name = name
+        #: publish a batch at once, chained (see _write_pipelined); False: one by one only
+        self._pipeline = pipeline
         self._nc: NatsClient | None = None
+        #: pipelined publishes: reply-subject prefix, counter, futures awaiting their answer
+        self._ack_prefix: str | None = None
+        self._ack_counter = 0
+        self._acks: dict[str, asyncio.Future[tuple[int, bool]]] = {}
         self._js: JetStreamContext | None = None
         self._closed = False
         #: per subject, what this writer last saw (reset when a lease is acquired)
         self._cursors: dict[str, _Cursor] = {}
+        #: (org, channel) -> subject, computed once
+        self._subjects: dict[tuple[str, str], str] = {}
         #: per lease key, (revision, monotonic time this sink first saw it) of another holder
         self._observed: dict[str, tuple[int, float]] = {}
+        #: per (lease key, token), the monotonic time until which no standby can have taken it:
+        #: the send time of the last write of the lease (acquiring or renewing) plus its TTL
+        self._valid_until: dict[tuple[str, int], float] = {}
         self.stats = NatsSinkStats()
 
     def __repr__(self) -> str:
@@ -304,7 +324,13 @@ class NatsSink(Sink):
 
     def subject(self, org: str, channel: str) -> str:
         """The subject the events of ``channel`` of ``org`` go to (:func:`channel_subject`)."""
-        return channel_subject(org, channel, self._prefix)
+        key = (org, channel)
+        subject = self._subjects.get(key)
+        if subject is None:
+            subject = channel_subject(org, channel, self._prefix)
+            if len(self._subjects) < 10_000:
+                self._subjects[key] = subject
+        return subject
 
     @property
     def _kv_stream(self) -> str:
@@ -348,6 +374,7 @@ class NatsSink(Sink):
             # a clear error when none answers); once connected, open() sets "forever".
             max_reconnect_attempts=2,
             reconnect_time_wait=0.25,
+            user_credentials=self._creds,
             error_cb=self._on_error,
             disconnected_cb=self._on_disconnected,
             reconnected_cb=self._on_reconnected,
@@ -356,6 +383,7 @@ class NatsSink(Sink):
     async def close(self) -> None:
         self._closed = True
         nc, self._nc, self._js = self._nc, None, None
+        self._ack_prefix = None
         if nc is not None and not nc.is_closed:
             try:
                 await _isolated(nc.close, 10.0)
@@ -443,13 +471,18 @@ class NatsSink(Sink):
 
     # -- retries ----------------------------------------------------------------------------------
 
-    async def _retrying(self, what: str, request: Callable[[], Awaitable[T]]) -> T:
-        """Run ``request``; retry while the engine is transiently unavailable, up to retry_for.
+    async def _retrying(
+        self, what: str, request: Callable[[], Awaitable[T]], until: float | None = None
+    ) -> T:
+        """Run ``request``; retry while the engine is transiently unavailable, up to retry_for
+        (and never past the monotonic time ``until``).
 
         API errors other than "service unavailable" are raised as they are (the callers map them).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_for
+        if until is not None:
+            deadline = min(deadline, until)
         delay = 0.05
         while True:
             if self._nc is None or self._nc.is_closed:
@@ -569,12 +602,15 @@ class NatsSink(Sink):
                 revision,
                 now - seen[1],
             )
+        sent = loop.time()
         new_revision = await self._write_lease(
             name, {"holder": holder, "token": None, "ttl": ttl}, revision
         )
         if new_revision is None:  # someone else wrote the key meanwhile
             return None
         self._observed.pop(name, None)
+        self._valid_until = {key: v for key, v in self._valid_until.items() if key[0] != name}
+        self._valid_until[(name, new_revision)] = sent + ttl
         self._cursors.clear()  # a new term: read every subject afresh before writing
         logger.info("acquired lease %r as %s (token %s)", name, holder, new_revision)
         return Lease(name=name, holder=holder, token=new_revision, ttl=ttl)
@@ -591,9 +627,29 @@ class NatsSink(Sink):
         if entry is None:
             raise LeaseLost(f"lease {lease.name!r} is no longer held by {lease.holder}")
         value = {"holder": lease.holder, "token": lease.token, "ttl": lease.ttl}
+        sent = asyncio.get_running_loop().time()
         if await self._write_lease(lease.name, value, entry.revision) is None:
             raise LeaseLost(f"lease {lease.name!r} was taken over while renewing")
+        self._valid_until[(lease.name, lease.token)] = sent + lease.ttl
         return replace(lease)
+
+    def _check_valid(self, lease: Lease) -> float:
+        """The monotonic time until which ``lease`` is surely still this writer's; raises
+        :class:`LeaseLost` once it has passed (a standby may hold the lease by now: no further
+        event may be sent, even while JetStream is still electing a leader)."""
+        until = self._valid_until.get((lease.name, lease.token))
+        if until is None:
+            # A lease this sink did not take or renew (another instance's): trust the engine's
+            # fencing alone for one TTL from now.
+            until = self._valid_until[(lease.name, lease.token)] = (
+                asyncio.get_running_loop().time() + lease.ttl
+            )
+        if asyncio.get_running_loop().time() >= until:
+            raise LeaseLost(
+                f"lease {lease.name!r} may have expired (not renewed within its TTL): "
+                "no more writes under it"
+            )
+        return until
 
     async def release(self, lease: Lease) -> None:
         try:
@@ -637,6 +693,13 @@ class NatsSink(Sink):
         batches: dict[str, list[RelayEvent]] = {}
         for event in events:
             batches.setdefault(self.subject(event.org, event.channel), []).append(event)
+        if self._pipeline:
+            if await self._write_pipelined(lease, events, batches):
+                return
+            # The chain broke: maybe another writer. Only a current lease may go on.
+            if await self._current(lease) is None:
+                self._cursors.clear()
+                raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
         stop = asyncio.Event()
         results = await asyncio.gather(
             *(self._write_subject(lease, s, batch, stop) for s, batch in batches.items()),
@@ -649,6 +712,165 @@ class NatsSink(Sink):
                 raise failure
         for failure in failures:
             raise failure
+
+    async def _write_pipelined(
+        self, lease: Lease, events: Sequence[RelayEvent], batches: dict[str, list[RelayEvent]]
+    ) -> bool:
+        """The fast path: publish the whole batch at once, chained; True if all of it is stored.
+
+        Each message but the first expects, with ``Nats-Expected-Last-Msg-Id``, that the
+        stream's last message (with a message id: every relay's are) is the one before it in
+        this batch; the first message of each subject also expects that subject's last sequence
+        as this writer saw it. So a message is stored only right after its predecessor, and the
+        first one only after what this writer last saw: no gap, reordering or second copy can
+        come of it, whatever else writes meanwhile. Anything else writing to the stream (another
+        channel set, an ex-leader) breaks the chain: the rest is refused, and the caller goes on
+        one message at a time from the subjects' stored positions (False). One round trip for a
+        batch instead of one per event.
+        """
+        until = self._check_valid(lease)
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return False
+        prefix = await self._ack_inbox(nc)
+        missing = [subject for subject in batches if subject not in self._cursors]
+        if missing:
+            read = await asyncio.gather(*(self._read_cursor(subject) for subject in missing))
+            self._cursors.update(zip(missing, read, strict=True))
+        planned: list[tuple[str, RelayEvent]] = []
+        last_id = {subject: self._cursors[subject].replay_id for subject in batches}
+        previous: str | None = None
+        started: set[str] = set()
+        sends: list[asyncio.Future[Any]] = []
+        loop = asyncio.get_running_loop()
+        for event in events:
+            if loop.time() >= until:  # the lease may have expired: the careful path says so
+                return False if not sends else await self._abandon(sends, batches)
+            subject = self.subject(event.org, event.channel)
+            stored = last_id[subject]
+            if stored is not None and event.replay_id <= stored:
+                continue  # counted as skipped by the careful path if the chain breaks
+            last_id[subject] = event.replay_id
+            msg_id = f"{subject}:{event.replay_id}"
+            headers = {
+                EXPECTED_STREAM: self._stream,
+                MSG_ID_HEADER: msg_id,
+                REPLAY_ID_HEADER: str(event.replay_id),
+                ORG_HEADER: _header_value(event.org),
+                CHANNEL_HEADER: _header_value(event.channel),
+                DATE_HEADER: _header_value(event.date),
+            }
+            if event.event_uuid:
+                headers[EVENT_UUID_HEADER] = _header_value(event.event_uuid)
+            if subject not in started:
+                started.add(subject)
+                headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(self._cursors[subject].sequence)
+            if previous is not None:
+                headers[EXPECTED_LAST_MSG_ID] = previous
+            previous = msg_id
+            planned.append((subject, event))
+            # One after the other on the connection, in batch order (the chain refuses any
+            # other); the acknowledgements are awaited together below.
+            self._ack_counter += 1
+            token = str(self._ack_counter)
+            ack: asyncio.Future[tuple[int, bool]] = loop.create_future()
+            self._acks[token] = ack
+            ack.add_done_callback(functools.partial(self._forget_ack, token))
+            sends.append(ack)
+            try:
+                await nc.publish(subject, event.payload, reply=f"{prefix}.{token}", headers=headers)
+            except (nats.errors.Error, OSError) as error:
+                ack.set_exception(error)
+                break
+        if not sends:
+            self.stats.skipped += len(events)
+            return True
+        _done, late = await asyncio.wait(sends, timeout=self._request_timeout)
+        for future in late:
+            future.cancel()
+        results: list[Any] = [
+            future.exception() or future.result() if not future.cancelled() else TimeoutError()
+            for future in sends
+        ]
+        complete = True
+        duplicate = False
+        for result in results:
+            if isinstance(result, BaseException):
+                complete = False
+                continue
+            if result[1]:
+                self.stats.duplicates += 1
+                duplicate = True
+            else:
+                self.stats.written += 1
+        if not complete:
+            self.stats.conflicts += 1
+            logger.debug(
+                "pipelined write of %d events interrupted; going on one by one", len(sends)
+            )
+            for subject in batches:
+                self._cursors.pop(subject, None)  # read afresh by the careful path
+            return False
+        for (subject, event), result in zip(planned, results, strict=True):
+            cursor = self._cursors[subject]
+            cursor.sequence, cursor.replay_id = result[0], event.replay_id
+        self.stats.skipped += len(events) - len(sends)
+        if duplicate and await self._current(lease) is None:
+            # Stored already by someone: only a current lease may go on (as in _publish).
+            self._cursors.clear()
+            raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
+        return True
+
+    async def _ack_inbox(self, nc: NatsClient) -> str:
+        """The prefix of the reply subjects of pipelined publishes (one subscription)."""
+        if self._ack_prefix is None:
+            prefix = nc.new_inbox()
+            await nc.subscribe(f"{prefix}.*", cb=self._on_ack)
+            self._ack_prefix = prefix
+        return self._ack_prefix
+
+    async def _on_ack(self, message: Msg) -> None:
+        """JetStream's answer to a pipelined publish: resolve its future."""
+        ack = self._acks.get(message.subject.rpartition(".")[2])
+        if ack is None or ack.done():
+            return
+        if message.headers and message.headers.get("Status") == "503":
+            ack.set_exception(nats.errors.NoRespondersError())
+            return
+        try:
+            answer = json.loads(message.data)
+            error = answer.get("error")
+            if error:
+                ack.set_exception(
+                    nats.js.errors.APIError(
+                        code=error.get("code"),
+                        err_code=error.get("err_code"),
+                        description=error.get("description"),
+                    )
+                )
+            else:
+                ack.set_result((int(answer["seq"]), bool(answer.get("duplicate"))))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            ack.set_exception(SinkError(f"unreadable JetStream acknowledgement: {exc}"))
+
+    def _forget_ack(self, token: str, ack: asyncio.Future[tuple[int, bool]]) -> None:
+        self._acks.pop(token, None)
+        if not ack.cancelled():
+            ack.exception()  # retrieved: an abandoned batch leaves no "never retrieved" noise
+
+    async def _abandon(
+        self, sends: list[asyncio.Future[Any]], batches: dict[str, list[RelayEvent]]
+    ) -> bool:
+        """Wait for the acknowledgements of what was sent, forget the cursors; False."""
+        await asyncio.wait(sends, timeout=self._request_timeout)
+        for future in sends:
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()  # retrieved: no "never retrieved" warning
+        for subject in batches:
+            self._cursors.pop(subject, None)
+        return False
 
     async def _write_subject(
         self, lease: Lease, subject: str, events: list[RelayEvent], stop: asyncio.Event
@@ -686,12 +908,14 @@ class NatsSink(Sink):
             headers[EVENT_UUID_HEADER] = _header_value(event.event_uuid)
         while True:
             headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(cursor.sequence)
+            until = self._check_valid(lease)
             try:
                 ack = await self._retrying(
                     f"publish to {subject}",
                     lambda: js.publish(
                         subject, event.payload, headers=dict(headers), stream=self._stream
                     ),
+                    until,
                 )
             except nats.js.errors.APIError as error:
                 if error.err_code not in _WRONG_LAST_SEQUENCE:
@@ -797,7 +1021,7 @@ def _parse_url(url: str) -> tuple[list[str], dict[str, str]]:
         if split.scheme not in ("nats", "tls") or not split.hostname:
             raise SinkError(f"not a NATS URL (nats://host:port): {_redact(part)!r}")
         for key, values in parse_qs(split.query).items():
-            if key not in ("stream", "bucket", "prefix", "replicas"):
+            if key not in ("stream", "bucket", "prefix", "replicas", "creds"):
                 raise SinkError(f"unknown NATS sink option {key!r} in the URL")
             options[key] = values[-1]
         servers.append(urlunsplit((split.scheme, split.netloc, "", "", "")))

@@ -405,8 +405,12 @@ class Relay:
         name = self.channel_set.name
         logged = False
         while not self._stopping.is_set():
+            # The lease's TTL runs from before the request that took it (never later than the
+            # engine's own clock starts it): the conservative end of this relay's term.
+            sent = time.monotonic()
             try:
                 lease = await self.sink.acquire(name, self.holder, self.lease_ttl)
+                self._renewed_at = sent
                 self._engine_ok()
             except SinkError as exc:
                 logger.warning("standby of %s cannot reach the engine: %s", name, exc)
@@ -424,7 +428,6 @@ class Relay:
         """One leadership term. Returns the lease to go on with (None: back to standby)."""
         name = self.channel_set.name
         self._health.terms += 1
-        self._renewed_at = time.monotonic()
         self._set_role(Role.LEADER, lease)
         if self.metrics is not None:
             self.metrics.leadership(name)
@@ -511,15 +514,16 @@ class Relay:
             if await self._sleep(ENGINE_RETRY):
                 await self._release(lease)
                 return None
+            sent = time.monotonic()
             try:
-                renewed = await self.sink.renew(lease)
+                renewed = await self._renew_before(lease, self._renewed_at + lease.ttl)
             except LeaseLost as exc:
                 logger.warning("%s: %s: standing by", name, exc)
                 return None
             except SinkError as exc:
                 logger.warning("%s: the engine still fails (%s)", name, exc)
                 continue
-            self._renewed_at = time.monotonic()
+            self._renewed_at = sent
             self._engine_ok()
             return renewed
         logger.warning("%s: the lease may have expired meanwhile: standing by", name)
@@ -545,16 +549,32 @@ class Relay:
                 with contextlib.suppress(Exception):
                     closing.result()
 
+    async def _renew_before(self, lease: Lease, deadline: float) -> Lease:
+        """``sink.renew(lease)``, given up (:class:`LeaseLost`) when ``deadline`` passes first.
+
+        A sink may retry a renewal for a while (NATS during a leader election); once the lease
+        may have expired a standby may hold it, so this relay must not wait on as its leader.
+        """
+        try:
+            return await asyncio.wait_for(
+                self.sink.renew(lease), timeout=max(0.0, deadline - time.monotonic())
+            )
+        except TimeoutError:
+            raise LeaseLost(
+                f"could not renew the lease of {lease.name!r} before it may have expired"
+            ) from None
+
     async def _keep_lease(self, lease: Lease) -> None:
         """Renew every ttl/4; raise LeaseLost when it is gone or cannot be renewed in time."""
         interval = lease.ttl / 4
-        deadline = time.monotonic() + lease.ttl
+        deadline = self._renewed_at + lease.ttl
         while True:
             await asyncio.sleep(interval)
+            sent = time.monotonic()
             try:
-                lease = await self.sink.renew(lease)
-                self._renewed_at = time.monotonic()
-                deadline = self._renewed_at + lease.ttl
+                lease = await self._renew_before(lease, deadline)
+                self._renewed_at = sent
+                deadline = sent + lease.ttl
                 self._engine_ok()
             except LeaseLost:
                 raise
