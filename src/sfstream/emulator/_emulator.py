@@ -56,6 +56,9 @@ ADMIN_PREFIX: Final = "/_emulator"
 #: the only ones they accept; a bare name (``["Order__e"]``) declares no custom fields.
 EventDeclarations = Iterable[str] | Mapping[str, Iterable[str] | None]
 
+#: The standard fields of a platform event that ``Emulator.publish`` lets a test set.
+_STANDARD_EVENT_FIELDS: Final = frozenset({"CreatedDate", "CreatedById"})
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -534,7 +537,8 @@ class Emulator:
 
         - ``/event/<Name>__e``: ``payload`` holds the event's fields (the type is defined, with
           no custom fields, if needed); delivered with ``CreatedDate``, ``CreatedById`` and an
-          ``EventUuid``. A field the event does not declare is refused with
+          ``EventUuid`` (a test may set ``CreatedDate`` and ``CreatedById`` itself). A custom
+          field the event does not declare is refused with
           :class:`~sfstream.emulator.RestError` ``INVALID_FIELD`` (a ``ValueError``).
         - ``/topic/<Name>``: ``payload`` is the notification's ``sobject`` (the PushTopic must
           exist); ``event_type`` is ``created``, ``updated``, ``deleted`` or ``undeleted``.
@@ -553,7 +557,10 @@ class Emulator:
                 raise ValueError("publish to a member event of a custom channel, not the channel")
             if name not in self.state.platform_events:
                 self.state.define_event(name)
-            payload = self.state.validate_event_fields(name, payload)
+            # From Python (not over REST) a test may set the standard fields, e.g. a bad date.
+            standard = {k: v for k, v in payload.items() if k in _STANDARD_EVENT_FIELDS}
+            custom = {k: v for k, v in payload.items() if k not in _STANDARD_EVENT_FIELDS}
+            payload = {**self.state.validate_event_fields(name, custom), **standard}
             return self.state.publish_platform_event(name, payload, now=now, user_id=self.user_id)
         if channel.startswith("/topic/"):
             if not isinstance(payload, Mapping):
