@@ -843,7 +843,7 @@ class EmulatorThread:
 
     ::
 
-        with Emulator(events=["Order__e"]).in_thread() as org:
+        with Emulator(events={"Order__e": ["Amount__c"]}).in_thread() as org:
             org.publish("/event/Order__e", {"Amount__c": 1})
             requests.post(org.emulator.token_url, ...)
 
