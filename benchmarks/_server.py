@@ -29,6 +29,17 @@ from sfstream.emulator import Emulator
 PLATFORM_CHANNEL = "/event/Bench__e"
 CDC_CHANNEL = "/data/AccountChangeEvent"
 LATENCY_EVENT = "Latency__e"
+#: The custom fields every benchmark event declares (the backlog's and the latency probes').
+BENCH_FIELDS = (
+    "Order_Number__c",
+    "Amount__c",
+    "Currency__c",
+    "Status__c",
+    "Account_Id__c",
+    "Description__c",
+    "Sent_Ns__c",
+    "Sequence__c",
+)
 
 
 def rss() -> int:
@@ -72,7 +83,10 @@ def cdc_payloads(count: int) -> list[dict[str, Any]]:
 
 async def serve(args: argparse.Namespace) -> None:
     org = Emulator(
-        events=["Bench__e", LATENCY_EVENT, *(e for e in args.extra_events.split(",") if e)],
+        events=dict.fromkeys(
+            ["Bench__e", LATENCY_EVENT, *(e for e in args.extra_events.split(",") if e)],
+            BENCH_FIELDS,
+        ),
         cdc_entities=["Account"],
         hold_time=args.hold_time,
         session_expiry=args.session_expiry,

@@ -32,7 +32,7 @@ async def trials(kind: str, count: int) -> dict[str, Any]:
     from sfstream.emulator import Emulator
 
     latencies: list[float] = []
-    async with Emulator(events=["Recovery__e"], hold_time=25.0) as org:
+    async with Emulator(events={"Recovery__e": ["Index__c"]}, hold_time=25.0) as org:
         client = SalesforceStreamingClient(
             consumer_key=org.consumer_key,
             consumer_secret=org.consumer_secret,

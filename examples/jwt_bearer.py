@@ -6,7 +6,7 @@ emulator, make a key pair and start the emulator with the certificate::
 
     openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=sfstream \\
         -keyout server.key -out server.crt
-    sfstream emulator --event Order__e --jwt-public-key server.crt
+    sfstream emulator --event Order__e:Amount__c,Item__c --jwt-public-key server.crt
 
 then::
 

@@ -2,7 +2,7 @@
 
 Try it against the emulator. In one terminal::
 
-    sfstream emulator --event Order__e
+    sfstream emulator --event Order__e:Amount__c,Item__c
 
 in another::
 

@@ -6,8 +6,8 @@ you store it yourself, once the work is done: what was not finished is replayed 
 run (at least once: make the processing idempotent).
 
 ``--fail-at N`` makes the processing of the N-th event fail, as a crash would; the next run
-starts with that event again. Against the emulator (``sfstream emulator --event Order__e``),
-with three events published::
+starts with that event again. Against the emulator
+(``sfstream emulator --event Order__e:Amount__c,Item__c``), with three events published::
 
     python examples/manual_replay_policy.py --count 3 --fail-at 2   # 1 done, 2 fails
     python examples/manual_replay_policy.py --count 2               # 2 and 3 done

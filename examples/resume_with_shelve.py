@@ -3,7 +3,7 @@
 The first run receives every event Salesforce still retains (72 hours for platform events);
 each later run continues right after the last event the previous one received, so events
 published while nothing was running are not lost. Against the emulator
-(``sfstream emulator --event Order__e``)::
+(``sfstream emulator --event Order__e:Amount__c,Item__c``)::
 
     python examples/resume_with_shelve.py --count 3    # the 3 retained events
     python examples/resume_with_shelve.py --count 1    # the next one, published meanwhile

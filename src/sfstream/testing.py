@@ -11,7 +11,7 @@ Installing sfstream registers this module as the pytest plugin ``sfstream`` (ent
     from sfstream.testing import receive_messages
 
 
-    @pytest.mark.sfstream_emulator(events=["Order__e"])
+    @pytest.mark.sfstream_emulator(events={"Order__e": ["OrderId__c", "Amount__c"]})
     async def test_orders_arrive(sfstream_emulator, sfstream_client):
         await sfstream_client.subscribe("/event/Order__e")
         await sfstream_emulator.publish("/event/Order__e", {"Amount__c": 42})
@@ -21,10 +21,11 @@ Installing sfstream registers this module as the pytest plugin ``sfstream`` (ent
 Fixtures (all function-scoped):
 
 ``sfstream_emulator``
-    A running :class:`~sfstream.emulator.Emulator` with short timings
-    (:data:`DEFAULT_EMULATOR_OPTIONS`). Its keyword arguments come from the
-    ``sfstream_emulator_options`` fixture (override it in a ``conftest.py``), updated by the
-    ``@pytest.mark.sfstream_emulator(**options)`` markers of the test (the closest wins).
+    A running :class:`~sfstream.emulator.Emulator` with short timings and a platform event
+    ``Order__e`` declaring ``OrderId__c`` and ``Amount__c`` (:data:`DEFAULT_EMULATOR_OPTIONS`;
+    like a real org, it refuses fields an event does not declare). Its keyword arguments come
+    from the ``sfstream_emulator_options`` fixture (override it in a ``conftest.py``), updated
+    by the ``@pytest.mark.sfstream_emulator(**options)`` markers of the test (the closest wins).
 ``sfstream_credentials``
     The keyword arguments that point a :class:`~sfstream.SalesforceStreamingClient` at it:
     ``consumer_key``, ``consumer_secret``, ``username``, ``password`` and ``login_url``.
@@ -64,9 +65,14 @@ __all__ = [
 ]
 
 #: The emulator's options unless a test says otherwise: a connect is held 0.5 s instead of
-#: Salesforce's 110 s, and a silent session expires after 5 s instead of 40 s.
+#: Salesforce's 110 s, a silent session expires after 5 s instead of 40 s, and ``Order__e``
+#: declares the custom fields ``OrderId__c`` and ``Amount__c`` (the only ones it accepts).
 DEFAULT_EMULATOR_OPTIONS: Final[Mapping[str, Any]] = MappingProxyType(
-    {"hold_time": 0.5, "session_expiry": 5.0}
+    {
+        "hold_time": 0.5,
+        "session_expiry": 5.0,
+        "events": MappingProxyType({"Order__e": ("OrderId__c", "Amount__c")}),
+    }
 )
 #: Seconds the helpers wait before they fail the test.
 DEFAULT_TIMEOUT: Final = 5.0

@@ -93,7 +93,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 def make_org(**options: Any) -> Emulator:
     settings: dict[str, Any] = {
-        "events": ["Order__e"],
+        "events": {"Order__e": ["Amount__c", "N__c"]},
         "streaming_channels": [GENERIC],
         "push_topics": {"Accounts": "SELECT Id, Name FROM Account"},
         "cdc_entities": ["Account"],

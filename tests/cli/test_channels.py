@@ -14,7 +14,7 @@ from sfstream.salesforce import AccessTokenAuthenticator, PasswordAuthenticator
 
 async def test_known_channels_of_an_org() -> None:
     async with Emulator(
-        events=["Order__e", "Shipment__e"],
+        events={"Order__e": ["Amount__c", "N__c"], "Shipment__e": ["Amount__c", "N__c"]},
         push_topics={"Accounts": "SELECT Id, Name FROM Account"},
         streaming_channels=["/u/Notes"],
     ) as org:

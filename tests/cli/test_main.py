@@ -338,7 +338,7 @@ def test_emulator_command_serves_listen_and_publish(
             "--port",
             "0",
             "--event",
-            "Order__e",
+            "Order__e:Amount__c",
             "--hold-time",
             "0.3",
         ],

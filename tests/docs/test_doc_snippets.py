@@ -63,7 +63,7 @@ TIMEOUT = 20.0
 
 #: The org every snippet runs against: what the pages subscribe to must exist here.
 DOCS_ORG: dict[str, Any] = {
-    "events": ["Order__e", "Order_Shipped__e"],
+    "events": {"Order__e": ["Amount__c", "N__c"], "Order_Shipped__e": ["Amount__c", "N__c"]},
     "streaming_channels": ["/u/news"],
     "hold_time": 0.3,
     "session_expiry": 5.0,

@@ -26,7 +26,7 @@ CHANNEL = "/event/Order__e"
 #: Seconds a script may run.
 TIMEOUT = 20.0
 
-pytestmark = pytest.mark.sfstream_emulator(events=["Order__e"])
+pytestmark = pytest.mark.sfstream_emulator(events={"Order__e": ["Amount__c", "N__c"]})
 
 Scenario = Callable[[Emulator, Path], Awaitable[None]]
 

@@ -26,7 +26,16 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def org(clock: ManualClock) -> AsyncIterator[Emulator]:
     async with Emulator(
-        events=["Order__e"],
+        events={
+            "Order__e": [
+                "Amount__c",
+                "N__c",
+                "A__c",
+                "Serial__c",
+                "Printer_Model__c",
+                "Ink_Percentage__c",
+            ]
+        },
         hold_time=HOLD,
         session_expiry=EXPIRY,
         clock=clock,
@@ -171,6 +180,9 @@ async def long_hold(
     """An org whose connects are held for LONG_HOLD seconds, for "released early" checks that
     must not depend on how loaded the machine is."""
     async with Emulator(
-        events=["Order__e"], hold_time=LONG_HOLD, session_expiry=10, clock=clock
+        events={"Order__e": ["Amount__c", "N__c"]},
+        hold_time=LONG_HOLD,
+        session_expiry=10,
+        clock=clock,
     ) as emulator:
         yield emulator, Bayeux(http, emulator, await password_token(http, emulator))

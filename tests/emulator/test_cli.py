@@ -303,7 +303,7 @@ def test_event_fields_on_the_command_line() -> None:
     )
     events = org.state.platform_events
     assert events["Order__e"].fields == frozenset({"OrderId__c", "Amount__c"})
-    assert events["Ship__e"].fields is None  # a bare name declares none: any __c field
+    assert events["Ship__e"].fields == frozenset()  # a bare name declares no custom fields
     assert (
         _cli.build_emulator(parse("--event", "Empty__e:")).state.platform_events["Empty__e"].fields
         == frozenset()
@@ -332,7 +332,7 @@ def test_event_fields_in_a_config_file(tmp_path: Path) -> None:
     listed = tmp_path / "org.json"
     listed.write_text(json.dumps({"events": ["A__e:X__c", "B__e"]}))
     events = _cli.build_emulator(parse("--config", str(listed))).state.platform_events
-    assert (events["A__e"].fields, events["B__e"].fields) == (frozenset({"X__c"}), None)
+    assert (events["A__e"].fields, events["B__e"].fields) == (frozenset({"X__c"}), frozenset())
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"events": {"A__e": "X__c"}}))
     with pytest.raises(ValueError, match="list of names"):
@@ -348,7 +348,7 @@ async def test_the_banner_says_how_to_declare_fields() -> None:
     assert await task == 0
     banner = out.getvalue()
     assert "/event/A__e  (X__c)" in banner
-    assert "--event B__e:" in banner
+    assert "/event/B__e  (no custom fields; declare them: --event B__e:A__c,B__c)" in banner
 
 
 async def test_the_banner_exports_what_sfstream_listen_reads(http: aiohttp.ClientSession) -> None:

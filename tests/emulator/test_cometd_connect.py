@@ -91,7 +91,9 @@ async def test_one_reply_carries_many_events(bayeux: Bayeux, org: Emulator) -> N
 
 
 async def test_max_batch_splits_a_backlog(http: aiohttp.ClientSession) -> None:
-    async with Emulator(events=["Order__e"], max_batch=3, hold_time=HOLD) as org:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"]}, max_batch=3, hold_time=HOLD
+    ) as org:
         client = Bayeux(http, org, await password_token(http, org))
         for n in range(7):
             await org.publish("/event/Order__e", {"N__c": n})
@@ -104,7 +106,11 @@ async def test_max_batch_splits_a_backlog(http: aiohttp.ClientSession) -> None:
 async def test_events_from_several_channels_share_the_budget(
     http: aiohttp.ClientSession,
 ) -> None:
-    async with Emulator(events=["A__e", "B__e"], max_batch=4, hold_time=HOLD) as org:
+    async with Emulator(
+        events={"A__e": ["Amount__c", "N__c"], "B__e": ["Amount__c", "N__c"]},
+        max_batch=4,
+        hold_time=HOLD,
+    ) as org:
         client = Bayeux(http, org, await password_token(http, org))
         for n in range(3):
             await org.publish("/event/A__e", {"N__c": n})
@@ -323,7 +329,7 @@ async def test_other_channels(bayeux: Bayeux) -> None:
 async def test_events_survive_a_client_that_gave_up(clock: Any) -> None:
     # Served without handler cancellation (a runner of our own around build_app()): the held
     # connect notices the closed connection when events arrive and keeps them for later.
-    org = Emulator(events=["Order__e"], hold_time=1.0, clock=clock)
+    org = Emulator(events={"Order__e": ["Amount__c", "N__c"]}, hold_time=1.0, clock=clock)
     runner = web.AppRunner(org.build_app(), handler_cancellation=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

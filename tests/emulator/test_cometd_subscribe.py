@@ -231,7 +231,10 @@ async def test_retention_on_the_org_clock(bayeux: Bayeux, org: Emulator) -> None
 async def test_retention_can_be_configured(http: aiohttp.ClientSession) -> None:
     clock = ManualClock()
     async with Emulator(
-        events=["Order__e"], retention=10, high_volume_retention=20, clock=clock
+        events={"Order__e": ["Amount__c", "N__c"]},
+        retention=10,
+        high_volume_retention=20,
+        clock=clock,
     ) as org:
         await org.publish("/event/Order__e", {"N__c": 1})
         await org.publish("/u/news", "hello")

@@ -17,7 +17,9 @@ from .conftest import Bayeux, events_of, password_token
 async def test_restart_with_the_same_state(http: aiohttp.ClientSession) -> None:
     clock = ManualClock()
     state = OrgState()
-    async with Emulator(events=["Order__e"], state=state, clock=clock, hold_time=0.3) as first:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"]}, state=state, clock=clock, hold_time=0.3
+    ) as first:
         port = first.port
         token = await password_token(http, first)
         client = Bayeux(http, first, token)
@@ -42,7 +44,9 @@ async def test_restart_with_the_same_state(http: aiohttp.ClientSession) -> None:
 async def test_state_file_across_emulators(tmp_path: Path, http: aiohttp.ClientSession) -> None:
     path = tmp_path / "org" / "state.jsonl"
     clock = ManualClock()
-    async with Emulator(events=["Order__e"], state_file=path, clock=clock) as first:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"]}, state_file=path, clock=clock
+    ) as first:
         token = await password_token(http, first)
         revoked = first.issue_access_token()
         first.revoke_token(revoked)
@@ -75,7 +79,7 @@ async def test_state_file_across_emulators(tmp_path: Path, http: aiohttp.ClientS
 
 async def test_state_file_of_a_killed_emulator(tmp_path: Path) -> None:
     path = tmp_path / "state.jsonl"
-    running = Emulator(events=["Order__e"], state_file=path)
+    running = Emulator(events={"Order__e": ["Amount__c", "N__c"]}, state_file=path)
     await running.start()
     try:
         for n in range(5):
@@ -92,7 +96,9 @@ async def test_state_file_of_a_killed_emulator(tmp_path: Path) -> None:
 async def test_retention_applies_after_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "state.jsonl"
     clock = ManualClock()
-    async with Emulator(events=["Order__e"], state_file=path, clock=clock) as first:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"]}, state_file=path, clock=clock
+    ) as first:
         await first.publish("/event/Order__e", {})
         await first.publish("/u/news", "x")
     clock.advance(25 * 3600)

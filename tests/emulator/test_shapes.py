@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from sfstream.emulator import Emulator
+from sfstream.emulator import Emulator, RestError
 
 from .conftest import Bayeux, events_of
 
@@ -284,8 +284,10 @@ async def test_publish_argument_errors(org: Emulator) -> None:
         await org.publish("/event/Orders__chn", {})
     with pytest.raises(ValueError, match="cannot publish"):
         await org.publish("/foo/bar", {})
-    published = await org.publish("/event/New__e", {"A__c": 1})  # defined on the fly
+    published = await org.publish("/event/New__e", {})  # defined on the fly, no custom fields
     assert published.channel == "/event/New__e"
     assert published.replay_id == 1
     assert published.event_uuid is not None
-    assert org.events("/event/New__e")[0]["payload"]["A__c"] == 1
+    assert org.events("/event/New__e")[0]["payload"]["CreatedById"] == org.user_id
+    with pytest.raises(RestError, match="No such column 'A__c' on sobject of type New__e"):
+        await org.publish("/event/New__e", {"A__c": 1})

@@ -331,9 +331,9 @@ def test_emulator_in_a_thread() -> None:
     import json
     import urllib.request
 
-    with Emulator(events=["Order__e"]).in_thread() as org:
+    with Emulator(events={"Order__e": ["Amount__c", "N__c"]}).in_thread() as org:
         assert org.base_url == org.login_url == org.instance_url
-        published = org.publish("/event/Order__e", {"A__c": 1})
+        published = org.publish("/event/Order__e", {"Amount__c": 1})
         assert published.replay_id == 1
         assert org.call(org.emulator.define_event, "Other__e") is None
         assert org.call(org.emulator.publish, "/event/Other__e", {}).replay_id == 1
@@ -389,7 +389,7 @@ async def test_a_port_in_use_is_reported() -> None:
 
 async def test_from_config(http: aiohttp.ClientSession) -> None:
     config = EmulatorConfig(username="cfg@example.com", hold_time=0.2)
-    org = Emulator.from_config(config, events=["Cfg__e"], cdc_entities=[])
+    org = Emulator.from_config(config, events={"Cfg__e": ["Amount__c", "N__c"]}, cdc_entities=[])
     assert org.config is config
     assert org.username == "cfg@example.com"
     assert org.state.cdc_entities == set()
@@ -435,7 +435,15 @@ async def test_python_publishing_checks_declared_fields() -> None:
                 "errorCode": "INVALID_FIELD",
             }
         ]
-        await org.publish("/event/Any__e", {"Whatever__c": 1})  # declares none: any field
+        with pytest.raises(RestError) as caught:  # a bare name declares no custom fields
+            await org.publish("/event/Any__e", {"Whatever__c": 1})
+        assert caught.value.body() == [
+            {
+                "message": "No such column 'Whatever__c' on sobject of type Any__e",
+                "errorCode": "INVALID_FIELD",
+            }
+        ]
+        await org.publish("/event/Any__e", {})
         assert [e["payload"]["Amount__c"] for e in org.events("/event/Order__e")] == [1]
         async with (
             aiohttp.ClientSession() as http,
@@ -451,8 +459,22 @@ async def test_python_publishing_checks_declared_fields() -> None:
 def test_declaring_fields_again_on_a_kept_org() -> None:
     state = OrgState()
     Emulator(state=state, events=["Order__e"])
-    assert state.platform_events["Order__e"].fields is None
+    assert state.platform_events["Order__e"].fields == frozenset()
     Emulator(state=state, events={"Order__e": ["A__c"]})
     assert state.platform_events["Order__e"].fields == {"A__c"}
     Emulator(state=state, events=["Order__e"])  # a bare name keeps what the org has
     assert state.platform_events["Order__e"].fields == {"A__c"}
+
+
+async def test_an_event_stored_without_fields_by_an_older_state_file_accepts_none() -> None:
+    state = OrgState()
+    meta = state.metadata()
+    meta["platform_events"] = {"Old__e": None, "Kept__e": ["Amount__c"]}  # older sfstream: null
+    state.load_metadata(meta)
+    assert state.platform_events["Old__e"].fields == frozenset()
+    assert state.platform_events["Kept__e"].fields == frozenset({"Amount__c"})
+    assert state.metadata()["platform_events"] == {"Old__e": [], "Kept__e": ["Amount__c"]}
+    async with Emulator(state=state, events=["Old__e"]) as org:
+        with pytest.raises(RestError, match="No such column 'Amount__c' on sobject of type Old__e"):
+            await org.publish("/event/Old__e", {"Amount__c": 1})
+        await org.publish("/event/Kept__e", {"Amount__c": 1})

@@ -56,8 +56,8 @@ from sfstream.emulator import Emulator
 HOLD_TIME = 0.2
 #: Seconds of silence after which the emulator forgets a Bayeux session (Salesforce: 40).
 SESSION_EXPIRY = 1.0
-#: Platform events the ``org`` fixture defines.
-EVENTS = ("Order__e", "Shipment__e")
+#: Platform events the ``org`` fixture defines, with the custom fields the tests publish.
+EVENTS = {"Order__e": ("Amount__c", "N__c"), "Shipment__e": ("Amount__c", "N__c")}
 #: Seconds a helper waits for something that should happen "at once".
 WAIT = 5.0
 

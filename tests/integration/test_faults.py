@@ -40,7 +40,9 @@ Arm = Callable[[Emulator], object]
 
 @pytest.fixture
 async def org() -> AsyncIterator[Emulator]:
-    async with Emulator(events=["Order__e"], hold_time=0.2, session_expiry=1.0) as emulator:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2, session_expiry=1.0
+    ) as emulator:
         emulator.create_push_topic("AccountUpdates", "SELECT Id, Name FROM Account")
         emulator.create_streaming_channel("/u/Notifications")
         yield emulator
@@ -332,7 +334,7 @@ SECRETS_DEBUG_FAULTS = ["token revoked", "401 authentication invalid", "session 
 
 async def test_no_secret_in_logs_reprs_or_errors(caplog: pytest.LogCaptureFixture) -> None:
     async with Emulator(
-        events=["Order__e"],
+        events={"Order__e": ["Amount__c", "N__c"]},
         hold_time=0.2,
         session_expiry=1.0,
         consumer_secret="c0nsumer-S3CRET-9f2b",

@@ -147,7 +147,9 @@ async def test_the_emulator_refuses_a_replay_map_keyed_by_the_filtered_name(
 
 @pytest.fixture
 async def org() -> AsyncIterator[Emulator]:
-    async with Emulator(events=["Order__e"], hold_time=0.2, session_expiry=40.0) as emulator:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2, session_expiry=40.0
+    ) as emulator:
         yield emulator
 
 
@@ -191,7 +193,9 @@ async def test_gap_safe_resubscription_uses_the_orgs_clock(
     caplog.set_level(logging.INFO, "sfstream.salesforce")
     statuses = StatusRecorder()
     clock = SystemClock(skew)
-    async with Emulator(events=["Order__e"], hold_time=0.2, clock=clock) as org:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2, clock=clock
+    ) as org:
         await org.publish(EVENT, {"N__c": -1})  # retained, long before the subscription
         org.advance_clock(600)
         async with make_client(org, on_status=statuses) as client:  # NEW_EVENTS
@@ -221,7 +225,10 @@ class Relabel(Extension):
 
 
 async def test_a_delivery_on_an_unsubscribed_channel_is_dropped_and_not_stored() -> None:
-    async with Emulator(events=["Order__e", "Shipment__e"], hold_time=0.2) as org:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"], "Shipment__e": ["Amount__c", "N__c"]},
+        hold_time=0.2,
+    ) as org:
         shelf: dict[str, ReplayMarker] = {}
         async with make_client(org, replay=shelf, extensions=[Relabel()]) as client:
             await client.subscribe(EVENT)

@@ -73,7 +73,10 @@ async def org() -> AsyncIterator[Emulator]:
     # aiohttp's default cookie jar (which aiosfstream-ng uses) ignores cookies from IP hosts:
     # serve under the name localhost so that BAYEUX_BROWSER is kept, as with a real org.
     async with Emulator(
-        public_host="localhost", events=["Order__e"], hold_time=0.5, session_expiry=2.0
+        public_host="localhost",
+        events={"Order__e": ["Amount__c", "N__c"]},
+        hold_time=0.5,
+        session_expiry=2.0,
     ) as emulator:
         emulator.create_push_topic("AccountUpdates", "SELECT Id, Name FROM Account")
         yield emulator

@@ -74,7 +74,7 @@ def jsforce_installed(node_peers: None) -> None:
 @pytest.fixture
 async def org() -> AsyncIterator[Emulator]:
     async with Emulator(
-        events=["Order__e"],
+        events={"Order__e": ["Amount__c", "N__c"]},
         hold_time=1.0,
         session_expiry=5.0,
         push_topics={"Accounts": "SELECT Id, Name, Type FROM Account"},

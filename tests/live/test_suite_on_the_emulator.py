@@ -45,7 +45,7 @@ def run_live_suite(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def emulated_org() -> Iterator[EmulatorThread]:
     org = Emulator(
-        events=["Sfstream_Test__e"],
+        events={"Sfstream_Test__e": ["Text__c"]},
         push_topics={"SfstreamAccounts": "SELECT Id, Name FROM Account"},
         streaming_channels=["/u/SfstreamTest"],
         cdc_entities=["Account"],

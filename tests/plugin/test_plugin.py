@@ -58,7 +58,7 @@ def test_the_fixtures_in_auto_mode(pytester: pytest.Pytester) -> None:
 
         SEEN = {}
 
-        @pytest.mark.sfstream_emulator(events=["Order__e"], hold_time=0.2)
+        @pytest.mark.sfstream_emulator(events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2)
         async def test_client_receives(sfstream_emulator, sfstream_client):
             assert isinstance(sfstream_emulator, Emulator)
             assert sfstream_emulator.config.hold_time == 0.2
@@ -75,7 +75,7 @@ def test_the_fixtures_in_auto_mode(pytester: pytest.Pytester) -> None:
             assert not SEEN["emulator"].running
             assert SEEN["client"].closed
 
-        @pytest.mark.sfstream_emulator(events=["Order__e"])
+        @pytest.mark.sfstream_emulator(events={"Order__e": ["Amount__c", "N__c"]})
         @pytest.mark.sfstream_client(replay=ReplayOption.ALL_EVENTS)
         async def test_client_marker(sfstream_emulator, sfstream_client):
             await sfstream_emulator.publish("/event/Order__e", {"Amount__c": 2})
@@ -83,7 +83,7 @@ def test_the_fixtures_in_auto_mode(pytester: pytest.Pytester) -> None:
             [message] = await receive_messages(sfstream_client, 1)
             assert message["data"]["event"]["replayId"] == 1
 
-        @pytest.mark.sfstream_emulator(events=["Order__e"])
+        @pytest.mark.sfstream_emulator(events={"Order__e": ["Amount__c", "N__c"]})
         async def test_factory_and_credentials(
             sfstream_emulator, sfstream_client_factory, sfstream_credentials
         ):
@@ -114,7 +114,11 @@ def test_options_fixtures_can_be_overridden(pytester: pytest.Pytester) -> None:
 
         @pytest.fixture
         def sfstream_emulator_options():
-            return {"events": ["Shipment__e"], "hold_time": 0.1, "session_expiry": 1.0}
+            return {
+                "events": {"Shipment__e": ["Amount__c", "N__c"]},
+                "hold_time": 0.1,
+                "session_expiry": 1.0,
+            }
 
         @pytest.fixture
         def sfstream_client_options():
@@ -233,7 +237,7 @@ def test_the_plugin_can_be_turned_off(pytester: pytest.Pytester) -> None:
 # -- the helpers, here in our own tests through the plugin's fixtures --------------------------
 
 
-@pytest.mark.sfstream_emulator(events=["Order__e"])
+@pytest.mark.sfstream_emulator(events={"Order__e": ["Amount__c", "N__c"]})
 async def test_receive_messages_fails_with_what_came(
     sfstream_emulator: Emulator, sfstream_client: SalesforceStreamingClient
 ) -> None:

@@ -426,7 +426,9 @@ class Campaign:
     async def run(self) -> Report:
         config = self.config
         names = [ch.removeprefix("/event/") for ch in self.channels]
-        async with Emulator(events=names, hold_time=0.2, session_expiry=5.0) as org:
+        async with Emulator(
+            events={name: ["N__c"] for name in names}, hold_time=0.2, session_expiry=5.0
+        ) as org:
             self.org = org
             for relay in self.relays:
                 relay.start(org, self.engine.sink_url(), config, self.channels)

@@ -43,7 +43,9 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
 @pytest.fixture
 async def org() -> AsyncIterator[Emulator]:
     async with Emulator(
-        events=("Order__e",), hold_time=HOLD_TIME, session_expiry=SESSION_EXPIRY
+        events={"Order__e": ["Amount__c", "N__c"]},
+        hold_time=HOLD_TIME,
+        session_expiry=SESSION_EXPIRY,
     ) as emulator:
         yield emulator
 

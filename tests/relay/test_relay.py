@@ -34,7 +34,9 @@ WAIT = 15.0
 @pytest.fixture
 async def org() -> AsyncIterator[Emulator]:
     async with Emulator(
-        events=("Order__e", "Shipment__e"), hold_time=0.2, session_expiry=1.0
+        events={"Order__e": ["Amount__c", "N__c"], "Shipment__e": ["Amount__c", "N__c"]},
+        hold_time=0.2,
+        session_expiry=1.0,
     ) as emulator:
         yield emulator
 

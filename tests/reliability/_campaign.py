@@ -616,7 +616,10 @@ async def _401_on_resubscription(rounds: int) -> ScenarioReport:
     channel = "/event/Order__e"
     expected: dict[str, set[str]] = {channel: set()}
     seen: dict[str, set[str]] = {}
-    async with Emulator(events=["Order__e"], hold_time=0.2) as org, _loss_client(org) as client:
+    async with (
+        Emulator(events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2) as org,
+        _loss_client(org) as client,
+    ):
         await client.subscribe(channel)
         number = 0
         for _round in range(rounds):
@@ -653,7 +656,9 @@ async def _org_clock(skew: float, rounds: int) -> ScenarioReport:
     channel = "/event/Order__e"
     expected: dict[str, set[str]] = {channel: set()}
     seen: dict[str, set[str]] = {}
-    async with Emulator(events=["Order__e"], hold_time=0.2, clock=SystemClock(skew)) as org:
+    async with Emulator(
+        events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2, clock=SystemClock(skew)
+    ) as org:
         number = 0
         for _round in range(rounds):
             async with _loss_client(org) as client:

@@ -42,7 +42,9 @@ class ProxiedOrg:
     """
 
     def __init__(self, **emulator_options: Any) -> None:
-        emulator_options.setdefault("events", [EVENT.removeprefix("/event/")])
+        emulator_options.setdefault(
+            "events", {EVENT.removeprefix("/event/"): ["N__c", "Amount__c"]}
+        )
         emulator_options.setdefault("hold_time", 0.2)
         emulator_options.setdefault("session_expiry", 1.0)
         self.options = emulator_options

@@ -42,7 +42,7 @@ def password_auth(**options: Any) -> PasswordAuthenticator:
 
 @pytest.fixture
 async def org() -> AsyncIterator[Emulator]:
-    async with Emulator(events=["Order__e"], hold_time=0.2) as emulator:
+    async with Emulator(events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2) as emulator:
         yield emulator
 
 

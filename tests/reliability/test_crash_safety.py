@@ -121,7 +121,7 @@ async def crash_campaign(
 ) -> CrashReport:
     rng = random.Random(seed)
     published: dict[str, list[int]] = {EVENT: [], CDC: []}
-    async with Emulator(events=[EVENT.removeprefix("/event/")], hold_time=0.2) as org:
+    async with Emulator(events={EVENT.removeprefix("/event/"): ["N__c"]}, hold_time=0.2) as org:
 
         async def publish() -> None:
             for n in range(events):

@@ -255,7 +255,9 @@ def streaming_client(org: Emulator, **options: Any) -> SalesforceStreamingClient
 
 async def test_an_event_with_a_hostile_date_does_not_stop_the_client() -> None:
     async with (
-        Emulator(events=["Order__e"], hold_time=0.2, session_expiry=1.0) as org,
+        Emulator(
+            events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2, session_expiry=1.0
+        ) as org,
         streaming_client(org, backoff=ConstantBackoff(0.05)) as client,
     ):
         await client.subscribe("/event/Order__e")  # new events, none received yet
@@ -269,7 +271,7 @@ async def test_an_event_with_a_hostile_date_does_not_stop_the_client() -> None:
 async def test_an_unparsable_date_is_reported_not_raised() -> None:
     statuses: list[StatusKind] = []
     async with (
-        Emulator(events=["Order__e"], hold_time=0.2) as org,
+        Emulator(events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2) as org,
         streaming_client(
             org, replay={}, on_status=lambda status: statuses.append(status.kind)
         ) as client,

@@ -443,7 +443,10 @@ def test_a_gzip_bomb_against_sfstream_publish(capsys: pytest.CaptureFixture[str]
     ],
 )
 async def test_a_gzip_bomb_posted_to_the_emulator(path: str, memory: None) -> None:
-    async with Emulator(events=["Order__e"]) as org, aiohttp.ClientSession() as session:
+    async with (
+        Emulator(events={"Order__e": ["Amount__c", "N__c"]}) as org,
+        aiohttp.ClientSession() as session,
+    ):
         token = org.issue_access_token()
         content_type = (
             "application/x-www-form-urlencoded" if "oauth2" in path else "application/json"

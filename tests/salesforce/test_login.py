@@ -165,7 +165,7 @@ def test_production_and_sandbox_stay_the_authenticators_defaults(
 
 async def test_the_security_token_is_appended_to_the_password() -> None:
     async with Emulator(
-        events=["Order__e"], password=PASSWORD, security_token=SECURITY_TOKEN
+        events={"Order__e": ["Amount__c", "N__c"]}, password=PASSWORD, security_token=SECURITY_TOKEN
     ) as org:
         assert org.password == PASSWORD + SECURITY_TOKEN
         auth = authenticator_from_login(
@@ -206,7 +206,7 @@ def test_the_client_still_takes_its_own_parameters() -> None:
 
 async def test_the_streaming_client_takes_simple_salesforce_parameters() -> None:
     async with Emulator(
-        events=["Order__e"], password=PASSWORD, security_token=SECURITY_TOKEN
+        events={"Order__e": ["Amount__c", "N__c"]}, password=PASSWORD, security_token=SECURITY_TOKEN
     ) as org:
         async with SalesforceStreamingClient(
             consumer_key=org.consumer_key,

@@ -315,7 +315,7 @@ async def test_a_client_resumes_from_the_storage(
     tmp_path: Path,
 ) -> None:
     target = writer_target(backend, request, tmp_path)
-    async with Emulator(events=["Order__e"], hold_time=0.2) as org:
+    async with Emulator(events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2) as org:
         for n in range(5):
             await org.publish(EVENT, {"N__c": n})
 

@@ -495,7 +495,7 @@ class Demo:
         with tempfile.TemporaryDirectory(prefix="sfstream-demo-") as tmp:
             store = args.store or str(Path(tmp) / "replay")
             async with Emulator(
-                events=["Order__e"],
+                events={"Order__e": ["Amount__c", "Item__c"]},
                 streaming_channels=[GENERIC],
                 push_topics={TOPIC.removeprefix("/topic/"): TOPIC_QUERY},
                 cdc_entities=["Account"],

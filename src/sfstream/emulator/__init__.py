@@ -8,11 +8,12 @@ the REST resources that publish events, and fault injection from Python or over 
 
     from sfstream.emulator import Emulator
 
-    async with Emulator(events=["Order__e"], hold_time=0.5, session_expiry=1) as org:
+    async with Emulator(events={"Order__e": ["Amount__c"]}, hold_time=0.5) as org:
         ...  # point a client at org.login_url with org.consumer_key / org.username / ...
         await org.publish("/event/Order__e", {"Amount__c": 42})
 
-From a shell: ``python -m sfstream.emulator --event Order__e``. See ``docs/emulator.md``.
+From a shell: ``python -m sfstream.emulator --event Order__e:Amount__c``. An event accepts only
+the custom fields it declares. See ``docs/emulator.md``.
 """
 
 from __future__ import annotations

@@ -47,9 +47,11 @@ __all__ = [
 
 #: The port ``sfstream emulator`` listens on unless told otherwise (0 picks a free one).
 DEFAULT_PORT: Final = 8808
-#: Platform events defined when neither ``--event`` nor the config file names any, so that a
-#: demo can publish with no flags.
-DEFAULT_EVENTS: Final = ("Sfstream_Demo__e",)
+#: Platform events (and their custom fields) defined when neither ``--event`` nor the config
+#: file names any, so that a demo can publish with no flags.
+DEFAULT_EVENTS: Final[Mapping[str, tuple[str, ...]]] = {
+    "Sfstream_Demo__e": ("Message__c", "N__c"),
+}
 
 # option name -> (type converter for config files, default)
 _SCALARS: Final[dict[str, tuple[Callable[[Any], Any], Any]]] = {
@@ -148,8 +150,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME__e[:FIELD__c,...]",
         help=(
             "define a platform event and its custom fields, e.g. 'Order__e:OrderId__c,Amount__c'"
-            " (a bare name declares none and accepts any __c field); repeatable; default "
-            f"{', '.join(DEFAULT_EVENTS)}"
+            " (only the declared fields are accepted: a bare name declares none); repeatable; "
+            "default "
+            + ", ".join(f"{name}:{','.join(fields)}" for name, fields in DEFAULT_EVENTS.items())
         ),
     )
     org.add_argument(
@@ -243,7 +246,10 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
 
 
 def _event(text: str) -> tuple[str, list[str] | None]:
-    """``Order__e:A__c,B__c`` → (``Order__e``, [``A__c``, ``B__c``]); a bare name → (name, None)."""
+    """``Order__e:A__c,B__c`` → (``Order__e``, [``A__c``, ``B__c``]); a bare name → (name, None).
+
+    A bare name declares no custom fields (or keeps those a state file stored).
+    """
     name, colon, fields = text.partition(":")
     name = name.strip()
     if not name.endswith("__e"):
@@ -310,7 +316,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         parsed = {k: v.split(",") for k, v in _pairs(channels, "--channel").items()}
         options["channels"] = {**(options["channels"] or {}), **parsed}
     if options["events"] is None:
-        options["events"] = dict.fromkeys(DEFAULT_EVENTS)
+        options["events"] = {name: list(fields) for name, fields in DEFAULT_EVENTS.items()}
     return options
 
 
@@ -369,10 +375,10 @@ def exports(org: Emulator) -> list[str]:
     return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
 
 
-def _event_line(name: str, fields: frozenset[str] | None) -> str:
-    if fields is None:
-        return f"/event/{name}  (no fields declared: any __c field; --event {name}:A__c,B__c)"
-    return f"/event/{name}  ({', '.join(sorted(fields)) or 'no custom fields'})"
+def _event_line(name: str, fields: frozenset[str]) -> str:
+    if not fields:
+        return f"/event/{name}  (no custom fields; declare them: --event {name}:A__c,B__c)"
+    return f"/event/{name}  ({', '.join(sorted(fields))})"
 
 
 def banner(org: Emulator) -> str:

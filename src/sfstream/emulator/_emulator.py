@@ -52,9 +52,12 @@ DEFAULT_CDC_ENTITIES: Final = ("Account", "Contact", "Lead", "Opportunity", "Cas
 #: Where the admin (fault injection) endpoint lives: off every Salesforce path.
 ADMIN_PREFIX: Final = "/_emulator"
 
-#: Platform events to define: names (``["Order__e"]``: no fields declared, any ``__c`` field
-#: accepted) or names with their declared custom fields (``{"Order__e": ["Amount__c"]}``).
+#: Platform events to define with their declared custom fields (``{"Order__e": ["Amount__c"]}``),
+#: the only ones they accept; a bare name (``["Order__e"]``) declares no custom fields.
 EventDeclarations = Iterable[str] | Mapping[str, Iterable[str] | None]
+
+#: The standard fields of a platform event that ``Emulator.publish`` lets a test set.
+_STANDARD_EVENT_FIELDS: Final = frozenset({"CreatedDate", "CreatedById"})
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -245,6 +248,7 @@ class Emulator:
                 raise TypeError(f"the fields of {name} are a list of names, not a string")
             existing = state.platform_events.get(name.removeprefix("/event/"))
             wanted = None if fields is None else frozenset(fields)
+            # A bare name keeps a stored definition's fields; a new one declares none.
             if existing is None or (wanted is not None and existing.fields != wanted):
                 state.define_event(name, wanted)
         for channel, members in (channels or {}).items():
@@ -461,7 +465,7 @@ class Emulator:
         """Define a platform event (``Order__e``) with its custom fields (``Amount__c``, …).
 
         Publishing a field an event does not declare fails with Salesforce's ``INVALID_FIELD``
-        error; ``fields=None`` declares none and accepts any ``__c`` field.
+        error; ``fields=None`` declares none, so the event accepts no custom field.
         """
         self.state.define_event(name, fields)
 
@@ -531,9 +535,10 @@ class Emulator:
     ) -> Published:
         """Publish one event now (call it on the emulator's event loop).
 
-        - ``/event/<Name>__e``: ``payload`` holds the event's fields (the type is defined if
-          needed); delivered with ``CreatedDate``, ``CreatedById`` and an ``EventUuid``. An
-          event that declares its fields refuses others with
+        - ``/event/<Name>__e``: ``payload`` holds the event's fields (the type is defined, with
+          no custom fields, if needed); delivered with ``CreatedDate``, ``CreatedById`` and an
+          ``EventUuid`` (a test may set ``CreatedDate`` and ``CreatedById`` itself). A custom
+          field the event does not declare is refused with
           :class:`~sfstream.emulator.RestError` ``INVALID_FIELD`` (a ``ValueError``).
         - ``/topic/<Name>``: ``payload`` is the notification's ``sobject`` (the PushTopic must
           exist); ``event_type`` is ``created``, ``updated``, ``deleted`` or ``undeleted``.
@@ -550,9 +555,12 @@ class Emulator:
             name = channel[len("/event/") :]
             if name.endswith("__chn"):
                 raise ValueError("publish to a member event of a custom channel, not the channel")
-            definition = self.state.platform_events.get(name)
-            if definition is not None and definition.fields is not None:
-                payload = self.state.validate_event_fields(name, payload)
+            if name not in self.state.platform_events:
+                self.state.define_event(name)
+            # From Python (not over REST) a test may set the standard fields, e.g. a bad date.
+            standard = {k: v for k, v in payload.items() if k in _STANDARD_EVENT_FIELDS}
+            custom = {k: v for k, v in payload.items() if k not in _STANDARD_EVENT_FIELDS}
+            payload = {**self.state.validate_event_fields(name, custom), **standard}
             return self.state.publish_platform_event(name, payload, now=now, user_id=self.user_id)
         if channel.startswith("/topic/"):
             if not isinstance(payload, Mapping):
@@ -835,7 +843,7 @@ class EmulatorThread:
 
     ::
 
-        with Emulator(events=["Order__e"]).in_thread() as org:
+        with Emulator(events={"Order__e": ["Amount__c"]}).in_thread() as org:
             org.publish("/event/Order__e", {"Amount__c": 1})
             requests.post(org.emulator.token_url, ...)
 

@@ -207,10 +207,10 @@ class TokenRecord:
 
 @dataclass(slots=True)
 class EventDefinition:
-    """A platform event type. ``fields`` limits the custom fields it accepts (None = any)."""
+    """A platform event type and the custom fields it declares (the only ones it accepts)."""
 
     name: str
-    fields: frozenset[str] | None = None
+    fields: frozenset[str] = frozenset()
     schema: str = ""
 
     def __post_init__(self) -> None:
@@ -381,10 +381,7 @@ class OrgState:
                 {"id": u.id, "username": u.username, "password_hash": u.password_hash}
                 for u in self.users.values()
             ],
-            "platform_events": {
-                name: None if d.fields is None else sorted(d.fields)
-                for name, d in self.platform_events.items()
-            },
+            "platform_events": {name: sorted(d.fields) for name, d in self.platform_events.items()},
             "custom_channels": {
                 name: sorted(c.members) for name, c in self.custom_channels.items()
             },
@@ -405,7 +402,9 @@ class OrgState:
             u["id"]: User(u["id"], u["username"], u["password_hash"]) for u in meta["users"]
         }
         self.platform_events = {
-            name: EventDefinition(name, None if f is None else frozenset(f))
+            # An older state file stored ``None`` for an event without declared fields:
+            # it declares no custom fields now.
+            name: EventDefinition(name, frozenset(f or ()))
             for name, f in meta["platform_events"].items()
         }
         self.custom_channels = {
@@ -585,8 +584,8 @@ class OrgState:
         """Define a platform event type (``Order__e``) and the custom fields it declares.
 
         ``fields`` are ``__c`` names; publishing any other field fails with Salesforce's
-        ``INVALID_FIELD``. ``None`` declares none and lets any ``__c`` field through (an
-        emulator convenience: a real event always has a fixed set of fields).
+        ``INVALID_FIELD``, as in a real org. ``None`` (or no names) declares no custom fields:
+        the event then accepts none.
         """
         if name.startswith("/event/"):
             name = name[len("/event/") :]
@@ -596,15 +595,13 @@ class OrgState:
                 f"invalid platform event name {name!r}: a custom platform event's API name "
                 f"ends in __e (Order__e){hint}"
             )
-        declared = None
-        if fields is not None:
-            declared = frozenset(fields)
-            bad = sorted(f for f in declared if not (_FIELD_NAME_RE.match(f) and f.endswith("__c")))
-            if bad:
-                raise ValueError(
-                    f"invalid field name(s) {', '.join(map(repr, bad))} for {name}: a platform "
-                    "event's custom fields end in __c (Amount__c)"
-                )
+        declared = frozenset(fields or ())
+        bad = sorted(f for f in declared if not (_FIELD_NAME_RE.match(f) and f.endswith("__c")))
+        if bad:
+            raise ValueError(
+                f"invalid field name(s) {', '.join(map(repr, bad))} for {name}: a platform "
+                "event's custom fields end in __c (Amount__c)"
+            )
         definition = EventDefinition(name, declared)
         self.platform_events[name] = definition
         self._changed()
@@ -949,9 +946,7 @@ class OrgState:
         for key, value in fields.items():
             if key == "attributes":
                 continue
-            if not (_FIELD_NAME_RE.match(key) and key.endswith("__c")) or (
-                definition.fields is not None and key not in definition.fields
-            ):
+            if key not in definition.fields:
                 raise _no_such_column(key, name)
             _check_scalar(key, value)
             clean[key] = value
