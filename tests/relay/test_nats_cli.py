@@ -41,7 +41,7 @@ def org(monkeypatch: pytest.MonkeyPatch) -> Iterator[EmulatorThread]:
         if name.startswith("SFSTREAM_"):
             monkeypatch.delenv(name)
     emulator = Emulator(
-        events=("Order__e", "Shipment__e"),
+        events={"Order__e": ["N__c"], "Shipment__e": ["N__c"]},
         hold_time=0.3,
         session_expiry=3.0,
         password=PASSWORD,
