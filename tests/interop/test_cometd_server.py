@@ -14,7 +14,15 @@ from typing import Any
 
 import pytest
 
-from sfstream.bayeux import AckExtension, BayeuxClient, Extension, Message, Status, StatusKind
+from sfstream.bayeux import (
+    AckExtension,
+    BayeuxClient,
+    ConstantBackoff,
+    Extension,
+    Message,
+    Status,
+    StatusKind,
+)
 from sfstream.exceptions import HTTPStatusError
 
 from ._peers import CometdServer, StartCometd
@@ -119,7 +127,13 @@ async def test_websocket_is_refused_and_the_client_falls_back(cometd: CometdServ
 
 async def test_server_restart_mid_stream(cometd: CometdServer) -> None:
     recorder = Recorder()
-    async with BayeuxClient(cometd.url, connection_timeout=30.0, extensions=[recorder]) as client:
+    # The first retry of a failed connect goes at once; with a 3 s backoff after that, the
+    # restarted server is up before the client has failed often enough to give up on its
+    # session (handshake_after), so its next connect meets the new server's refusal.
+    client = BayeuxClient(
+        cometd.url, connection_timeout=30.0, extensions=[recorder], backoff=ConstantBackoff(3.0)
+    )
+    async with client:
         await client.subscribe("/r/*")
         old_id = await cometd.wait_for_subscription("/r/*")
         await cometd.publish("/r/a", {"n": 1})
