@@ -282,7 +282,19 @@ def test_to_cli_error() -> None:
         "replay store: not a marker",
         "check the replay store",
     )
-    check(ReplayError("not a marker"), ExitCode.ERROR, "delete the store s.db", store="s.db")
+    check(ReplayError("not a marker"), ExitCode.ERROR, "damaged, delete s.db", store="s.db")
+    check(
+        ReplayError("cannot write the replay marker: database is locked"),
+        ExitCode.ERROR,
+        "another process is writing the store s.db",
+        store="s.db",
+    )
+    check(
+        ReplayError("cannot reach Redis at 127.0.0.1:6379: Connection refused"),
+        ExitCode.ERROR,
+        "server is running and reachable",
+        store="redis://127.0.0.1:6379",
+    )
     check(ClientError("instance_url uses plain http"), ExitCode.USAGE, "plain http")
     check(SfstreamError("odd"), ExitCode.ERROR, "odd")
     check(

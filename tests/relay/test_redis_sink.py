@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
+from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError
 from sfstream.relay._redis import RedisSink, stream_key
 from tests.relay._engines import RedisCluster, RedisServer
@@ -147,7 +148,7 @@ async def test_maxlen_trims_streams(redis_server: RedisServer, raw: aioredis.Red
 
 
 async def test_errors_are_clear(redis_server: RedisServer) -> None:
-    with pytest.raises(ValueError, match="not a Redis URL"):
+    with pytest.raises(InvalidArgumentError, match="not a Redis URL"):
         RedisSink("http://user:secret@host/", channel_set=SET)
     with pytest.raises(ValueError, match="channel set"):
         RedisSink(redis_server.url, channel_set="a{b}")

@@ -268,6 +268,9 @@ async def test_a_renewal_that_hangs_ends_the_term_when_the_lease_may_have_expire
 
 def test_lazy_names() -> None:
     assert sfstream.relay.RedisSink.kind == "redis"
+    assert sfstream.relay.NatsSink.kind == "nats"
+    subject = sfstream.relay.channel_subject("org", "/event/Order__e")
+    assert sfstream.relay.subject_channel(subject) == ("org", "/event/Order__e")
     with pytest.raises(AttributeError):
         _ = sfstream.relay.Nothing
 

@@ -242,8 +242,7 @@ def to_cli_error(
     if isinstance(exc, TransportError):
         return CliError(f"connection failed: {exc}", ExitCode.CONNECTION, "check the network")
     if isinstance(exc, ReplayError):
-        hint = f"delete the store {store}" if store else "check the replay store"
-        return CliError(f"replay store: {exc}", ExitCode.ERROR, hint)
+        return CliError(f"replay store: {exc}", ExitCode.ERROR, _store_hint(exc, store))
     if isinstance(exc, ClientError):
         return CliError(str(exc), ExitCode.USAGE)
     if isinstance(exc, SfstreamError):
@@ -253,3 +252,17 @@ def to_cli_error(
     if isinstance(exc, _NETWORK_ERRORS):
         return CliError(f"cannot reach {_host(login_url)}: {_reason(exc)}", ExitCode.CONNECTION)
     return None
+
+
+def _store_hint(exc: ReplayError, store: str | None) -> str:
+    """What to do about a replay store error: wait for a busy store, reach an unreachable one,
+    and only for a store that cannot be read suggest starting again without it."""
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text:
+        where = f" {store}" if store else ""
+        return f"another process is writing the store{where}: wait for it, or stop it"
+    if "redis at" in text or "connect" in text:
+        return "check that the store's server is running and reachable"
+    if store:
+        return f"if the store is damaged, delete {store} (its positions are lost)"
+    return "check the replay store"

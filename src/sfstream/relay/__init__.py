@@ -24,6 +24,7 @@ from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
 
 if TYPE_CHECKING:
     from sfstream.relay._metrics import OpsServer, RelayMetrics
+    from sfstream.relay._nats import NatsSink, channel_subject, subject_channel
     from sfstream.relay._redis import RedisSink
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ClientFactory",
     "Lease",
     "LeaseLost",
+    "NatsSink",
     "OpsServer",
     "RedisSink",
     "Relay",
@@ -42,11 +44,16 @@ __all__ = [
     "Sink",
     "SinkError",
     "SinkReplayStorage",
+    "channel_subject",
     "run_relays",
+    "subject_channel",
     "to_relay_event",
 ]
 
 _LAZY = {
+    "NatsSink": "sfstream.relay._nats",
+    "channel_subject": "sfstream.relay._nats",
+    "subject_channel": "sfstream.relay._nats",
     "RedisSink": "sfstream.relay._redis",
     "RelayMetrics": "sfstream.relay._metrics",
     "OpsServer": "sfstream.relay._metrics",

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
 from sfstream.salesforce import channel_key
 
@@ -164,13 +165,13 @@ class RedisSink(Sink):
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"redis", "rediss", "redis+cluster", "rediss+cluster"}:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"not a Redis URL: {_redact(url)!r} (redis://, rediss://, redis+cluster://)"
             )
         if not channel_set or any(c in channel_set for c in "{}"):
-            raise ValueError(f"invalid channel set name {channel_set!r}")
+            raise InvalidArgumentError(f"invalid channel set name {channel_set!r}")
         if maxlen is not None and maxlen < 1:
-            raise ValueError("maxlen must be positive")
+            raise InvalidArgumentError("maxlen must be positive")
         self.url = url
         self.cluster = parts.scheme.endswith("+cluster")
         self.channel_set = channel_set

@@ -97,7 +97,9 @@ def _replay_option(value: object) -> ReplayOption:
     try:
         return ReplayOption(value)
     except ValueError:
-        raise ValueError(f"replay_fallback must be a ReplayOption or None, not {value}") from None
+        raise InvalidArgumentError(
+            f"replay_fallback must be a ReplayOption or None, not {value}"
+        ) from None
 
 
 class Client:

@@ -51,7 +51,7 @@ from enum import Enum, IntEnum
 from typing import Any, Final, NamedTuple, TypeAlias
 
 from sfstream.bayeux import Extension, Message, matches
-from sfstream.exceptions import ReplayError, ServerError, failure_reason
+from sfstream.exceptions import InvalidArgumentError, ReplayError, ServerError, failure_reason
 
 __all__ = [
     "ConstantReplayId",
@@ -519,7 +519,7 @@ def create_replay_storage(replay: ReplayParameter) -> ReplayMarkerStorage | None
         return replay
     if isinstance(replay, int) and not isinstance(replay, bool):
         if replay < -2:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"replay must be -2 (all events), -1 (new events) or a replay id, not {replay}"
             )
         return ConstantReplayId(replay)
