@@ -6,12 +6,13 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import redis
@@ -55,15 +56,33 @@ def environment(org: EmulatorThread) -> dict[str, str]:
     }
 
 
+#: Each relay process's stderr, in a file: a pipe nobody reads while the test waits would
+#: fill up with the relay's log lines and block it.
+_STDERR: dict[int, IO[str]] = {}
+
+
 def start(org: EmulatorThread, *argv: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    err = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - closed by _stderr
+    process = subprocess.Popen(
         [sys.executable, "-m", "sfstream", "relay", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=err,
         text=True,
         env=environment(org),
         cwd=ROOT,
     )
+    _STDERR[process.pid] = err
+    return process
+
+
+def _stderr(process: subprocess.Popen[str]) -> str:
+    """What the (ended) process wrote on stderr; empty the second time."""
+    err = _STDERR.pop(process.pid, None)
+    if err is None:
+        return ""
+    with err:
+        err.seek(0)
+        return err.read()
 
 
 def wait(condition: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
@@ -99,8 +118,8 @@ def get(url: str) -> tuple[int, str]:
 def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
     if process.poll() is None:
         process.kill()
-    _out, err = process.communicate(timeout=10)
-    return process.returncode, err
+    process.wait(timeout=10)
+    return process.returncode, _stderr(process)
 
 
 def test_sigkill_failover_sigterm_and_metrics(
@@ -152,11 +171,11 @@ def test_sigkill_failover_sigterm_and_metrics(
 
 def stop_gracefully(process: subprocess.Popen[str]) -> tuple[int, str]:
     try:
-        _out, err = process.communicate(timeout=15)
+        process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
-        _out, err = process.communicate()
-    return process.returncode, err
+        process.wait()
+    return process.returncode, _stderr(process)
 
 
 def test_a_config_file_relays_several_sets_in_one_process(

@@ -71,7 +71,7 @@ def role(port: int) -> str | None:
     return found
 
 
-async def until(condition: Callable[[], Any], what: str, timeout: float = 30.0) -> None:
+async def until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not await asyncio.to_thread(condition):
         if time.monotonic() > deadline:
