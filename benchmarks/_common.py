@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -11,10 +12,11 @@ import shutil
 import statistics
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -281,3 +283,24 @@ def python_child_env() -> dict[str, str]:
 def bench_python() -> str:
     """The interpreter that runs sfstream's own clients and the emulator: this one."""
     return sys.executable
+
+
+def run_alone(
+    module: ModuleType, extra: Callable[[argparse.ArgumentParser], None] | None = None
+) -> None:
+    """``python -m benchmarks.NAME``: one benchmark module's arguments, run and table.
+
+    ``module`` provides ``add_arguments``, ``apply_defaults``, ``run`` and ``table`` (as every
+    benchmark does for ``python -m benchmarks``); ``extra`` adds options of its own.
+    """
+    parser = argparse.ArgumentParser(description=module.__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run")
+    parser.add_argument("--json", dest="json_path", help="write the figures to this file")
+    if extra is not None:
+        extra(parser)
+    module.add_arguments(parser)
+    options = parser.parse_args()
+    module.apply_defaults(options)
+    data = asyncio.run(module.run(options))
+    print(module.table(data).render(facts_lines(data["machine"])))
+    write_json(options.json_path, data)

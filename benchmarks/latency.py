@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -26,12 +27,11 @@ from benchmarks._common import (
     ChildError,
     Table,
     bench_python,
-    facts_lines,
     fmt,
     machine_facts,
     percentile,
     python_child_env,
-    write_json,
+    run_alone,
 )
 from benchmarks._harness import Server
 
@@ -179,15 +179,7 @@ def apply_defaults(options: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", dest="json_path")
-    add_arguments(parser)
-    options = parser.parse_args()
-    apply_defaults(options)
-    data = asyncio.run(run(options))
-    print(table(data).render(facts_lines(data["machine"])))
-    write_json(options.json_path, data)
+    run_alone(sys.modules[__name__])
 
 
 if __name__ == "__main__":

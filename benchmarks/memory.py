@@ -16,7 +16,7 @@ shows there), the most messages seen waiting, and how often polling paused.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import sys
 from typing import Any
 
 from benchmarks._common import (
@@ -25,11 +25,10 @@ from benchmarks._common import (
     ChildError,
     Table,
     bench_python,
-    facts_lines,
     fmt,
     machine_facts,
     python_child_env,
-    write_json,
+    run_alone,
 )
 from benchmarks._harness import PLATFORM_CHANNEL, Server
 
@@ -169,15 +168,7 @@ def apply_defaults(options: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", dest="json_path")
-    add_arguments(parser)
-    options = parser.parse_args()
-    apply_defaults(options)
-    data = asyncio.run(run(options))
-    print(table(data).render(facts_lines(data["machine"])))
-    write_json(options.json_path, data)
+    run_alone(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ if not, their sum. The table gives the drain time against both.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import sys
 from typing import Any
 
-from benchmarks._common import Table, facts_lines, fmt, machine_facts, median, write_json
+from benchmarks._common import Table, fmt, machine_facts, median, run_alone
 from benchmarks._harness import PLATFORM_CHANNEL, ClientSpec, Server, drain
 
 
@@ -143,17 +143,12 @@ def apply_defaults(options: argparse.Namespace) -> None:
         options.compare_src = None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", dest="json_path")
+def _standalone_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compare-src", action="append", metavar="NAME=DIR")
-    add_arguments(parser)
-    options = parser.parse_args()
-    apply_defaults(options)
-    data = asyncio.run(run(options))
-    print(table(data).render(facts_lines(data["machine"])))
-    write_json(options.json_path, data)
+
+
+def main() -> None:
+    run_alone(sys.modules[__name__], _standalone_options)
 
 
 if __name__ == "__main__":

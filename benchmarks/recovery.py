@@ -18,10 +18,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 
-from benchmarks._common import Table, facts_lines, fmt, machine_facts, percentile, write_json
+from benchmarks._common import (
+    Table,
+    fmt,
+    machine_facts,
+    percentile,
+    run_alone,
+)
 
 CHANNEL = "/event/Recovery__e"
 KINDS = ("none", "mid_response", "before_response")
@@ -112,15 +119,7 @@ def apply_defaults(options: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", dest="json_path")
-    add_arguments(parser)
-    options = parser.parse_args()
-    apply_defaults(options)
-    data = asyncio.run(run(options))
-    print(table(data).render(facts_lines(data["machine"])))
-    write_json(options.json_path, data)
+    run_alone(sys.modules[__name__])
 
 
 if __name__ == "__main__":

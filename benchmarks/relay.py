@@ -21,12 +21,13 @@ import importlib
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from benchmarks._common import Table, facts_lines, fmt, machine_facts, median, write_json
+from benchmarks._common import Table, fmt, machine_facts, median, run_alone
 from benchmarks._harness import PLATFORM_CHANNEL, Server
 from sfstream.relay import ChannelSet, Relay, Sink
 from sfstream.salesforce import (
@@ -243,15 +244,7 @@ def apply_defaults(options: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", dest="json_path")
-    add_arguments(parser)
-    options = parser.parse_args()
-    apply_defaults(options)
-    data = asyncio.run(run(options))
-    print(table(data).render(facts_lines(data["machine"])))
-    write_json(options.json_path, data)
+    run_alone(sys.modules[__name__])
 
 
 if __name__ == "__main__":

@@ -15,15 +15,15 @@ alike; the table gives medians.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import gc
 import json
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from benchmarks import _peers
-from benchmarks._common import Table, facts_lines, fmt, machine_facts, median, write_json
+from benchmarks._common import Table, fmt, machine_facts, median, run_alone
 from benchmarks._harness import CDC_CHANNEL, PLATFORM_CHANNEL, ClientSpec, Server, capture, drain
 
 ALL_PEERS = ["aiosfstream", "aiosfstream-ng", "jsforce"]
@@ -384,15 +384,7 @@ def apply_defaults(options: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a short run (small backlog)")
-    parser.add_argument("--json", dest="json_path", help="write the figures to this file")
-    add_arguments(parser)
-    options = parser.parse_args()
-    apply_defaults(options)
-    data = asyncio.run(run(options))
-    print(table(data).render(facts_lines(data["machine"])))
-    write_json(options.json_path, data)
+    run_alone(sys.modules[__name__])
 
 
 if __name__ == "__main__":

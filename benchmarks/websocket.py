@@ -31,12 +31,11 @@ from benchmarks._common import (
     ChildError,
     Table,
     bench_python,
-    facts_lines,
     fmt,
     machine_facts,
     percentile,
     python_child_env,
-    write_json,
+    run_alone,
 )
 from sfstream.bayeux import BayeuxClient
 
@@ -213,15 +212,7 @@ def main() -> None:
     if sys.argv[1:2] == ["--publisher"]:
         asyncio.run(_publisher(sys.argv[2]))
         return
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", dest="json_path")
-    add_arguments(parser)
-    options = parser.parse_args()
-    apply_defaults(options)
-    data = asyncio.run(run(options))
-    print(table(data).render(facts_lines(data["machine"])))
-    write_json(options.json_path, data)
+    run_alone(sys.modules[__name__])
 
 
 if __name__ == "__main__":
