@@ -99,7 +99,9 @@ async def test_standby_takes_over_while_a_node_is_down(cluster: NatsCluster) -> 
         await a.write(lease_a, [event(1), event(2)])
         kv_leader = await stream_leader(cluster.urls[0], "KV_sfstream-leases")
         cluster.kill(int(kv_leader.removeprefix("n")) - 1)  # the lease's own leader dies; a too
-        lease_b = await take_over(b, "orders", "relay-b", ttl, within=40)
+        # b takes a longer lease than a's: with a node down, its next requests may take longer
+        # than a's 1 s TTL, and b's writes must not be refused by its own lease's expiry.
+        lease_b = await take_over(b, "orders", "relay-b", 30.0, within=40)
         assert lease_b.token > lease_a.token
         assert await b.position(ORG, ORDERS) == 2
         await b.write(lease_b, [event(2), event(3)])
