@@ -109,6 +109,28 @@ async def test_cookies_kept_within_a_session_and_dropped_on_new_session(
     assert cookies == [None, "b1", "b1", None, "b4"]
 
 
+async def test_session_cookies_join_a_cookie_header_of_the_callers_own(
+    serve: ServerFactory,
+) -> None:
+    received: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        received.append(request.headers.get("Cookie"))
+        response = await echo_ok(request)
+        response.set_cookie("BAYEUX_BROWSER", "b-1", path="/")
+        response.set_cookie("elsewhere", "x", path="/other")  # not for the Bayeux URL
+        return response
+
+    server = await serve(handler)
+    transport = LongPollingTransport(url(server), headers={"cookie": "mine=1"})
+    try:
+        await transport.send(HANDSHAKE)
+        await transport.send(HANDSHAKE, headers={"X-Extra": "1"})
+    finally:
+        await transport.close()
+    assert received == ["mine=1", "mine=1; BAYEUX_BROWSER=b-1"]
+
+
 async def test_user_session_is_used_and_never_closed(serve: ServerFactory) -> None:
     server = await serve(echo_ok)
     async with aiohttp.ClientSession() as session:

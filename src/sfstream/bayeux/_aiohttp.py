@@ -214,11 +214,11 @@ class LongPollingTransport(Transport):
         if self._jar is None:
             # unsafe: keep cookies from IP hosts too (a server on 127.0.0.1 sets them)
             self._jar = aiohttp.CookieJar(unsafe=True)
+        headers = self._with_cookies(self._jar, headers)
         async with session.post(
             self.url,
             data=body if len(body) <= _STREAM_BODY_OVER else io.BytesIO(body),
             headers=headers,
-            cookies=self._jar.filter_cookies(self.url),
             timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
             ssl=self._ssl,
@@ -235,6 +235,25 @@ class LongPollingTransport(Transport):
                     reason=response.reason or "",
                 )
             return await self._read(response)
+
+    def _with_cookies(
+        self, jar: aiohttp.CookieJar, headers: Mapping[str, str]
+    ) -> Mapping[str, str]:
+        """``headers`` with a ``Cookie`` header for this Bayeux session's cookies.
+
+        Built here rather than passed as aiohttp's ``cookies=``, which copies every cookie
+        into a temporary jar on each request (about 25 µs a long poll). A ``Cookie`` header
+        of the caller's own is kept, before the session's cookies.
+        """
+        cookies = jar.filter_cookies(self.url)
+        if not cookies:
+            return headers
+        pairs = "; ".join([f"{morsel.key}={morsel.coded_value}" for morsel in cookies.values()])
+        given = [value for name, value in headers.items() if name.lower() == "cookie"]
+        if not given:
+            return {**headers, "Cookie": pairs}
+        kept = {name: value for name, value in headers.items() if name.lower() != "cookie"}
+        return {**kept, "Cookie": "; ".join([*given, pairs])}
 
     async def _read(self, response: aiohttp.ClientResponse) -> bytes:
         limit = self.max_response_size
