@@ -9,7 +9,8 @@ and the engine's client library; the emulator and the engines run in their own p
 table gives medians and each relay's rate as a share of the plain drain's (target: 50 % or
 more).
 
-``python -m benchmarks.relay [--quick] [--relay-events N] [--relay-repeat R] [--json PATH]``
+``python -m benchmarks.relay [--quick] [--relay-events N] [--relay-repeat R]
+[--relay-engines redis,nats] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -160,6 +161,8 @@ async def nats_engine() -> AsyncIterator[SinkFactory | str]:
 
 
 ENGINES = {"Redis Streams": redis_engine, "NATS JetStream": nats_engine}
+#: ``--relay-engines`` names -> the engines' labels.
+ENGINE_NAMES = {"redis": "Redis Streams", "nats": "NATS JetStream"}
 
 
 async def run(options: argparse.Namespace) -> dict[str, Any]:
@@ -173,6 +176,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:
             sinks: dict[str, SinkFactory] = {}
             for label, engine in ENGINES.items():
+                if label not in options.relay_engines:
+                    continue
                 made = await stack.enter_async_context(engine())
                 if isinstance(made, str):
                     errors[label] = made
@@ -234,6 +239,23 @@ def table(data: dict[str, Any]) -> Table:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relay-events", type=int, help="backlog size for the relay benchmark")
     parser.add_argument("--relay-repeat", type=int, help="rounds of the relay benchmark")
+    parser.add_argument(
+        "--relay-engines",
+        type=_engines,
+        default=tuple(ENGINES),
+        metavar="redis,nats",
+        help="the engines the relay benchmark writes into (default: both)",
+    )
+
+
+def _engines(text: str) -> tuple[str, ...]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ENGINE_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown engine {', '.join(unknown) or text!r} (choose from redis, nats)"
+        )
+    return tuple(ENGINE_NAMES[name] for name in names)
 
 
 def apply_defaults(options: argparse.Namespace) -> None:

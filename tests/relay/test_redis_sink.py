@@ -131,7 +131,7 @@ async def test_a_position_that_went_back_is_refused(sink: RedisSink, raw: aiored
     await sink.write(lease, [event(1), event(2)])
     # A failover lost the last write: the marker is back at 1 (and the entry gone with it).
     await raw.hset(sink.positions_key, ORDER, 1)
-    with pytest.raises(SinkError, match="went back from 2 to 1"):
+    with pytest.raises(SinkError, match="is 1, below 2"):
         await sink.write(lease, [event(3)])
     assert await sink.position("default", ORDER) == 1
     await sink.write(lease, [event(2), event(3)])

@@ -233,6 +233,9 @@ class IdleClient:
     async def receive(self) -> Any:
         await asyncio.Event().wait()
 
+    async def receive_many(self, max_count: int = 100) -> list[Any]:
+        return [await self.receive()]
+
     async def close(self) -> None:
         return None
 

@@ -11,27 +11,33 @@ Redis Cluster and one script can touch them all::
 Each stream entry has the fields ``replay_id``, ``channel``, ``event`` (the Bayeux message as
 received, JSON), ``date`` and, for platform events and CDC, ``event_uuid``.
 
-:meth:`RedisSink.write` runs one script per batch: it checks the lease value (token and holder),
-checks that no channel's position went backwards behind the relay's back (a failover that lost
-acknowledged writes), appends the entries whose replay id is above the channel's position and
-advances the positions. Redis runs a script atomically, so entries and positions are written
-together or not at all, also when a master fails over and asynchronous replication loses the
-latest writes: they are lost together, and the relay resubscribes from the surviving position.
+:meth:`RedisSink.write` runs one script per batch (the batch's events in four arguments: a line
+of lengths per event, then the dates, uuids and events, column by column). The script checks
+the lease value (token and holder), checks that no channel's position went backwards behind the
+relay's back (a failover that lost acknowledged writes), appends the entries whose replay id is
+above the channel's position and advances the positions. Redis runs a script atomically, so
+entries and positions are written together or not at all, also when a master fails over and
+asynchronous replication loses the latest writes: they are lost together, and the relay
+resubscribes from the surviving position.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from sfstream.exceptions import InvalidArgumentError
-from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
+from sfstream.relay._sink import Lease, LeaseLost, RelayBatch, RelayEvent, Sink, SinkError
 from sfstream.salesforce import channel_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.connection import AbstractConnection
 
 __all__ = ["RedisSink", "stream_key"]
 
@@ -39,6 +45,9 @@ logger = logging.getLogger(__name__)
 
 #: The prefix of every key unless told otherwise.
 DEFAULT_PREFIX: Final = "sfstream"
+#: Writes in flight at once on a single Redis server: while Redis appends one batch, the relay
+#: receives and converts the next ones.
+DEFAULT_PIPELINE_DEPTH: Final = 3
 
 _ACQUIRE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -61,7 +70,12 @@ return 1
 
 # KEYS: lease, positions, stream 1..c.  ARGV: lease value, maxlen (0: none), number of
 # expectations m, m x (channel, expected position), number of channels c, the c channels, then
-# per event two values: "<channel index 1..c> <replay id> <date> [<event uuid>]" and the event.
+# four values for the whole batch: the heads, one line per event
+# "<channel index 1..c> <replay id> <bytes of date> <bytes of event uuid> <bytes of event>\n",
+# then the dates, the event uuids (empty when none) and the events (message JSON), each
+# column's values one after the other. Four values instead of two per event: the client and
+# Redis handle a dozen arguments per batch instead of thousands, the client builds them column
+# by column (no Python code per event), and dates and uuids need no escaping.
 _WRITE: Final = """
 local lease = redis.call('GET', KEYS[1])
 if lease ~= ARGV[1] then
@@ -84,35 +98,39 @@ for j = 1, c do
   local stored = redis.call('HGET', KEYS[2], ARGV[base + j])
   last[j] = tonumber(stored or '-1')
 end
-local written = 0
-for i = base + c + 1, #ARGV, 2 do
-  local j, rid, date, uuid = string.match(ARGV[i], '^(%d+) (%d+) (%S+) ?(%S*)$')
+local dates, uuids, events = ARGV[base + c + 2], ARGV[base + c + 3], ARGV[base + c + 4]
+local sub, call = string.sub, redis.call
+local d, u, e, written = 1, 1, 1, 0
+for j, rid, dn, un, en in string.gmatch(ARGV[base + c + 1], '(%d+) (-?%d+) (%d+) (%d+) (%d+)\\n') do
   j = tonumber(j)
   local id = tonumber(rid)
+  local d2, u2, e2 = d + tonumber(dn), u + tonumber(un), e + tonumber(en)
   if id > last[j] then
     local key, ch = KEYS[2 + j], ARGV[base + j]
-    if uuid ~= '' then
+    local date, event = sub(dates, d, d2 - 1), sub(events, e, e2 - 1)
+    if u2 > u then
+      local uuid = sub(uuids, u, u2 - 1)
       if maxlen > 0 then
-        redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
-                   'date', date, 'event', ARGV[i + 1], 'event_uuid', uuid)
+        call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+             'date', date, 'event', event, 'event_uuid', uuid)
       else
-        redis.call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
-                   'event', ARGV[i + 1], 'event_uuid', uuid)
+        call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
+             'event', event, 'event_uuid', uuid)
       end
     elseif maxlen > 0 then
-      redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
-                 'date', date, 'event', ARGV[i + 1])
+      call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+           'date', date, 'event', event)
     else
-      redis.call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
-                 'event', ARGV[i + 1])
+      call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date, 'event', event)
     end
     last[j] = id
     text[j] = rid
     written = written + 1
   end
+  d, u, e = d2, u2, e2
 end
 for j, rid in pairs(text) do
-  redis.call('HSET', KEYS[2], ARGV[base + j], rid)
+  call('HSET', KEYS[2], ARGV[base + j], rid)
 end
 return written
 """
@@ -124,6 +142,15 @@ def stream_key(channel_set: str, channel: str, prefix: str = DEFAULT_PREFIX) -> 
     A PushTopic filter (``?Type=X``) is not part of the key.
     """
     return f"{prefix}:{{{channel_set}}}:{channel_key(channel)}"
+
+
+def _column(values: list[str]) -> tuple[bytes, Iterable[int]]:
+    """``values`` one after the other (UTF-8), and the length in bytes of each."""
+    text = "".join(values)
+    if text.isascii():  # the usual case: one byte per character
+        return text.encode(), map(len, values)
+    encoded = [value.encode() for value in values]
+    return b"".join(encoded), map(len, encoded)
 
 
 def _redact(url: str) -> str:
@@ -150,9 +177,14 @@ class RedisSink(Sink):
         maxlen: trim each stream to about this many entries (``XADD MAXLEN ~``); None keeps
             everything (trim with ``XTRIM MINID`` once workers are done).
         timeout: seconds for connecting and for each command.
+        pipeline_depth: writes that may be in flight at once (:attr:`Sink.pipeline_depth`). A
+            single Redis server takes them on one connection of their own, where they are
+            applied in order, and each requires the positions the writes before it leave, so
+            that a write after a failed one writes nothing. A Redis Cluster takes one at a time.
     """
 
     kind = "redis"
+    takes_batches = True
 
     def __init__(
         self,
@@ -162,6 +194,7 @@ class RedisSink(Sink):
         prefix: str = DEFAULT_PREFIX,
         maxlen: int | None = None,
         timeout: float = 5.0,
+        pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"redis", "rediss", "redis+cluster", "rediss+cluster"}:
@@ -172,17 +205,26 @@ class RedisSink(Sink):
             raise InvalidArgumentError(f"invalid channel set name {channel_set!r}")
         if maxlen is not None and maxlen < 1:
             raise InvalidArgumentError("maxlen must be positive")
+        if pipeline_depth < 1:
+            raise InvalidArgumentError("pipeline_depth must be positive")
         self.url = url
         self.cluster = parts.scheme.endswith("+cluster")
         self.channel_set = channel_set
         self.prefix = prefix
         self.maxlen = maxlen
         self.timeout = timeout
+        self.pipeline_depth = 1 if self.cluster else pipeline_depth
         self._redis: Redis | RedisCluster | None = None
         self._shas: dict[str, str] = {}
-        # The position this sink last read or wrote per channel: a stored position below it
-        # means the engine lost writes (a failover), and the relay must start over from it.
+        # The position this sink last read, or that its writes sent so far leave, per channel:
+        # a stored position below it means that the engine lost writes (a failover) or that an
+        # earlier write failed, and the relay must start over from the engine's position.
         self._expected: dict[str, int] = {}
+        # The writes' own connection (a single server): requests go out in call order under
+        # _sending, and each write reads its reply once the one before it has read its own.
+        self._writer: AbstractConnection | None = None
+        self._sending = asyncio.Lock()
+        self._replied: asyncio.Future[None] | None = None
         tag = f"{prefix}:{{{channel_set}}}"
         self.lease_key = f"{tag}:lease"
         self.fence_key = f"{tag}:fence"
@@ -223,6 +265,10 @@ class RedisSink(Sink):
             ) from None
 
     async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await writer.disconnect()
         redis, self._redis = self._redis, None
         if redis is not None:
             await redis.aclose()
@@ -233,7 +279,7 @@ class RedisSink(Sink):
         return self._redis
 
     async def _script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        from redis.exceptions import NoScriptError, RedisError, ResponseError
+        from redis.exceptions import NoScriptError, RedisError
 
         redis = self._conn()
         sha = self._shas.get(script)
@@ -251,20 +297,69 @@ class RedisSink(Sink):
                     script.encode(), usedforsecurity=False
                 ).hexdigest()
             return result
-        except ResponseError as exc:
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> SinkError:
+        """The :class:`SinkError` (or :class:`LeaseLost`) that says what ``exc`` means."""
+        from redis.exceptions import ResponseError
+
+        if isinstance(exc, ResponseError):
             text = str(exc)
             if text.startswith("SFSTREAM_LEASE"):
-                raise LeaseLost(f"the lease of {self.channel_set!r} is {text[15:]}") from None
+                return LeaseLost(f"the lease of {self.channel_set!r} is {text[15:]}")
             if text.startswith("SFSTREAM_BEHIND"):
                 _, channel, stored, expected = text.rsplit(" ", 3)
-                self._expected.pop(channel, None)
-                raise SinkError(
-                    f"the position of {channel} in Redis went back from {expected} to {stored} "
-                    "(a failover lost writes): resubscribe from the engine's position"
-                ) from None
-            raise SinkError(f"Redis refused a script: {text}") from None
+                return SinkError(
+                    f"the position of {channel} in Redis is {stored}, below {expected} that "
+                    "this relay read or wrote before (a failover lost writes, or an earlier "
+                    "write failed): resubscribe from the engine's position"
+                )
+            return SinkError(f"Redis refused a script: {text}")
+        return SinkError(f"Redis failed: {type(exc).__name__}: {exc}")
+
+    async def _write_in_order(self, keys: Sequence[str], args: Sequence[Any]) -> None:
+        """Run the write script on the writes' own connection, pipelined: sent in call order,
+        replies read in call order (a write waits for the reply of the one before it)."""
+        from redis.asyncio import RedisCluster
+        from redis.exceptions import RedisError, ResponseError
+
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        aligned = False  # True once this write's reply was read (the connection stays usable)
+        conn: AbstractConnection | None = None
+        try:
+            async with self._sending:
+                previous, self._replied = self._replied, mine
+                conn = self._writer
+                if conn is None:
+                    redis = self._conn()
+                    assert not isinstance(redis, RedisCluster)  # a cluster takes _script()
+                    pool = redis.connection_pool
+                    conn = self._writer = pool.connection_class(**pool.connection_kwargs)
+                # EVAL (not EVALSHA): a script cache flushed meanwhile cannot fail the writes
+                # already sent; Redis compiles the script once and finds it by its hash after.
+                command = conn.pack_command("EVAL", _WRITE, len(keys), *keys, *args)
+                await conn.send_packed_command(command, check_health=False)
+            if previous is not None:
+                await asyncio.shield(previous)
+            try:
+                await conn.read_response()
+            except ResponseError as exc:
+                aligned = True
+                raise self._error(exc) from None
+            aligned = True
         except (RedisError, OSError) as exc:
-            raise SinkError(f"Redis failed: {type(exc).__name__}: {exc}") from None
+            raise self._error(exc) from None
+        finally:
+            if not aligned and conn is not None:
+                # The reply was not read (an error, or cancelled): later replies on this
+                # connection would be read by the wrong write. Close it; the writes sent on
+                # it fail, and the next write opens a new one.
+                if self._writer is conn:
+                    self._writer = None
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+            mine.set_result(None)
 
     def _check_name(self, name: str) -> None:
         if name != self.channel_set:
@@ -321,40 +416,51 @@ class RedisSink(Sink):
         if not events:
             return
         self._check_name(lease.name)
-        index: dict[str, int] = {}  # channel as delivered, or its key -> slot 1..c
+        batch = events if isinstance(events, RelayBatch) else RelayBatch.of("", events)
+        channels, replay_ids = batch.channels, batch.replay_ids
+        index: dict[str, int] = {}  # channel as delivered -> slot 1..c
         names: list[str] = []  # the channel keys, by slot
-        body: list[Any] = []
-        append = body.append
+        for channel in dict.fromkeys(channels):
+            key = channel_key(channel)  # /topic/A?x=1 is /topic/A
+            if key in names:
+                index[channel] = names.index(key) + 1
+            else:
+                names.append(key)
+                index[channel] = len(names)
         highest: dict[int, int] = {}
-        for event in events:
-            slot = index.get(event.channel)
-            if slot is None:
-                key = channel_key(event.channel)
-                slot = index.get(key)
-                if slot is None:
-                    names.append(key)
-                    slot = index[key] = len(names)
-                index[event.channel] = slot
-            date = event.date.replace(" ", "_")  # the meta value is split on spaces
-            uuid_ = event.event_uuid
-            append(
-                f"{slot} {event.replay_id} {date} {uuid_}"
-                if uuid_
-                else f"{slot} {event.replay_id} {date}"
+        if len(index) == 1:
+            slots: Iterable[int] = repeat(1)
+            highest[1] = max(replay_ids)
+        else:
+            slots = list(map(index.__getitem__, channels))
+            for slot, replay_id in zip(slots, replay_ids, strict=True):
+                if replay_id > highest.get(slot, -1):
+                    highest[slot] = replay_id
+        dates, dates_length = _column(batch.dates)
+        uuids, uuids_length = _column([uuid_ or "" for uuid_ in batch.event_uuids])
+        payloads = batch.payloads
+        heads = ("%d %d %d %d %d\n" * len(payloads)) % tuple(
+            chain.from_iterable(
+                # (slots may be an endless repeat(1): the columns have the batch's length)
+                zip(slots, replay_ids, dates_length, uuids_length, map(len, payloads), strict=False)
             )
-            append(event.payload)
-            if event.replay_id > highest.get(slot, -1):
-                highest[slot] = event.replay_id
-        checks = [(name, self._expected[name]) for name in names if name in self._expected]
+        )
+        known = self._expected
+        checks = [(name, known[name]) for name in names if name in known]
         head: list[Any] = [self._value(lease), self.maxlen or 0, len(checks)]
         for name, position in checks:
             head += (name, position)
         head.append(len(names))
         head += names
+        head += (heads, dates, uuids, b"".join(payloads))
         keys = [self.lease_key, self.positions_key, *(self.stream_key(n) for n in names)]
-        await self._script(_WRITE, keys, head + body)
-        known = self._expected
+        # The positions this write leaves: a later write requires them (also one sent before
+        # this one is answered), so that nothing is written after events that were not.
         for slot, replay_id in highest.items():
             name = names[slot - 1]
             if replay_id > known.get(name, -1):
                 known[name] = replay_id
+        if self.cluster:
+            await self._script(_WRITE, keys, head)
+        else:
+            await self._write_in_order(keys, head)
