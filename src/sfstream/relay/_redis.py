@@ -11,8 +11,8 @@ Redis Cluster and one script can touch them all::
 Each stream entry has the fields ``replay_id``, ``channel``, ``event`` (the Bayeux message as
 received, JSON), ``date`` and, for platform events and CDC, ``event_uuid``.
 
-:meth:`RedisSink.write` runs one script per batch (the batch's events in four arguments: a line
-of lengths per event, then the dates, uuids and events, column by column). The script checks
+:meth:`RedisSink.write` runs one script per batch (the batch's events in five arguments: their
+lengths, replay ids, dates, uuids and events, each column in one argument). The script checks
 the lease value (token and holder), checks that no channel's position went backwards behind the
 relay's back (a failover that lost acknowledged writes), appends the entries whose replay id is
 above the channel's position and advances the positions. Redis runs a script atomically, so
@@ -26,7 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -45,9 +46,15 @@ logger = logging.getLogger(__name__)
 
 #: The prefix of every key unless told otherwise.
 DEFAULT_PREFIX: Final = "sfstream"
-#: Writes in flight at once on a single Redis server: while Redis appends one batch, the relay
-#: receives and converts the next ones.
-DEFAULT_PIPELINE_DEPTH: Final = 3
+#: Writes in flight at once on a single Redis server: while Redis appends batches, the relay
+#: receives and converts the next ones (also while it decodes a large Salesforce response).
+DEFAULT_PIPELINE_DEPTH: Final = 8
+#: Bytes of events in one script at most: a larger batch takes several scripts, in order (far
+#: below Redis's 512 MB limit of one argument, ``proto-max-bulk-len``).
+MAX_SCRIPT_BYTES: Final = 32 * 1024 * 1024
+#: Bytes of events sent and not yet answered at most (a write waits for room, in order),
+#: whatever ``pipeline_depth``: bounds the memory the pipeline takes in the relay and in Redis.
+MAX_IN_FLIGHT_BYTES: Final = 64 * 1024 * 1024
 
 _ACQUIRE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -70,12 +77,12 @@ return 1
 
 # KEYS: lease, positions, stream 1..c.  ARGV: lease value, maxlen (0: none), number of
 # expectations m, m x (channel, expected position), number of channels c, the c channels, then
-# four values for the whole batch: the heads, one line per event
-# "<channel index 1..c> <replay id> <bytes of date> <bytes of event uuid> <bytes of event>\n",
-# then the dates, the event uuids (empty when none) and the events (message JSON), each
-# column's values one after the other. Four values instead of two per event: the client and
-# Redis handle a dozen arguments per batch instead of thousands, the client builds them column
-# by column (no Python code per event), and dates and uuids need no escaping.
+# five values for the whole batch: the heads, four little-endian 32-bit numbers per event
+# (channel index 1..c, bytes of its date, of its event uuid, of its event), the replay ids
+# (decimal, separated by spaces), then the dates, the event uuids (empty when none) and the
+# events (message JSON), each column's values one after the other. Five values instead of two
+# per event: the client and Redis handle a dozen arguments per batch instead of thousands, the
+# client builds them column by column (no Python code per event), and nothing needs escaping.
 _WRITE: Final = """
 local lease = redis.call('GET', KEYS[1])
 if lease ~= ARGV[1] then
@@ -98,13 +105,17 @@ for j = 1, c do
   local stored = redis.call('HGET', KEYS[2], ARGV[base + j])
   last[j] = tonumber(stored or '-1')
 end
-local dates, uuids, events = ARGV[base + c + 2], ARGV[base + c + 3], ARGV[base + c + 4]
-local sub, call = string.sub, redis.call
-local d, u, e, written = 1, 1, 1, 0
-for j, rid, dn, un, en in string.gmatch(ARGV[base + c + 1], '(%d+) (-?%d+) (%d+) (%d+) (%d+)\\n') do
-  j = tonumber(j)
+local heads, ids = ARGV[base + c + 1], ARGV[base + c + 2]
+local dates, uuids, events = ARGV[base + c + 3], ARGV[base + c + 4], ARGV[base + c + 5]
+local sub, call, unpack = string.sub, redis.call, struct.unpack
+local next_id = string.gmatch(ids, '%S+')
+local at, d, u, e, written = 1, 1, 1, 1, 0
+for _ = 1, #heads / 16 do
+  local j, dn, un, en
+  j, dn, un, en, at = unpack('<I4I4I4I4', heads, at)
+  local rid = next_id()
   local id = tonumber(rid)
-  local d2, u2, e2 = d + tonumber(dn), u + tonumber(un), e + tonumber(en)
+  local d2, u2, e2 = d + dn, u + un, e + en
   if id > last[j] then
     local key, ch = KEYS[2 + j], ARGV[base + j]
     local date, event = sub(dates, d, d2 - 1), sub(events, e, e2 - 1)
@@ -142,6 +153,25 @@ def stream_key(channel_set: str, channel: str, prefix: str = DEFAULT_PREFIX) -> 
     A PushTopic filter (``?Type=X``) is not part of the key.
     """
     return f"{prefix}:{{{channel_set}}}:{channel_key(channel)}"
+
+
+def _command(args: Sequence[str | bytes | int], last: Sequence[bytes]) -> list[bytes]:
+    """The request ``args`` and then the concatenation of ``last``, in the Redis protocol: as
+    chunks to send one after the other, with no copy of the large ``last`` (the client
+    library's packer copies every request into a buffer of its own, page by new page)."""
+    chunks = [b"*%d\r\n" % (len(args) + 1)]
+    append = chunks.append
+    for arg in args:
+        value = (
+            arg.encode() if isinstance(arg, str) else b"%d" % arg if isinstance(arg, int) else arg
+        )
+        append(b"$%d\r\n" % len(value))
+        append(value)
+        append(b"\r\n")
+    append(b"$%d\r\n" % sum(map(len, last)))
+    chunks += last
+    append(b"\r\n")
+    return chunks
 
 
 def _column(values: list[str]) -> tuple[bytes, Iterable[int]]:
@@ -224,7 +254,9 @@ class RedisSink(Sink):
         # _sending, and each write reads its reply once the one before it has read its own.
         self._writer: AbstractConnection | None = None
         self._sending = asyncio.Lock()
-        self._replied: asyncio.Future[None] | None = None
+        self._replied: asyncio.Future[tuple[AbstractConnection | None, bool]] | None = None
+        self._in_flight = 0  # bytes of events sent and not yet answered
+        self._room = asyncio.Event()  # set when a reply frees room
         tag = f"{prefix}:{{{channel_set}}}"
         self.lease_key = f"{tag}:lease"
         self.fence_key = f"{tag}:fence"
@@ -318,17 +350,31 @@ class RedisSink(Sink):
             return SinkError(f"Redis refused a script: {text}")
         return SinkError(f"Redis failed: {type(exc).__name__}: {exc}")
 
-    async def _write_in_order(self, keys: Sequence[str], args: Sequence[Any]) -> None:
-        """Run the write script on the writes' own connection, pipelined: sent in call order,
-        replies read in call order (a write waits for the reply of the one before it)."""
+    async def _write_in_order(
+        self, keys: Sequence[str], args: Sequence[str | bytes | int], last: Sequence[bytes]
+    ) -> None:
+        """Run the write script (its last argument: the ``last`` chunks, one after the other)
+        on the writes' own connection, pipelined: sent in call order, replies read in call
+        order (a write waits for the reply of the one before it)."""
         from redis.asyncio import RedisCluster
         from redis.exceptions import RedisError, ResponseError
 
-        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        aligned = False  # True once this write's reply was read (the connection stays usable)
+        # Set when this write is done: its connection, and whether its reply was read (the
+        # connection is still in step), for the write after it.
+        mine: asyncio.Future[tuple[AbstractConnection | None, bool]]
+        mine = asyncio.get_running_loop().create_future()
+        aligned = False
         conn: AbstractConnection | None = None
+        size = sum(map(len, last))
+        counted = False
         try:
             async with self._sending:
+                # Room for this write (it goes first: later writes wait for the lock).
+                while self._in_flight and self._in_flight + size > MAX_IN_FLIGHT_BYTES:
+                    self._room.clear()
+                    await self._room.wait()
+                self._in_flight += size
+                counted = True
                 previous, self._replied = self._replied, mine
                 conn = self._writer
                 if conn is None:
@@ -338,10 +384,16 @@ class RedisSink(Sink):
                     conn = self._writer = pool.connection_class(**pool.connection_kwargs)
                 # EVAL (not EVALSHA): a script cache flushed meanwhile cannot fail the writes
                 # already sent; Redis compiles the script once and finds it by its hash after.
-                command = conn.pack_command("EVAL", _WRITE, len(keys), *keys, *args)
+                command = _command(("EVAL", _WRITE, len(keys), *keys, *args), last)
                 await conn.send_packed_command(command, check_health=False)
             if previous is not None:
-                await asyncio.shield(previous)
+                before, in_step = await asyncio.shield(previous)
+                if before is conn and not in_step:
+                    # Its reply was not read: the next reply on the connection is its own.
+                    raise SinkError(
+                        "an earlier write failed on the same connection: resubscribe from the "
+                        "engine's position"
+                    )
             try:
                 await conn.read_response()
             except ResponseError as exc:
@@ -351,15 +403,18 @@ class RedisSink(Sink):
         except (RedisError, OSError) as exc:
             raise self._error(exc) from None
         finally:
+            # Everything the next write looks at first, without awaiting anything: a reply not
+            # read (an error, or cancelled) leaves the connection out of step, and the writes
+            # sent on it fail without reading; the next write opens a new connection.
+            if not aligned and conn is not None and self._writer is conn:
+                self._writer = None
+            if counted:
+                self._in_flight -= size
+                self._room.set()
+            mine.set_result((conn, aligned))
             if not aligned and conn is not None:
-                # The reply was not read (an error, or cancelled): later replies on this
-                # connection would be read by the wrong write. Close it; the writes sent on
-                # it fail, and the next write opens a new one.
-                if self._writer is conn:
-                    self._writer = None
                 with contextlib.suppress(Exception):
                     await conn.disconnect(nowait=True)
-            mine.set_result(None)
 
     def _check_name(self, name: str) -> None:
         if name != self.channel_set:
@@ -417,6 +472,11 @@ class RedisSink(Sink):
             return
         self._check_name(lease.name)
         batch = events if isinstance(events, RelayBatch) else RelayBatch.of("", events)
+        for part in _parts(batch, MAX_SCRIPT_BYTES):
+            await self._write(lease, part)
+
+    async def _write(self, lease: Lease, batch: RelayBatch) -> None:
+        """One script for ``batch``."""
         channels, replay_ids = batch.channels, batch.replay_ids
         index: dict[str, int] = {}  # channel as delivered -> slot 1..c
         names: list[str] = []  # the channel keys, by slot
@@ -439,12 +499,14 @@ class RedisSink(Sink):
         dates, dates_length = _column(batch.dates)
         uuids, uuids_length = _column([uuid_ or "" for uuid_ in batch.event_uuids])
         payloads = batch.payloads
-        heads = ("%d %d %d %d %d\n" * len(payloads)) % tuple(
-            chain.from_iterable(
-                # (slots may be an endless repeat(1): the columns have the batch's length)
-                zip(slots, replay_ids, dates_length, uuids_length, map(len, payloads), strict=False)
-            )
+        heads = struct.pack(
+            f"<{4 * len(payloads)}I",
+            # (slots may be an endless repeat(1): the columns have the batch's length)
+            *chain.from_iterable(
+                zip(slots, dates_length, uuids_length, map(len, payloads), strict=False)
+            ),
         )
+        ids = " ".join(map(str, replay_ids))
         known = self._expected
         checks = [(name, known[name]) for name in names if name in known]
         head: list[Any] = [self._value(lease), self.maxlen or 0, len(checks)]
@@ -452,7 +514,7 @@ class RedisSink(Sink):
             head += (name, position)
         head.append(len(names))
         head += names
-        head += (heads, dates, uuids, b"".join(payloads))
+        head += (heads, ids, dates, uuids)
         keys = [self.lease_key, self.positions_key, *(self.stream_key(n) for n in names)]
         # The positions this write leaves: a later write requires them (also one sent before
         # this one is answered), so that nothing is written after events that were not.
@@ -461,6 +523,22 @@ class RedisSink(Sink):
             if replay_id > known.get(name, -1):
                 known[name] = replay_id
         if self.cluster:
-            await self._script(_WRITE, keys, head)
+            await self._script(_WRITE, keys, [*head, b"".join(payloads)])
         else:
-            await self._write_in_order(keys, head)
+            await self._write_in_order(keys, head, payloads)
+
+
+def _parts(batch: RelayBatch, limit: int) -> Iterator[RelayBatch]:
+    """``batch`` in parts of at most ``limit`` bytes of events each (at least one event)."""
+    lengths = batch.payloads
+    total = sum(map(len, lengths))
+    if total <= limit:
+        yield batch
+        return
+    start = size = 0
+    for index, payload in enumerate(lengths):
+        if size and size + len(payload) > limit:
+            yield batch[start:index]
+            start, size = index, 0
+        size += len(payload)
+    yield batch[start:]
