@@ -313,7 +313,24 @@ def test_a_metrics_port_in_use_is_a_usage_error(
 
 
 def test_relay_batches_are_sequences_of_relay_events() -> None:
-    messages = [PLATFORM, CDC, TOPIC]
+    created = {  # a CDC create event: the record's CreatedDate is in the payload too
+        "channel": "/data/AccountChangeEvent",
+        "data": {
+            "payload": {
+                "ChangeEventHeader": {"commitTimestamp": 1767225600000},
+                "CreatedDate": "2025-01-01T00:00:00.000Z",
+            },
+            "event": {"replayId": 10},
+        },
+    }
+    stamped = {  # a PushTopic whose record has a CreatedDate field
+        "channel": "/topic/Accounts",
+        "data": {
+            "event": {"replayId": 11, "createdDate": "2026-01-01T00:00:00.000Z"},
+            "payload": {"CreatedDate": "2025-01-01T00:00:00.000Z"},
+        },
+    }
+    messages = [PLATFORM, CDC, TOPIC, created, stamped]
     refused: list[ReplayError] = []
     bad = {"channel": "/event/X__e", "data": {"event": {"replayId": "7"}, "payload": {}}}
     batch = to_relay_batch(
@@ -323,15 +340,16 @@ def test_relay_batches_are_sequences_of_relay_events() -> None:
     )
     assert len(refused) == 1
     expected = [to_relay_event("org", m) for m in messages]  # type: ignore[arg-type]
-    assert len(batch) == 3
+    assert len(batch) == 5
     assert list(batch) == expected
     assert batch[1] == expected[1]
     assert hash(batch[0]) == hash(expected[0])  # frozen and hashable, as RelayEvent()
     assert list(batch[1:]) == expected[1:]
     assert isinstance(batch[1:], RelayBatch)
-    assert batch.replay_ids == [7, 8, 9]
-    assert batch.event_uuids == ["uuid-7", None, None]
-    assert "3 events" in repr(batch)
+    assert batch.replay_ids == [7, 8, 9, 10, 11]
+    assert batch.dates[3:] == ["1767225600000", "2026-01-01T00:00:00.000Z"]
+    assert batch.event_uuids == ["uuid-7", None, None, None, None]
+    assert "5 events" in repr(batch)
     assert list(RelayBatch.of("org", expected)) == expected
     with pytest.raises(ReplayError):
         to_relay_batch("org", [bad])  # type: ignore[list-item]

@@ -249,25 +249,40 @@ def to_relay_batch(
     replay_ids: list[int] = []
     dates: list[str] = []
     uuids: list[str | None] = []
-    good: list[Message] | None = None  # the messages kept, once one was left out
+    payloads: list[bytes] = []
     fields = _marker_fields
-    for index, message in enumerate(messages):
+    # One pass, each message read while it is in the processor's cache (a backlog of queued
+    # messages is not), with the usual shape of a platform event first.
+    for message in messages:
         try:
-            replay_id, date, uuid_ = fields(message)
-        except ReplayError as exc:
-            if on_error is None:
-                raise
-            on_error(message, exc)
-            if good is None:
-                good = list(messages[:index])
-            continue
-        if good is not None:
-            good.append(message)
+            data = message["data"]
+            event = data["event"]
+            payload = data["payload"]
+            replay_id = event["replayId"]
+            date = payload["CreatedDate"]
+            if (
+                type(replay_id) is not int
+                or type(date) is not str
+                or "createdDate" in event  # PushTopic, generic: that date first
+                or "ChangeEventHeader" in payload  # CDC: the commit timestamp
+            ):
+                raise TypeError
+            uuid_ = event.get("EventUuid")
+            if type(uuid_) is not str:
+                uuid_ = None
+        except (KeyError, TypeError, AttributeError):
+            try:
+                replay_id, date, uuid_ = fields(message)
+            except ReplayError as exc:
+                if on_error is None:
+                    raise
+                on_error(message, exc)
+                continue
         channels.append(message["channel"])
         replay_ids.append(replay_id)
         dates.append(date)
         uuids.append(uuid_)
-    payloads = list(map(dumps, messages if good is None else good))
+        payloads.append(dumps(message))
     return RelayBatch(org, channels, replay_ids, dates, payloads, uuids)
 
 
