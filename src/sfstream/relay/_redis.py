@@ -498,13 +498,11 @@ class RedisSink(Sink):
                     highest[slot] = replay_id
         dates, dates_length = _column(batch.dates)
         uuids, uuids_length = _column([uuid_ or "" for uuid_ in batch.event_uuids])
-        payloads = batch.payloads
+        payloads, lengths = batch.joined()
         heads = struct.pack(
-            f"<{4 * len(payloads)}I",
+            f"<{4 * len(lengths)}I",
             # (slots may be an endless repeat(1): the columns have the batch's length)
-            *chain.from_iterable(
-                zip(slots, dates_length, uuids_length, map(len, payloads), strict=False)
-            ),
+            *chain.from_iterable(zip(slots, dates_length, uuids_length, lengths, strict=False)),
         )
         ids = " ".join(map(str, replay_ids))
         known = self._expected
@@ -523,22 +521,21 @@ class RedisSink(Sink):
             if replay_id > known.get(name, -1):
                 known[name] = replay_id
         if self.cluster:
-            await self._script(_WRITE, keys, [*head, b"".join(payloads)])
+            await self._script(_WRITE, keys, [*head, payloads])
         else:
-            await self._write_in_order(keys, head, payloads)
+            await self._write_in_order(keys, head, [payloads])
 
 
 def _parts(batch: RelayBatch, limit: int) -> Iterator[RelayBatch]:
     """``batch`` in parts of at most ``limit`` bytes of events each (at least one event)."""
-    lengths = batch.payloads
-    total = sum(map(len, lengths))
-    if total <= limit:
+    blob, lengths = batch.joined()
+    if len(blob) <= limit:
         yield batch
         return
     start = size = 0
-    for index, payload in enumerate(lengths):
-        if size and size + len(payload) > limit:
+    for index, length in enumerate(lengths):
+        if size and size + length > limit:
             yield batch[start:index]
             start, size = index, 0
-        size += len(payload)
+        size += length
     yield batch[start:]

@@ -249,7 +249,8 @@ def to_relay_batch(
     replay_ids: list[int] = []
     dates: list[str] = []
     uuids: list[str | None] = []
-    payloads: list[bytes] = []
+    joined = bytearray()  # the payloads, one after the other (one buffer, not 1,000 objects)
+    lengths: list[int] = []
     fields = _marker_fields
     # One pass, each message read while it is in the processor's cache (a backlog of queued
     # messages is not), with the usual shape of a platform event first.
@@ -282,8 +283,12 @@ def to_relay_batch(
         replay_ids.append(replay_id)
         dates.append(date)
         uuids.append(uuid_)
-        payloads.append(dumps(message))
-    return RelayBatch(org, channels, replay_ids, dates, payloads, uuids)
+        payload = dumps(message)
+        joined += payload
+        lengths.append(len(payload))
+    return RelayBatch(
+        org, channels, replay_ids, dates, None, uuids, joined=(bytes(joined), lengths)
+    )
 
 
 class _Stop(Exception):

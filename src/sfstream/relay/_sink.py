@@ -32,7 +32,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import accumulate, repeat
 from types import TracebackType
 from typing import Any, ClassVar, Self, overload
 
@@ -103,10 +103,21 @@ class RelayBatch(Sequence[RelayEvent]):
 
     The relay builds one per write. A sink that sets :attr:`Sink.takes_batches` reads the
     columns directly; iterating (or indexing) gives :class:`RelayEvent` objects as usual.
-    The columns are lists of equal length and must not be changed.
+    The columns are lists of equal length and must not be changed. The payloads are given as a
+    list, or ``joined``: all of them one after the other, with the length of each (what the
+    relay makes: one buffer instead of an object per event); either form is made from the
+    other when asked for.
     """
 
-    __slots__ = ("channels", "dates", "event_uuids", "org", "payloads", "replay_ids")
+    __slots__ = (
+        "_joined",
+        "_payloads",
+        "channels",
+        "dates",
+        "event_uuids",
+        "org",
+        "replay_ids",
+    )
 
     def __init__(
         self,
@@ -114,10 +125,15 @@ class RelayBatch(Sequence[RelayEvent]):
         channels: list[str],
         replay_ids: list[int],
         dates: list[str],
-        payloads: list[bytes],
+        payloads: list[bytes] | None,
         event_uuids: list[str | None],
+        *,
+        joined: tuple[bytes, list[int]] | None = None,
     ) -> None:
-        if not len(channels) == len(replay_ids) == len(dates) == len(payloads) == len(event_uuids):
+        if (payloads is None) == (joined is None):
+            raise ValueError("a RelayBatch takes its payloads as a list or joined, not both")
+        count = len(payloads) if payloads is not None else len(joined[1])  # type: ignore[index]
+        if not len(channels) == len(replay_ids) == len(dates) == count == len(event_uuids):
             raise ValueError("the columns of a RelayBatch must have the same length")
         self.org = org
         """The org of every event (:attr:`RelayEvent.org`)."""
@@ -127,10 +143,30 @@ class RelayBatch(Sequence[RelayEvent]):
         """:attr:`RelayEvent.replay_id` of each event."""
         self.dates = dates
         """:attr:`RelayEvent.date` of each event."""
-        self.payloads = payloads
-        """:attr:`RelayEvent.payload` of each event."""
         self.event_uuids = event_uuids
         """:attr:`RelayEvent.event_uuid` of each event."""
+        self._payloads = payloads
+        self._joined = joined
+
+    @property
+    def payloads(self) -> list[bytes]:
+        """:attr:`RelayEvent.payload` of each event."""
+        if self._payloads is None:
+            assert self._joined is not None
+            blob, lengths = self._joined
+            view = memoryview(blob)
+            ends = list(accumulate(lengths))
+            self._payloads = [
+                bytes(view[end - length : end]) for end, length in zip(ends, lengths, strict=True)
+            ]
+        return self._payloads
+
+    def joined(self) -> tuple[bytes, list[int]]:
+        """The payloads one after the other, and the length of each."""
+        if self._joined is None:
+            assert self._payloads is not None
+            self._joined = (b"".join(self._payloads), list(map(len, self._payloads)))
+        return self._joined
 
     @classmethod
     def of(cls, org: str, events: Sequence[RelayEvent]) -> RelayBatch:
@@ -166,14 +202,24 @@ class RelayBatch(Sequence[RelayEvent]):
 
     def __getitem__(self, index: int | slice) -> RelayEvent | RelayBatch:
         if isinstance(index, slice):
-            return RelayBatch(
+            columns = (
                 self.org,
                 self.channels[index],
                 self.replay_ids[index],
                 self.dates[index],
-                self.payloads[index],
-                self.event_uuids[index],
             )
+            if self._payloads is None and index.step in (None, 1):
+                blob, lengths = self.joined()
+                start, stop, _ = index.indices(len(lengths))
+                first = sum(lengths[:start])
+                part = lengths[start:stop]
+                return RelayBatch(
+                    *columns,
+                    None,
+                    self.event_uuids[index],
+                    joined=(blob[first : first + sum(part)], part),
+                )
+            return RelayBatch(*columns, self.payloads[index], self.event_uuids[index])
         return _make_event(
             self.org,
             self.channels[index],
