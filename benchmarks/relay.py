@@ -6,10 +6,11 @@ writing the backlog into a real ``redis-server`` (:class:`~sfstream.relay.RedisS
 one script per batch), and, when the NATS sink and ``nats-server`` are there, into JetStream.
 Each reports events/s (wall) and this process's CPU µs per event (the client, plus the relay
 and the engine's client library; the emulator and the engines run in their own processes). The
-table gives medians and each relay's rate as a share of the plain drain's (target: 50 % or
-more).
+table gives medians, and each relay's rate as a share of the plain drain's (the median of the
+rounds' shares; target: 50 % or more), with the machine's load average before and after.
 
-``python -m benchmarks.relay [--quick] [--relay-events N] [--relay-repeat R] [--json PATH]``
+``python -m benchmarks.relay [--quick] [--relay-events N] [--relay-repeat R]
+[--relay-engines redis,nats] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import os
 import shutil
 import socket
 import subprocess
@@ -86,36 +88,41 @@ async def plain_drain(server: Server, count: int) -> dict[str, Any]:
 
 
 async def relay_drain(server: Server, sink: Sink, name: str, count: int) -> dict[str, Any]:
+    subscribed: list[tuple[float, float]] = []  # (process time, wall) once subscribed
+
     def make(replay: ReplayMarkerStorage, on_status: Any) -> Client:
-        return Client(
+        client = Client(
             _auth(server),
             replay=replay,
             replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
             on_status=on_status,
             max_pending_count=4000,
         )
+        subscribe = client.subscribe
+
+        async def timed(channel: str) -> None:
+            await subscribe(channel)
+            subscribed.append((time.process_time(), time.perf_counter()))
+
+        client.subscribe = timed  # type: ignore[method-assign]
+        return client
 
     channel_set = ChannelSet(name, (PLATFORM_CHANNEL,), replay=int(ReplayOption.ALL_EVENTS))
     relay = Relay(channel_set, sink, make, lease_ttl=30.0, batch_size=1000)
     task = asyncio.create_task(relay.run())
     try:
-        while relay.written == 0:  # logged in and subscribed: the first batch is in
-            if task.done():
-                await task
-                raise RuntimeError("the relay stopped")
-            await asyncio.sleep(0.001)
-        first = relay.written
-        cpu, started = time.process_time(), time.perf_counter()
         while relay.written < count:
             if task.done():
                 await task
                 raise RuntimeError("the relay stopped")
             await asyncio.sleep(0.002)
-        wall, used = time.perf_counter() - started, time.process_time() - cpu
+        wall, used = time.perf_counter(), time.process_time()
     finally:
         relay.stop()
         await asyncio.wait_for(task, 30)
-    return {"wall": wall, "cpu": used, "events": count - first}
+    # From the subscription (as the plain drain) to the last event written.
+    cpu, started = subscribed[0]
+    return {"wall": wall - started, "cpu": used - cpu, "events": count}
 
 
 SinkFactory = Callable[[str], Sink]
@@ -160,11 +167,14 @@ async def nats_engine() -> AsyncIterator[SinkFactory | str]:
 
 
 ENGINES = {"Redis Streams": redis_engine, "NATS JetStream": nats_engine}
+#: ``--relay-engines`` names -> the engines' labels.
+ENGINE_NAMES = {"redis": "Redis Streams", "nats": "NATS JetStream"}
 
 
 async def run(options: argparse.Namespace) -> dict[str, Any]:
     facts = machine_facts()
     count = options.relay_events
+    load_before = os.getloadavg()
     print(f"relay: starting the emulator with {count:,} platform events...", flush=True)
     server = await Server.start(platform_events=count)
     rounds: dict[str, list[dict[str, Any]]] = {"plain receive() drain": []}
@@ -173,6 +183,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         async with contextlib.AsyncExitStack() as stack:
             sinks: dict[str, SinkFactory] = {}
             for label, engine in ENGINES.items():
+                if label not in options.relay_engines:
+                    continue
                 made = await stack.enter_async_context(engine())
                 if isinstance(made, str):
                     errors[label] = made
@@ -181,7 +193,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                     rounds[f"relay into {label}"] = []
             for index in range(options.relay_repeat):
                 print(f"relay: round {index + 1}/{options.relay_repeat}", flush=True)
-                rounds["plain receive() drain"].append(await plain_drain(server, count))
+                drained = await plain_drain(server, count)
+                rounds["plain receive() drain"].append({**drained, "round": index})
                 for label, factory in sinks.items():
                     name = f"bench{index}"
                     try:
@@ -189,12 +202,13 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
                     except Exception as exc:
                         errors[label] = f"{type(exc).__name__}: {exc}"
                         continue
-                    rounds[f"relay into {label}"].append(result)
+                    rounds[f"relay into {label}"].append({**result, "round": index})
     finally:
         await server.stop()
     return {
         "benchmark": "relay",
         "machine": facts,
+        "load": {"before": load_before, "after": os.getloadavg()},
         "options": {"events": count, "repeat": options.relay_repeat, "batch": 1000},
         "rounds": rounds,
         "errors": errors,
@@ -208,25 +222,41 @@ def table(data: dict[str, Any]) -> Table:
         f"(batches of {opts['batch']}; median of {opts['repeat']})",
         ["run", "events/s", "CPU µs/event", "share of the drain"],
     )
-    plain_rate = None
+    plain: dict[Any, float] | None = None  # the drain's rate per round
     for label, results in data["rounds"].items():
         if not results:
             continue
-        rates = [r.get("events", opts["events"]) / r["wall"] for r in results]
+        rates = {
+            r.get("round", i): r.get("events", opts["events"]) / r["wall"]
+            for i, r in enumerate(results)
+        }
         cpus = [r["cpu"] / r.get("events", opts["events"]) * 1e6 for r in results]
-        rate = median(rates)
-        if plain_rate is None:
-            plain_rate = rate
+        if plain is None:
+            plain = rates
             share = "100 %"
         else:
-            share = f"{rate / plain_rate * 100:.0f} %" if rate and plain_rate else "-"
-        t.add(label, fmt(rate, 0), fmt(median(cpus)), share)
+            # Each round's relay next to the drain of the same round (the machine's load
+            # drifts between rounds), then the median.
+            shares = [rate / plain[i] for i, rate in rates.items() if plain.get(i)]
+            middle = median(shares)
+            share = "-" if middle is None else f"{middle * 100:.0f} %"
+        t.add(label, fmt(median(list(rates.values())), 0), fmt(median(cpus)), share)
     for label, error in data["errors"].items():
         t.notes.append(f"{label}: {error}")
+    load = data.get("load")
+    if load:
+        t.notes.append(
+            "load average (1, 5, 15 min) before: "
+            + ", ".join(f"{x:.2f}" for x in load["before"])
+            + "; after: "
+            + ", ".join(f"{x:.2f}" for x in load["after"])
+        )
     t.notes.append(
-        "The relay's figures start with its first write (after login and subscription) and "
-        "include writing every event with its position (Redis: one script per batch; JetStream: "
-        "one message per event, a batch published at once and acknowledged together)."
+        "The relay's figures, as the drain's, start once it subscribed (after login) and end "
+        "with the last event written; they include writing every event with its position "
+        "(Redis: one script per batch, up to 8 in flight; JetStream: one message per event, a "
+        "batch published at once and acknowledged together). Share: the median over the "
+        "rounds of each round's relay rate over the same round's drain rate."
     )
     return t
 
@@ -234,6 +264,23 @@ def table(data: dict[str, Any]) -> Table:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relay-events", type=int, help="backlog size for the relay benchmark")
     parser.add_argument("--relay-repeat", type=int, help="rounds of the relay benchmark")
+    parser.add_argument(
+        "--relay-engines",
+        type=_engines,
+        default=tuple(ENGINES),
+        metavar="redis,nats",
+        help="the engines the relay benchmark writes into (default: both)",
+    )
+
+
+def _engines(text: str) -> tuple[str, ...]:
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ENGINE_NAMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown engine {', '.join(unknown) or text!r} (choose from redis, nats)"
+        )
+    return tuple(ENGINE_NAMES[name] for name in names)
 
 
 def apply_defaults(options: argparse.Namespace) -> None:

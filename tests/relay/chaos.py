@@ -17,8 +17,10 @@ together with their markers, refilled from the org's retention), the emulator fa
 verdict line. The exit status is 1 unless lost is 0 and every planned fault happened.
 
 Engines plug in through :class:`EngineHarness` (``ENGINES``): ``redis`` is a 3-master /
-3-replica Redis Cluster; ``nats`` is looked up in ``tests.relay._nats_chaos`` (class
-``NatsEngine``, written with the NATS sink). The relays run
+3-replica Redis Cluster; ``redis-single`` one ``redis-server`` with an append-only file (the
+relays pipeline their writes there; the fault kills it mid-write and starts it again);
+``nats`` is looked up in ``tests.relay._nats_chaos`` (class ``NatsEngine``, written with the
+NATS sink). The relays run
 ``sfstream relay --sink <engine.sink_url()> --name chaos --replay all --lease-ttl T ...`` on
 the channels ``/event/Chaos0__e`` ..., so the sink is built by
 ``sfstream.relay._config.make_sink(url, "chaos")`` (for NATS: a ``NatsSink``, stream ``SFSTREAM``);
@@ -39,6 +41,7 @@ import importlib
 import itertools
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,7 +56,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from sfstream.emulator import Emulator
-from tests.relay._engines import RedisCluster, free_port
+from tests.relay._engines import RedisCluster, RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SET = "chaos"
@@ -251,6 +254,54 @@ class RedisClusterEngine:
         await self._reset()
 
 
+class RedisSingleEngine(RedisClusterEngine):
+    """One ``redis-server`` with an append-only file: the relays pipeline their writes (several
+    in flight on one connection), which a cluster does not. The fault SIGKILLs the server while
+    writes are in flight and starts it again from its append-only file."""
+
+    name = "redis-single"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="sfstream-relay-chaos-redis-"))
+        self.server = RedisServer(
+            self.directory, options=("--appendonly", "yes", "--appendfsync", "everysec")
+        )
+
+    def start(self) -> None:
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def sink_url(self) -> str:
+        return self.server.url
+
+    async def _redis(self) -> Any:
+        import redis.asyncio as aioredis
+
+        if self._client is None:
+            self._client = aioredis.Redis(host="127.0.0.1", port=self.server.port)
+        return self._client
+
+    async def fault(self, set_name: str, channels: Sequence[str]) -> str:
+        key = f"sfstream:{{{set_name}}}:positions"
+        before = await self._positions(self.server.port, key)
+        await asyncio.to_thread(self.server.kill)
+        await self._reset()
+        started = time.monotonic()
+        await asyncio.to_thread(self.server.start)
+        took = time.monotonic() - started
+        after = await self._positions(self.server.port, key)
+        moved = {ch: before[ch] - after.get(ch, 0) for ch in before if after.get(ch) != before[ch]}
+        return (
+            f"Redis :{self.server.port} SIGKILLed while the relay wrote, started again from its "
+            f"append-only file in {took:.1f} s; positions of {len(moved)} of {len(before)} "
+            "channels moved back"
+        )
+
+
 def _nats_engine() -> EngineHarness:
     try:
         module = importlib.import_module("tests.relay._nats_chaos")
@@ -262,7 +313,11 @@ def _nats_engine() -> EngineHarness:
     return engine
 
 
-ENGINES: dict[str, Any] = {"redis": RedisClusterEngine, "nats": _nats_engine}
+ENGINES: dict[str, Any] = {
+    "redis": RedisClusterEngine,
+    "redis-single": RedisSingleEngine,
+    "nats": _nats_engine,
+}
 
 
 def default_engines() -> list[str]:

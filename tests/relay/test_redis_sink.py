@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -11,6 +12,7 @@ import redis.asyncio as aioredis
 from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError
 from sfstream.relay._redis import RedisSink, stream_key
+from sfstream.relay._sink import RelayBatch
 from tests.relay._engines import RedisCluster, RedisServer
 
 SET = "orders"
@@ -131,7 +133,7 @@ async def test_a_position_that_went_back_is_refused(sink: RedisSink, raw: aiored
     await sink.write(lease, [event(1), event(2)])
     # A failover lost the last write: the marker is back at 1 (and the entry gone with it).
     await raw.hset(sink.positions_key, ORDER, 1)
-    with pytest.raises(SinkError, match="went back from 2 to 1"):
+    with pytest.raises(SinkError, match="is 1, below 2"):
         await sink.write(lease, [event(3)])
     assert await sink.position("default", ORDER) == 1
     await sink.write(lease, [event(2), event(3)])
@@ -203,3 +205,122 @@ async def test_cluster_keeps_a_channel_set_in_one_slot(redis_cluster: RedisClust
             lease = again
         await sink.write(lease, [event(2), event(3)])
         assert await sink.position("default", ORDER) == 3
+
+
+def batch_of(*events: RelayEvent) -> RelayBatch:
+    return RelayBatch.of("default", events)
+
+
+async def test_a_batch_keeps_every_field_as_given(sink: RedisSink, raw: aioredis.Redis) -> None:
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    odd = RelayEvent(
+        "default", ORDER + "?Amount=1", 7, "2026-01-01 00:00 ü", b'{"x":"\xc3\xa9"}', "ü ü"
+    )
+    await sink.write(lease, batch_of(event(5), odd, event(6, SHIP, None)))
+    orders = await entries(raw, ORDER)
+    assert [e["replay_id"] for e in orders] == ["5", "7"]
+    assert orders[0] == {
+        "replay_id": "5",
+        "channel": ORDER,
+        "date": "2026-01-01T00:00:00.000Z",
+        "event": json.dumps({"channel": ORDER, "data": {"event": {"replayId": 5}}}),
+        "event_uuid": "u-5",
+    }
+    # Spaces and non-ASCII text in dates and uuids come back exactly (lengths are in bytes).
+    assert orders[1]["date"] == "2026-01-01 00:00 ü"
+    assert orders[1]["event_uuid"] == "ü ü"
+    assert orders[1]["event"] == '{"x":"é"}'
+    assert await entries(raw, SHIP) == [
+        {
+            "replay_id": "6",
+            "channel": SHIP,
+            "date": "2026-01-01T00:00:00.000Z",
+            "event": json.dumps({"channel": SHIP, "data": {"event": {"replayId": 6}}}),
+        }
+    ]
+    assert await sink.position("default", ORDER) == 7
+
+
+async def test_a_large_batch_takes_several_scripts_in_order(
+    sink: RedisSink, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sfstream.relay._redis.MAX_SCRIPT_BYTES", 300)
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    await raw.config_resetstat()
+    await sink.write(lease, [event(i, ORDER if i % 3 else SHIP) for i in range(1, 31)])
+    calls = (await raw.info("commandstats"))["cmdstat_eval"]["calls"]
+    assert calls >= 5  # about 60 bytes an event: five per script
+    ids = [int(e["replay_id"]) for e in await entries(raw, ORDER)]
+    assert ids == [i for i in range(1, 31) if i % 3]
+    assert await sink.position("default", SHIP) == 30
+
+
+async def test_pipelined_writes_take_effect_in_call_order(
+    sink: RedisSink, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Little room in flight: later writes wait for earlier replies, still in order.
+    monkeypatch.setattr("sfstream.relay._redis.MAX_IN_FLIGHT_BYTES", 500)
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    assert sink.pipeline_depth > 1
+    writes = [
+        sink.write(lease, batch_of(*(event(i) for i in range(n, n + 5)))) for n in range(1, 200, 5)
+    ]
+    await asyncio.gather(*writes)
+    assert [int(e["replay_id"]) for e in await entries(raw, ORDER)] == list(range(1, 201))
+    assert sink._in_flight == 0
+
+
+async def test_a_write_after_a_failed_one_writes_nothing(
+    sink: RedisSink, raw: aioredis.Redis
+) -> None:
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    stale = Lease(SET, "a", lease.token - 1, 5)
+    first = asyncio.ensure_future(sink.write(stale, [event(2), event(3)]))
+    second = asyncio.ensure_future(sink.write(lease, [event(4)]))  # sent before `first` fails
+    with pytest.raises(LeaseLost):
+        await first
+    # Its own lease is fine, but it would write 4 after 2 and 3, which are not in Redis.
+    with pytest.raises(SinkError, match="is 1, below 3"):
+        await second
+    assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1"]
+    assert await sink.position("default", ORDER) == 1  # the relay resubscribes from here
+    await sink.write(lease, [event(2), event(3), event(4)])
+    assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "2", "3", "4"]
+
+
+async def test_a_cancelled_write_does_not_leave_its_reply_to_the_next(
+    sink: RedisSink, raw: aioredis.Redis
+) -> None:
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    big, small = [event(i) for i in range(2, 3000)], [event(3000)]
+    first = asyncio.ensure_future(sink.write(lease, big))
+    second = asyncio.ensure_future(sink.write(lease, small))
+    both = sum(len(e.payload) for e in big + small)
+    while sink._in_flight < both:  # noqa: ASYNC110 - until both were counted (first is sent)
+        await asyncio.sleep(0)
+    first.cancel()  # before Redis answered it (a script of 3,000 entries takes milliseconds)
+    outcome = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(outcome[0], asyncio.CancelledError)
+    # `second` does not take the reply of `first` for its own: it fails (applied or not, as
+    # `first`): its connection is out of step, and closed.
+    assert isinstance(outcome[1], SinkError)
+    assert "earlier write failed" in str(outcome[1])
+    assert sink._writer is None
+    assert sink._in_flight == 0
+    assert await sink.position("default", ORDER) in (1, 2999, 3000)
+    await sink.write(lease, [event(i) for i in range(2, 3002)])
+    assert [int(e["replay_id"]) for e in await entries(raw, ORDER)] == list(range(1, 3002))
+
+
+async def test_the_cluster_takes_one_write_at_a_time(redis_cluster: RedisCluster) -> None:
+    sink = RedisSink(redis_cluster.url, channel_set=SET, pipeline_depth=8)
+    assert sink.pipeline_depth == 1
+    with pytest.raises(InvalidArgumentError, match="pipeline_depth"):
+        RedisSink("redis://localhost", channel_set=SET, pipeline_depth=0)

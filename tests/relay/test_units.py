@@ -15,7 +15,8 @@ from sfstream.cli import main
 from sfstream.exceptions import ReplayError
 from sfstream.relay import ChannelSet, Lease, RelayEvent, Sink, SinkError, SinkReplayStorage
 from sfstream.relay._metrics import RelayMetrics
-from sfstream.relay._runner import Relay, event_lag, run_relays, to_relay_event
+from sfstream.relay._runner import Relay, event_lag, run_relays, to_relay_batch, to_relay_event
+from sfstream.relay._sink import RelayBatch
 
 PLATFORM = {
     "channel": "/event/Order__e",
@@ -233,6 +234,9 @@ class IdleClient:
     async def receive(self) -> Any:
         await asyncio.Event().wait()
 
+    async def receive_many(self, max_count: int = 100) -> list[Any]:
+        return [await self.receive()]
+
     async def close(self) -> None:
         return None
 
@@ -306,3 +310,141 @@ def test_a_metrics_port_in_use_is_a_usage_error(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "cannot serve metrics" in err
+
+
+def test_relay_batches_are_sequences_of_relay_events() -> None:
+    created = {  # a CDC create event: the record's CreatedDate is in the payload too
+        "channel": "/data/AccountChangeEvent",
+        "data": {
+            "payload": {
+                "ChangeEventHeader": {"commitTimestamp": 1767225600000},
+                "CreatedDate": "2025-01-01T00:00:00.000Z",
+            },
+            "event": {"replayId": 10},
+        },
+    }
+    stamped = {  # a PushTopic whose record has a CreatedDate field
+        "channel": "/topic/Accounts",
+        "data": {
+            "event": {"replayId": 11, "createdDate": "2026-01-01T00:00:00.000Z"},
+            "payload": {"CreatedDate": "2025-01-01T00:00:00.000Z"},
+        },
+    }
+    messages = [PLATFORM, CDC, TOPIC, created, stamped]
+    refused: list[ReplayError] = []
+    bad = {"channel": "/event/X__e", "data": {"event": {"replayId": "7"}, "payload": {}}}
+    batch = to_relay_batch(
+        "org",
+        [bad, *messages],  # type: ignore[list-item]
+        on_error=lambda _message, exc: refused.append(exc),
+    )
+    assert len(refused) == 1
+    expected = [to_relay_event("org", m) for m in messages]  # type: ignore[arg-type]
+    assert len(batch) == 5
+    assert list(batch) == expected
+    assert batch[1] == expected[1]
+    assert hash(batch[0]) == hash(expected[0])  # frozen and hashable, as RelayEvent()
+    assert list(batch[1:]) == expected[1:]
+    assert isinstance(batch[1:], RelayBatch)
+    assert batch.replay_ids == [7, 8, 9, 10, 11]
+    assert batch.dates[3:] == ["1767225600000", "2026-01-01T00:00:00.000Z"]
+    assert batch.event_uuids == ["uuid-7", None, None, None, None]
+    assert "5 events" in repr(batch)
+    assert list(RelayBatch.of("org", expected)) == expected
+    with pytest.raises(ReplayError):
+        to_relay_batch("org", [bad])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="same length"):
+        RelayBatch("org", ["/e"], [], [], [], [])
+
+
+class ListClient:
+    """A Salesforce client with ``count`` platform events queued, then nothing."""
+
+    def __init__(self, count: int) -> None:
+        self.auth = self
+        self.queue = [
+            {**PLATFORM, "data": {**PLATFORM["data"], "event": {"replayId": i}}}  # type: ignore[dict-item]
+            for i in range(1, count + 1)
+        ]
+
+    @property
+    def pending_count(self) -> int:
+        return len(self.queue)
+
+    async def authenticate(self) -> None:
+        return None
+
+    async def open(self) -> None:
+        return None
+
+    async def subscribe(self, channel: str) -> None:
+        return None
+
+    async def receive_many(self, max_count: int = 100) -> list[Any]:
+        if not self.queue:
+            await asyncio.Event().wait()
+        await asyncio.sleep(0)
+        taken, self.queue = self.queue[: min(max_count, 7)], self.queue[min(max_count, 7) :]
+        return taken
+
+    async def close(self) -> None:
+        return None
+
+
+class SlowSink(BrokenSink):
+    """Takes the lease; each write takes a while; records what it got and how many overlap."""
+
+    def __init__(self, depth: int, batches: bool) -> None:
+        self.pipeline_depth = depth
+        self.takes_batches = batches  # type: ignore[misc]
+        self.got: list[Sequence[RelayEvent]] = []
+        self.in_flight = self.most = 0
+
+    async def open(self) -> None:
+        return None
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> Lease | None:
+        return Lease(name, holder, 1, ttl)
+
+    async def renew(self, lease: Lease) -> Lease:
+        return lease
+
+    async def release(self, lease: Lease) -> None:
+        return None
+
+    async def position(self, org: str, channel: str) -> int | None:
+        return None
+
+    async def write(self, lease: Lease, events: Sequence[RelayEvent]) -> None:
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        self.got.append(events)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+
+
+@pytest.mark.parametrize(("depth", "batches"), [(1, False), (3, True)])
+async def test_the_relay_keeps_up_to_pipeline_depth_writes_in_flight(
+    depth: int, batches: bool
+) -> None:
+    sink = SlowSink(depth, batches)
+    relay = Relay(
+        ChannelSet("a", ("/event/Order__e",)),
+        sink,
+        lambda *_: ListClient(200),  # type: ignore[arg-type]
+        batch_size=10,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(500):
+            if relay.written == 200:
+                break
+            await asyncio.sleep(0.01)
+        assert relay.written == 200
+    finally:
+        relay.stop()
+        await asyncio.wait_for(task, 10)
+    assert sink.most == depth
+    assert all(isinstance(events, RelayBatch) is batches for events in sink.got)
+    assert all(isinstance(events, list) is not batches for events in sink.got)
+    assert [e.replay_id for events in sink.got for e in events] == list(range(1, 201))

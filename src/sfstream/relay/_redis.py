@@ -11,27 +11,34 @@ Redis Cluster and one script can touch them all::
 Each stream entry has the fields ``replay_id``, ``channel``, ``event`` (the Bayeux message as
 received, JSON), ``date`` and, for platform events and CDC, ``event_uuid``.
 
-:meth:`RedisSink.write` runs one script per batch: it checks the lease value (token and holder),
-checks that no channel's position went backwards behind the relay's back (a failover that lost
-acknowledged writes), appends the entries whose replay id is above the channel's position and
-advances the positions. Redis runs a script atomically, so entries and positions are written
-together or not at all, also when a master fails over and asynchronous replication loses the
-latest writes: they are lost together, and the relay resubscribes from the surviving position.
+:meth:`RedisSink.write` runs one script per batch (the batch's events in five arguments: their
+lengths, replay ids, dates, uuids and events, each column in one argument). The script checks
+the lease value (token and holder), checks that no channel's position went backwards behind the
+relay's back (a failover that lost acknowledged writes), appends the entries whose replay id is
+above the channel's position and advances the positions. Redis runs a script atomically, so
+entries and positions are written together or not at all, also when a master fails over and
+asynchronous replication loses the latest writes: they are lost together, and the relay
+resubscribes from the surviving position.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from sfstream.exceptions import InvalidArgumentError
-from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
+from sfstream.relay._sink import Lease, LeaseLost, RelayBatch, RelayEvent, Sink, SinkError
 from sfstream.salesforce import channel_key
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.connection import AbstractConnection
 
 __all__ = ["RedisSink", "stream_key"]
 
@@ -39,6 +46,15 @@ logger = logging.getLogger(__name__)
 
 #: The prefix of every key unless told otherwise.
 DEFAULT_PREFIX: Final = "sfstream"
+#: Writes in flight at once on a single Redis server: while Redis appends batches, the relay
+#: receives and converts the next ones (also while it decodes a large Salesforce response).
+DEFAULT_PIPELINE_DEPTH: Final = 8
+#: Bytes of events in one script at most: a larger batch takes several scripts, in order (far
+#: below Redis's 512 MB limit of one argument, ``proto-max-bulk-len``).
+MAX_SCRIPT_BYTES: Final = 32 * 1024 * 1024
+#: Bytes of events sent and not yet answered at most (a write waits for room, in order),
+#: whatever ``pipeline_depth``: bounds the memory the pipeline takes in the relay and in Redis.
+MAX_IN_FLIGHT_BYTES: Final = 64 * 1024 * 1024
 
 _ACQUIRE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -61,7 +77,12 @@ return 1
 
 # KEYS: lease, positions, stream 1..c.  ARGV: lease value, maxlen (0: none), number of
 # expectations m, m x (channel, expected position), number of channels c, the c channels, then
-# per event two values: "<channel index 1..c> <replay id> <date> [<event uuid>]" and the event.
+# five values for the whole batch: the heads, four little-endian 32-bit numbers per event
+# (channel index 1..c, bytes of its date, of its event uuid, of its event), the replay ids
+# (decimal, separated by spaces), then the dates, the event uuids (empty when none) and the
+# events (message JSON), each column's values one after the other. Five values instead of two
+# per event: the client and Redis handle a dozen arguments per batch instead of thousands, the
+# client builds them column by column (no Python code per event), and nothing needs escaping.
 _WRITE: Final = """
 local lease = redis.call('GET', KEYS[1])
 if lease ~= ARGV[1] then
@@ -84,35 +105,43 @@ for j = 1, c do
   local stored = redis.call('HGET', KEYS[2], ARGV[base + j])
   last[j] = tonumber(stored or '-1')
 end
-local written = 0
-for i = base + c + 1, #ARGV, 2 do
-  local j, rid, date, uuid = string.match(ARGV[i], '^(%d+) (%d+) (%S+) ?(%S*)$')
-  j = tonumber(j)
+local heads, ids = ARGV[base + c + 1], ARGV[base + c + 2]
+local dates, uuids, events = ARGV[base + c + 3], ARGV[base + c + 4], ARGV[base + c + 5]
+local sub, call, unpack = string.sub, redis.call, struct.unpack
+local next_id = string.gmatch(ids, '%S+')
+local at, d, u, e, written = 1, 1, 1, 1, 0
+for _ = 1, #heads / 16 do
+  local j, dn, un, en
+  j, dn, un, en, at = unpack('<I4I4I4I4', heads, at)
+  local rid = next_id()
   local id = tonumber(rid)
+  local d2, u2, e2 = d + dn, u + un, e + en
   if id > last[j] then
     local key, ch = KEYS[2 + j], ARGV[base + j]
-    if uuid ~= '' then
+    local date, event = sub(dates, d, d2 - 1), sub(events, e, e2 - 1)
+    if u2 > u then
+      local uuid = sub(uuids, u, u2 - 1)
       if maxlen > 0 then
-        redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
-                   'date', date, 'event', ARGV[i + 1], 'event_uuid', uuid)
+        call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+             'date', date, 'event', event, 'event_uuid', uuid)
       else
-        redis.call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
-                   'event', ARGV[i + 1], 'event_uuid', uuid)
+        call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
+             'event', event, 'event_uuid', uuid)
       end
     elseif maxlen > 0 then
-      redis.call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
-                 'date', date, 'event', ARGV[i + 1])
+      call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+           'date', date, 'event', event)
     else
-      redis.call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
-                 'event', ARGV[i + 1])
+      call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date, 'event', event)
     end
     last[j] = id
     text[j] = rid
     written = written + 1
   end
+  d, u, e = d2, u2, e2
 end
 for j, rid in pairs(text) do
-  redis.call('HSET', KEYS[2], ARGV[base + j], rid)
+  call('HSET', KEYS[2], ARGV[base + j], rid)
 end
 return written
 """
@@ -124,6 +153,34 @@ def stream_key(channel_set: str, channel: str, prefix: str = DEFAULT_PREFIX) -> 
     A PushTopic filter (``?Type=X``) is not part of the key.
     """
     return f"{prefix}:{{{channel_set}}}:{channel_key(channel)}"
+
+
+def _command(args: Sequence[str | bytes | int], last: Sequence[bytes]) -> list[bytes]:
+    """The request ``args`` and then the concatenation of ``last``, in the Redis protocol: as
+    chunks to send one after the other, with no copy of the large ``last`` (the client
+    library's packer copies every request into a buffer of its own, page by new page)."""
+    chunks = [b"*%d\r\n" % (len(args) + 1)]
+    append = chunks.append
+    for arg in args:
+        value = (
+            arg.encode() if isinstance(arg, str) else b"%d" % arg if isinstance(arg, int) else arg
+        )
+        append(b"$%d\r\n" % len(value))
+        append(value)
+        append(b"\r\n")
+    append(b"$%d\r\n" % sum(map(len, last)))
+    chunks += last
+    append(b"\r\n")
+    return chunks
+
+
+def _column(values: list[str]) -> tuple[bytes, Iterable[int]]:
+    """``values`` one after the other (UTF-8), and the length in bytes of each."""
+    text = "".join(values)
+    if text.isascii():  # the usual case: one byte per character
+        return text.encode(), map(len, values)
+    encoded = [value.encode() for value in values]
+    return b"".join(encoded), map(len, encoded)
 
 
 def _redact(url: str) -> str:
@@ -150,9 +207,14 @@ class RedisSink(Sink):
         maxlen: trim each stream to about this many entries (``XADD MAXLEN ~``); None keeps
             everything (trim with ``XTRIM MINID`` once workers are done).
         timeout: seconds for connecting and for each command.
+        pipeline_depth: writes that may be in flight at once (:attr:`Sink.pipeline_depth`). A
+            single Redis server takes them on one connection of their own, where they are
+            applied in order, and each requires the positions the writes before it leave, so
+            that a write after a failed one writes nothing. A Redis Cluster takes one at a time.
     """
 
     kind = "redis"
+    takes_batches = True
 
     def __init__(
         self,
@@ -162,6 +224,7 @@ class RedisSink(Sink):
         prefix: str = DEFAULT_PREFIX,
         maxlen: int | None = None,
         timeout: float = 5.0,
+        pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in {"redis", "rediss", "redis+cluster", "rediss+cluster"}:
@@ -172,17 +235,28 @@ class RedisSink(Sink):
             raise InvalidArgumentError(f"invalid channel set name {channel_set!r}")
         if maxlen is not None and maxlen < 1:
             raise InvalidArgumentError("maxlen must be positive")
+        if pipeline_depth < 1:
+            raise InvalidArgumentError("pipeline_depth must be positive")
         self.url = url
         self.cluster = parts.scheme.endswith("+cluster")
         self.channel_set = channel_set
         self.prefix = prefix
         self.maxlen = maxlen
         self.timeout = timeout
+        self.pipeline_depth = 1 if self.cluster else pipeline_depth
         self._redis: Redis | RedisCluster | None = None
         self._shas: dict[str, str] = {}
-        # The position this sink last read or wrote per channel: a stored position below it
-        # means the engine lost writes (a failover), and the relay must start over from it.
+        # The position this sink last read, or that its writes sent so far leave, per channel:
+        # a stored position below it means that the engine lost writes (a failover) or that an
+        # earlier write failed, and the relay must start over from the engine's position.
         self._expected: dict[str, int] = {}
+        # The writes' own connection (a single server): requests go out in call order under
+        # _sending, and each write reads its reply once the one before it has read its own.
+        self._writer: AbstractConnection | None = None
+        self._sending = asyncio.Lock()
+        self._replied: asyncio.Future[tuple[AbstractConnection | None, bool]] | None = None
+        self._in_flight = 0  # bytes of events sent and not yet answered
+        self._room = asyncio.Event()  # set when a reply frees room
         tag = f"{prefix}:{{{channel_set}}}"
         self.lease_key = f"{tag}:lease"
         self.fence_key = f"{tag}:fence"
@@ -223,6 +297,10 @@ class RedisSink(Sink):
             ) from None
 
     async def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await writer.disconnect()
         redis, self._redis = self._redis, None
         if redis is not None:
             await redis.aclose()
@@ -233,7 +311,7 @@ class RedisSink(Sink):
         return self._redis
 
     async def _script(self, script: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        from redis.exceptions import NoScriptError, RedisError, ResponseError
+        from redis.exceptions import NoScriptError, RedisError
 
         redis = self._conn()
         sha = self._shas.get(script)
@@ -251,20 +329,92 @@ class RedisSink(Sink):
                     script.encode(), usedforsecurity=False
                 ).hexdigest()
             return result
-        except ResponseError as exc:
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException) -> SinkError:
+        """The :class:`SinkError` (or :class:`LeaseLost`) that says what ``exc`` means."""
+        from redis.exceptions import ResponseError
+
+        if isinstance(exc, ResponseError):
             text = str(exc)
             if text.startswith("SFSTREAM_LEASE"):
-                raise LeaseLost(f"the lease of {self.channel_set!r} is {text[15:]}") from None
+                return LeaseLost(f"the lease of {self.channel_set!r} is {text[15:]}")
             if text.startswith("SFSTREAM_BEHIND"):
                 _, channel, stored, expected = text.rsplit(" ", 3)
-                self._expected.pop(channel, None)
-                raise SinkError(
-                    f"the position of {channel} in Redis went back from {expected} to {stored} "
-                    "(a failover lost writes): resubscribe from the engine's position"
-                ) from None
-            raise SinkError(f"Redis refused a script: {text}") from None
+                return SinkError(
+                    f"the position of {channel} in Redis is {stored}, below {expected} that "
+                    "this relay read or wrote before (a failover lost writes, or an earlier "
+                    "write failed): resubscribe from the engine's position"
+                )
+            return SinkError(f"Redis refused a script: {text}")
+        return SinkError(f"Redis failed: {type(exc).__name__}: {exc}")
+
+    async def _write_in_order(
+        self, keys: Sequence[str], args: Sequence[str | bytes | int], last: Sequence[bytes]
+    ) -> None:
+        """Run the write script (its last argument: the ``last`` chunks, one after the other)
+        on the writes' own connection, pipelined: sent in call order, replies read in call
+        order (a write waits for the reply of the one before it)."""
+        from redis.asyncio import RedisCluster
+        from redis.exceptions import RedisError, ResponseError
+
+        # Set when this write is done: its connection, and whether its reply was read (the
+        # connection is still in step), for the write after it.
+        mine: asyncio.Future[tuple[AbstractConnection | None, bool]]
+        mine = asyncio.get_running_loop().create_future()
+        aligned = False
+        conn: AbstractConnection | None = None
+        size = sum(map(len, last))
+        counted = False
+        try:
+            async with self._sending:
+                # Room for this write (it goes first: later writes wait for the lock).
+                while self._in_flight and self._in_flight + size > MAX_IN_FLIGHT_BYTES:
+                    self._room.clear()
+                    await self._room.wait()
+                self._in_flight += size
+                counted = True
+                previous, self._replied = self._replied, mine
+                conn = self._writer
+                if conn is None:
+                    redis = self._conn()
+                    assert not isinstance(redis, RedisCluster)  # a cluster takes _script()
+                    pool = redis.connection_pool
+                    conn = self._writer = pool.connection_class(**pool.connection_kwargs)
+                # EVAL (not EVALSHA): a script cache flushed meanwhile cannot fail the writes
+                # already sent; Redis compiles the script once and finds it by its hash after.
+                command = _command(("EVAL", _WRITE, len(keys), *keys, *args), last)
+                await conn.send_packed_command(command, check_health=False)
+            if previous is not None:
+                before, in_step = await asyncio.shield(previous)
+                if before is conn and not in_step:
+                    # Its reply was not read: the next reply on the connection is its own.
+                    raise SinkError(
+                        "an earlier write failed on the same connection: resubscribe from the "
+                        "engine's position"
+                    )
+            try:
+                await conn.read_response()
+            except ResponseError as exc:
+                aligned = True
+                raise self._error(exc) from None
+            aligned = True
         except (RedisError, OSError) as exc:
-            raise SinkError(f"Redis failed: {type(exc).__name__}: {exc}") from None
+            raise self._error(exc) from None
+        finally:
+            # Everything the next write looks at first, without awaiting anything: a reply not
+            # read (an error, or cancelled) leaves the connection out of step, and the writes
+            # sent on it fail without reading; the next write opens a new connection.
+            if not aligned and conn is not None and self._writer is conn:
+                self._writer = None
+            if counted:
+                self._in_flight -= size
+                self._room.set()
+            mine.set_result((conn, aligned))
+            if not aligned and conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
 
     def _check_name(self, name: str) -> None:
         if name != self.channel_set:
@@ -321,40 +471,71 @@ class RedisSink(Sink):
         if not events:
             return
         self._check_name(lease.name)
-        index: dict[str, int] = {}  # channel as delivered, or its key -> slot 1..c
+        batch = events if isinstance(events, RelayBatch) else RelayBatch.of("", events)
+        for part in _parts(batch, MAX_SCRIPT_BYTES):
+            await self._write(lease, part)
+
+    async def _write(self, lease: Lease, batch: RelayBatch) -> None:
+        """One script for ``batch``."""
+        channels, replay_ids = batch.channels, batch.replay_ids
+        index: dict[str, int] = {}  # channel as delivered -> slot 1..c
         names: list[str] = []  # the channel keys, by slot
-        body: list[Any] = []
-        append = body.append
+        for channel in dict.fromkeys(channels):
+            key = channel_key(channel)  # /topic/A?x=1 is /topic/A
+            if key in names:
+                index[channel] = names.index(key) + 1
+            else:
+                names.append(key)
+                index[channel] = len(names)
         highest: dict[int, int] = {}
-        for event in events:
-            slot = index.get(event.channel)
-            if slot is None:
-                key = channel_key(event.channel)
-                slot = index.get(key)
-                if slot is None:
-                    names.append(key)
-                    slot = index[key] = len(names)
-                index[event.channel] = slot
-            date = event.date.replace(" ", "_")  # the meta value is split on spaces
-            uuid_ = event.event_uuid
-            append(
-                f"{slot} {event.replay_id} {date} {uuid_}"
-                if uuid_
-                else f"{slot} {event.replay_id} {date}"
-            )
-            append(event.payload)
-            if event.replay_id > highest.get(slot, -1):
-                highest[slot] = event.replay_id
-        checks = [(name, self._expected[name]) for name in names if name in self._expected]
+        if len(index) == 1:
+            slots: Iterable[int] = repeat(1)
+            highest[1] = max(replay_ids)
+        else:
+            slots = list(map(index.__getitem__, channels))
+            for slot, replay_id in zip(slots, replay_ids, strict=True):
+                if replay_id > highest.get(slot, -1):
+                    highest[slot] = replay_id
+        dates, dates_length = _column(batch.dates)
+        uuids, uuids_length = _column([uuid_ or "" for uuid_ in batch.event_uuids])
+        payloads, lengths = batch.joined()
+        heads = struct.pack(
+            f"<{4 * len(lengths)}I",
+            # (slots may be an endless repeat(1): the columns have the batch's length)
+            *chain.from_iterable(zip(slots, dates_length, uuids_length, lengths, strict=False)),
+        )
+        ids = " ".join(map(str, replay_ids))
+        known = self._expected
+        checks = [(name, known[name]) for name in names if name in known]
         head: list[Any] = [self._value(lease), self.maxlen or 0, len(checks)]
         for name, position in checks:
             head += (name, position)
         head.append(len(names))
         head += names
+        head += (heads, ids, dates, uuids)
         keys = [self.lease_key, self.positions_key, *(self.stream_key(n) for n in names)]
-        await self._script(_WRITE, keys, head + body)
-        known = self._expected
+        # The positions this write leaves: a later write requires them (also one sent before
+        # this one is answered), so that nothing is written after events that were not.
         for slot, replay_id in highest.items():
             name = names[slot - 1]
             if replay_id > known.get(name, -1):
                 known[name] = replay_id
+        if self.cluster:
+            await self._script(_WRITE, keys, [*head, payloads])
+        else:
+            await self._write_in_order(keys, head, [payloads])
+
+
+def _parts(batch: RelayBatch, limit: int) -> Iterator[RelayBatch]:
+    """``batch`` in parts of at most ``limit`` bytes of events each (at least one event)."""
+    blob, lengths = batch.joined()
+    if len(blob) <= limit:
+        yield batch
+        return
+    start = size = 0
+    for index, length in enumerate(lengths):
+        if size and size + length > limit:
+            yield batch[start:index]
+            start, size = index, 0
+        size += length
+    yield batch[start:]

@@ -7,7 +7,8 @@ A :class:`Relay` loops between two roles:
 * **leader**: it holds the lease, subscribes to the channels from the positions stored in the
   engine (a :class:`SinkReplayStorage`) and writes what it receives in batches: it waits for one
   event, drains what the client has already queued (up to ``batch_size``) and writes it all in
-  one :meth:`Sink.write` call. A task renews the lease every ``ttl / 4`` seconds.
+  one :meth:`Sink.write` call, with up to :attr:`Sink.pipeline_depth` writes in flight while it
+  receives the next batches. A task renews the lease every ``ttl / 4`` seconds.
 
 When a write or a renewal says the lease is lost, the leader closes its client and becomes a
 standby: the new leader resumes from the position in the engine. When the engine fails (a
@@ -25,6 +26,7 @@ the lease and end :meth:`Relay.run` with that error.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import json
@@ -46,7 +48,7 @@ from sfstream.exceptions import (
     ServerError,
     SfstreamError,
 )
-from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
+from sfstream.relay._sink import Lease, LeaseLost, RelayBatch, RelayEvent, Sink, SinkError
 from sfstream.salesforce import (
     Client,
     ReplayMarker,
@@ -70,6 +72,7 @@ __all__ = [
     "Role",
     "SinkReplayStorage",
     "default_holder",
+    "to_relay_batch",
     "to_relay_event",
 ]
 
@@ -177,18 +180,8 @@ def _default_dumps() -> Callable[[Message], bytes]:
 _compact = _default_dumps()
 
 
-def to_relay_event(
-    org: str, message: Message, dumps: Callable[[Message], bytes] = _compact
-) -> RelayEvent:
-    """The :class:`RelayEvent` of a delivered message.
-
-    The date is the one :func:`~sfstream.salesforce.marker_from_message` takes (PushTopic and
-    generic ``data.event.createdDate``, CDC ``commitTimestamp``, platform events
-    ``data.payload.CreatedDate``), read on a fast path for well-formed messages.
-
-    Raises:
-        ReplayError: the message has no usable replay id or date.
-    """
+def _marker_fields(message: Message) -> tuple[int, str, str | None]:
+    """The replay id, date and event uuid of a delivered message (see :func:`to_relay_event`)."""
     try:
         data = message["data"]
         event = data["event"]
@@ -213,14 +206,88 @@ def to_relay_event(
         uuid_ = event.get("EventUuid")
     except (KeyError, TypeError, AttributeError):
         marker = marker_from_message(message)  # raises the ReplayError that says what is wrong
-        replay_id, date, uuid_ = marker.replay_id, marker.date, None
+        return marker.replay_id, marker.date, None
+    return replay_id, date, uuid_ if type(uuid_) is str else None
+
+
+def to_relay_event(
+    org: str, message: Message, dumps: Callable[[Message], bytes] = _compact
+) -> RelayEvent:
+    """The :class:`RelayEvent` of a delivered message.
+
+    The date is the one :func:`~sfstream.salesforce.marker_from_message` takes (PushTopic and
+    generic ``data.event.createdDate``, CDC ``commitTimestamp``, platform events
+    ``data.payload.CreatedDate``), read on a fast path for well-formed messages.
+
+    Raises:
+        ReplayError: the message has no usable replay id or date.
+    """
+    replay_id, date, uuid_ = _marker_fields(message)
     return RelayEvent(
         org=org,
         channel=message["channel"],
         replay_id=replay_id,
         date=date,
         payload=dumps(message),
-        event_uuid=uuid_ if type(uuid_) is str else None,
+        event_uuid=uuid_,
+    )
+
+
+def to_relay_batch(
+    org: str,
+    messages: Sequence[Message],
+    dumps: Callable[[Message], bytes] = _compact,
+    on_error: Callable[[Message, ReplayError], None] | None = None,
+) -> RelayBatch:
+    """The :class:`RelayBatch` of delivered messages: each as :func:`to_relay_event` makes it,
+    without an object per event.
+
+    A message without a usable replay id or date is left out and passed to ``on_error`` with
+    the :class:`ReplayError` (raised when ``on_error`` is None).
+    """
+    channels: list[str] = []
+    replay_ids: list[int] = []
+    dates: list[str] = []
+    uuids: list[str | None] = []
+    joined = bytearray()  # the payloads, one after the other (one buffer, not 1,000 objects)
+    lengths: list[int] = []
+    fields = _marker_fields
+    # One pass, each message read while it is in the processor's cache (a backlog of queued
+    # messages is not), with the usual shape of a platform event first.
+    for message in messages:
+        try:
+            data = message["data"]
+            event = data["event"]
+            payload = data["payload"]
+            replay_id = event["replayId"]
+            date = payload["CreatedDate"]
+            if (
+                type(replay_id) is not int
+                or type(date) is not str
+                or "createdDate" in event  # PushTopic, generic: that date first
+                or "ChangeEventHeader" in payload  # CDC: the commit timestamp
+            ):
+                raise TypeError
+            uuid_ = event.get("EventUuid")
+            if type(uuid_) is not str:
+                uuid_ = None
+        except (KeyError, TypeError, AttributeError):
+            try:
+                replay_id, date, uuid_ = fields(message)
+            except ReplayError as exc:
+                if on_error is None:
+                    raise
+                on_error(message, exc)
+                continue
+        channels.append(message["channel"])
+        replay_ids.append(replay_id)
+        dates.append(date)
+        uuids.append(uuid_)
+        payload = dumps(message)
+        joined += payload
+        lengths.append(len(payload))
+    return RelayBatch(
+        org, channels, replay_ids, dates, None, uuids, joined=(bytes(joined), lengths)
     )
 
 
@@ -613,45 +680,56 @@ class Relay:
         self._subscribed_once = True
         self._failed_terms = 0
         org, dumps, batch_size = channel_set.org, self._dumps, self.batch_size
+        as_batch = self.sink.takes_batches
+        name = channel_set.name
         stop_waiter = asyncio.ensure_future(stopping.wait())
-        # One write in flight while the next batch is received and converted; writes stay
-        # in order (each waits for the one before) and a failed one ends the term.
-        writing: asyncio.Future[None] | None = None
+
+        def refused(message: Message, exc: ReplayError) -> None:
+            logger.error("%s: an event without a replay id was not relayed: %s", name, exc)
+
+        # Up to sink.pipeline_depth writes in flight while the next batch is received and
+        # converted; they take effect in order (the sink sees to it), they are awaited in
+        # order, and a failed one ends the term.
+        depth = max(1, self.sink.pipeline_depth)
+        writes: collections.deque[asyncio.Future[None]] = collections.deque()
         try:
             while True:
-                receiving = asyncio.ensure_future(client.receive())
-                await asyncio.wait({receiving, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
-                if not receiving.done():
-                    receiving.cancel()
-                    await asyncio.gather(receiving, return_exceptions=True)
-                    raise _Stop
-                messages = [receiving.result()]
+                if client.pending_count:
+                    messages = await client.receive_many(batch_size)
+                else:
+                    receiving = asyncio.ensure_future(client.receive_many(batch_size))
+                    await asyncio.wait(
+                        {receiving, stop_waiter}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if not receiving.done():
+                        receiving.cancel()
+                        await asyncio.gather(receiving, return_exceptions=True)
+                        raise _Stop
+                    messages = receiving.result()
+                # What is queued already, in slices (the client lets its poller run between
+                # them): the batch ends when the queue is empty or the batch full.
                 while len(messages) < batch_size and client.pending_count:
-                    messages.append(await client.receive())
-                events = []
-                for message in messages:
-                    try:
-                        events.append(to_relay_event(org, message, dumps))
-                    except ReplayError as exc:
-                        logger.error(
-                            "%s: an event without a replay id was not relayed: %s",
-                            channel_set.name,
-                            exc,
-                        )
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(self.sink.write(lease, events))
-                writing.add_done_callback(functools.partial(self._written, events))
+                    messages += await client.receive_many(batch_size - len(messages))
+                batch = to_relay_batch(org, messages, dumps, refused)
+                del messages
+                # Done writes first (a failure ends the term now), then room for this one.
+                while writes and (writes[0].done() or len(writes) >= depth):
+                    await writes.popleft()
+                if batch:
+                    events: Sequence[RelayEvent] = batch if as_batch else list(batch)
+                    writing = asyncio.ensure_future(self.sink.write(lease, events))
+                    writing.add_done_callback(functools.partial(self._written, events))
+                    writes.append(writing)
                 if stopping.is_set():
                     raise _Stop
         finally:
             stop_waiter.cancel()
-            if writing is not None:
-                # Finish the write in flight (stop, or the term ends for another reason).
+            # Finish the writes in flight (stop, or the term ends for another reason).
+            for pending in writes:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(writing)
+                    await asyncio.shield(pending)
 
-    def _written(self, events: list[RelayEvent], write: asyncio.Future[None]) -> None:
+    def _written(self, events: Sequence[RelayEvent], write: asyncio.Future[None]) -> None:
         """Count a write once it succeeded (a done callback of the write)."""
         if write.cancelled() or write.exception() is not None:
             return
