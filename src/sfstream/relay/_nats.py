@@ -90,7 +90,7 @@ _CHAIN_BROKEN = {10070, *_WRONG_LAST_SEQUENCE}
 #: Seconds a lease read may have been sent before a batch it clears (see _lease_checked).
 _CHECK_FRESH = 0.05
 #: Pieces (three per message) of a pipelined batch handed to the connection at once.
-_CHUNK = 3 * 200
+_CHUNK = 3 * 1000
 #: JetStream's error code for "no message found" (get-last-message of an empty subject).
 _NO_MESSAGE_FOUND = 10037
 #: JetStream's error code for "stream name already in use" (created by someone else meanwhile).
@@ -758,14 +758,12 @@ class NatsSink(Sink):
         if not events:
             return
         check = self._lease_check(lease)
-        batches: dict[str, list[RelayEvent]] = {}
-        for event in events:
-            batches.setdefault(self.subject(event.org, event.channel), []).append(event)
+        subjects = {self.subject(*key) for key in {(e.org, e.channel) for e in events}}
         if not self._pipeline:
             await self._lease_checked(lease, *check)
         else:
             chained = self._chain is not None
-            outcome = await self._write_pipelined(lease, events, batches, check)
+            outcome = await self._write_pipelined(lease, events, subjects, check)
             if outcome is _Outcome.REFUSED and chained:
                 # Something was written to the stream since this writer's last batch (another
                 # channel set sharing the stream, an ex-leader): start a new chain from the
@@ -773,7 +771,7 @@ class NatsSink(Sink):
                 if await self._current(lease) is None:
                     self._forget()
                     raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
-                outcome = await self._write_pipelined(lease, events, batches)
+                outcome = await self._write_pipelined(lease, events, subjects)
             if outcome is _Outcome.STORED:
                 return
             # The chain broke, or its end is uncertain: maybe another writer. Only a current
@@ -781,6 +779,9 @@ class NatsSink(Sink):
             if await self._current(lease) is None:
                 self._forget()
                 raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
+        batches: dict[str, list[RelayEvent]] = {}
+        for event in events:
+            batches.setdefault(self.subject(event.org, event.channel), []).append(event)
         stop = asyncio.Event()
         results = await asyncio.gather(
             *(self._write_subject(lease, s, batch, stop) for s, batch in batches.items()),
@@ -840,7 +841,7 @@ class NatsSink(Sink):
         self,
         lease: Lease,
         events: Sequence[RelayEvent],
-        batches: dict[str, list[RelayEvent]],
+        subjects: set[str],
         check: tuple[float, asyncio.Future[_LeaseEntry | None]] | None = None,
     ) -> _Outcome:
         """The fast path: publish the whole batch as a chain; STORED if all of it is stored.
@@ -877,7 +878,7 @@ class NatsSink(Sink):
         send, flush = raw
         prefix = await self._ack_inbox(nc)
         cursors = self._cursors
-        missing = [subject for subject in batches if subject not in cursors]
+        missing = [subject for subject in subjects if subject not in cursors]
         if missing:
             read = await asyncio.gather(*(self._read_cursor(subject) for subject in missing))
             cursors.update(zip(missing, read, strict=True))
@@ -886,7 +887,7 @@ class NatsSink(Sink):
         # answers it before it stores this batch (it is made again if the next batch is late).
         lease_read, next_check = self._lease_read(lease)
         self._next_check = (lease, loop.time(), next_check)
-        last_id = {subject: cursors[subject].replay_id for subject in batches}
+        last_id = {subject: cursors[subject].replay_id for subject in subjects}
         started: set[str] = set()
         planned: list[tuple[str, int]] = []
         parts: list[bytes] = [lease_read]
@@ -896,6 +897,7 @@ class NatsSink(Sink):
         common = f"NATS/1.0\r\n{EXPECTED_STREAM}: {self._stream}\r\n{MSG_ID_HEADER}: "
         described: dict[tuple[str, str], tuple[str, str]] = {}
         previous: str | None = None
+        chunk = _CHUNK
         try:
             for event in events:
                 key = (event.org, event.channel)
@@ -912,11 +914,11 @@ class NatsSink(Sink):
                 stored = last_id[subject]
                 if stored is not None and replay_id <= stored:
                     continue  # counted as skipped below, or by the careful path
-                if len(parts) >= _CHUNK:
+                if len(parts) >= chunk:
                     # All but the last message so far (it may be the batch's last, which gets
                     # a reply subject): JetStream starts storing while the rest is built.
                     if loop.time() >= until:
-                        self._forget_batch(batches)
+                        self._forget_batch(subjects)
                         return _Outcome.UNCERTAIN  # the careful path says why
                     await send(b"".join(parts[:-3]))
                     await flush()
@@ -938,11 +940,17 @@ class NatsSink(Sink):
                     known = cursors[subject].sequence
                     if known is not None:
                         tail += f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {known}\r\n"
-                if event.event_uuid:
-                    tail += f"{EVENT_UUID_HEADER}: {_header_value(event.event_uuid).strip()}\r\n"
+                uuid = event.event_uuid
+                if uuid:
+                    if not (uuid.isascii() and uuid.isprintable()) or uuid != uuid.strip():
+                        uuid = _header_value(uuid).strip()
+                    tail += f"{EVENT_UUID_HEADER}: {uuid}\r\n"
+                date = event.date
+                if not (date.isascii() and date.isprintable()) or date != date.strip():
+                    date = _header_value(date).strip()
                 header = (
                     f"{common}{msg_id}\r\n{REPLAY_ID_HEADER}: {replay_id}\r\n{middle}"
-                    f"{_header_value(event.date).strip()}\r\n{tail}\r\n"
+                    f"{date}\r\n{tail}\r\n"
                 )
                 size = len(header)
                 payload = event.payload
@@ -967,13 +975,13 @@ class NatsSink(Sink):
             parts[-3] = b" ".join((head[0], head[1], f"{prefix}.{token}".encode(), head[2]))
             if loop.time() >= until:
                 ack.cancel()
-                self._forget_batch(batches)
+                self._forget_batch(subjects)
                 return _Outcome.UNCERTAIN
             await send(b"".join(parts))
             await flush()
         except (nats.errors.Error, OSError) as exc:
             logger.debug("pipelined write of %d events not sent whole (%r)", len(planned), exc)
-            self._forget_batch(batches)
+            self._forget_batch(subjects)
             return _Outcome.UNCERTAIN
         try:
             async with asyncio.timeout(self._request_timeout):
@@ -987,13 +995,13 @@ class NatsSink(Sink):
                 exc,
             )
             self.stats.conflicts += 1
-            self._forget_batch(batches)
+            self._forget_batch(subjects)
             return _Outcome.REFUSED if refused else _Outcome.UNCERTAIN
         if duplicate:
             # Stored already by someone (an ex-leader, a new leader, an earlier attempt): what
             # came before it in this batch is not known.
             self.stats.duplicates += 1
-            self._forget_batch(batches)
+            self._forget_batch(subjects)
             return _Outcome.UNCERTAIN
         self.stats.written += len(planned)
         self.stats.skipped += len(events) - len(planned)
@@ -1006,9 +1014,9 @@ class NatsSink(Sink):
         self._chain = (previous or "", sequence)
         return _Outcome.STORED
 
-    def _forget_batch(self, batches: dict[str, list[RelayEvent]]) -> None:
+    def _forget_batch(self, subjects: set[str]) -> None:
         """Read the positions of the batch's subjects afresh before writing them again."""
-        for subject in batches:
+        for subject in subjects:
             self._cursors.pop(subject, None)
 
     async def _ack_inbox(self, nc: NatsClient) -> str:
