@@ -12,10 +12,13 @@ Layout in the engine (see ``docs/scaling-nats.md``):
   one message, so event and position are one atomic write by construction.
 * **Lease.** A key-value bucket (``sfstream-leases`` unless configured), one key per channel
   set, written only with an expected revision (compare-and-set).
-* **Fencing.** Every event is published with ``Nats-Expected-Last-Subject-Sequence`` set to the
-  sequence this writer last saw on that subject, and ``write()`` checks the lease in the bucket
-  before each batch. A writer whose lease was taken is refused by the bucket or, if it checked a
-  moment before the takeover, by the stream as soon as the new leader has written to the subject.
+* **Fencing.** Every event is published only after what this writer last saw: one at a time,
+  with ``Nats-Expected-Last-Subject-Sequence`` set to the sequence this writer last saw on that
+  subject; in a pipelined batch, chained (see :meth:`NatsSink._write_pipelined`). ``write()``
+  checks the lease in the bucket before each batch (with a read sent ahead of the previous
+  batch, at most ``_CHECK_FRESH`` seconds before). A writer whose lease was taken is refused by
+  the bucket or, if it checked a moment before the takeover, by the stream as soon as the new
+  leader has written to the subject.
 
 Retries: a publish whose acknowledgement was lost (a node killed, a leader election, a
 reconnect) is sent again with the same ``Nats-Msg-Id`` and expected sequence; JetStream answers
@@ -191,15 +194,18 @@ class NatsSinkStats:
     """Counters for metrics and logs (they only grow)."""
 
     written: int = 0
-    """Events stored by this sink."""
+    """Events stored by this sink (of a pipelined batch: the events its acknowledgement covers,
+    some of which another writer may have stored a moment before, see ``duplicates``)."""
     skipped: int = 0
     """Events not written because the subject already held them (replay id not above)."""
     duplicates: int = 0
-    """Publishes JetStream answered as duplicates (a retry whose first ack was lost)."""
+    """Publishes JetStream answered as duplicates (a retry whose first ack was lost). Of a
+    pipelined batch only the last message is acknowledged: a duplicate before it is not seen."""
     retries: int = 0
     """Requests sent again after a timeout, a lost connection or an unavailable stream leader."""
     conflicts: int = 0
-    """Writes refused because another writer had written to the subject meanwhile."""
+    """Writes refused because another writer had written to the subject meanwhile, and
+    pipelined batches that went on from the stored positions (refused or unconfirmed)."""
 
 
 class _Abandoned(Exception):
@@ -858,13 +864,16 @@ class NatsSink(Sink):
         refuses the rest.
 
         Only the last message asks for an acknowledgement: stored (not a duplicate), it says
-        that its predecessor was the stream's last message just before it, and so on back to
-        the first, so the whole batch is stored in order. An error answer (REFUSED), a
-        duplicate, no answer in time, a lost connection or a lease that may expire before the
-        batch is sent (UNCERTAIN): the caller reads the subjects' positions afresh. The messages
-        are built here and handed to the connection in a few large pieces, the first as soon
-        as it is built (JetStream stores it while the rest is built): one round trip and one
-        acknowledgement for a batch instead of one per event.
+        that the event before it was the stream's last message just before, and so on back to
+        the first, so every event of the batch is in the stream, in order. (A duplicate answer
+        skips JetStream's other checks: if another writer stored one of these very events a
+        moment before, an ex-leader in the race window, the chain goes on after that copy,
+        and this writer does not see it; the next batch's lease check does.) An error answer
+        (REFUSED), a duplicate, no answer in time, a lost connection or a lease that may expire
+        before the batch is sent (UNCERTAIN): the caller reads the subjects' positions afresh.
+        The messages are built here as protocol commands and handed to the connection in large
+        pieces (:func:`_raw_sender`): one round trip and one acknowledgement for a batch instead
+        of one per event, and no per-message work in the client library.
         """
         nc = self._nc
         raw = _raw_sender(nc) if nc is not None else None
