@@ -365,3 +365,16 @@ async def test_without_raw_commands_the_sink_goes_one_by_one(
     messages = await stored(nats_server.url)
     assert replay_ids(messages) == [1, 2]
     assert replay_ids(messages, SHIPMENTS) == [1]
+
+
+async def test_an_event_larger_than_the_server_takes_is_a_clear_sink_error(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    nc: Any = sink._nc
+    with pytest.raises(SinkError, match="more than the NATS server takes"):
+        await sink.write(lease, [event(1), event(2, size=nc.max_payload)])
+    assert nc.is_connected  # nothing the server would refuse by closing the connection
+    await sink.write(lease, [event(1)])
+    assert replay_ids(await stored(nats_server.url)) == [1]

@@ -895,7 +895,7 @@ class NatsSink(Sink):
         # The lease read that clears the next batch goes out in front of this one: JetStream
         # answers it before it stores this batch (it is made again if the next batch is late).
         lease_read, next_check = self._lease_read(lease)
-        self._next_check = (lease, loop.time(), next_check)
+        issued = loop.time()
         last_id = {subject: cursors[subject].replay_id for subject in subjects}
         started: set[str] = set()
         planned: list[tuple[str, int]] = []
@@ -907,6 +907,7 @@ class NatsSink(Sink):
         described: dict[tuple[str, str], tuple[str, str]] = {}
         previous: str | None = None
         chunk = _CHUNK
+        limit = nc.max_payload
         try:
             for event in events:
                 key = (event.org, event.channel)
@@ -931,6 +932,7 @@ class NatsSink(Sink):
                         return _Outcome.UNCERTAIN  # the careful path says why
                     await send(b"".join(parts[:-3]))
                     await flush()
+                    self._next_check = (lease, issued, next_check)
                     del parts[:-3]
                     await asyncio.sleep(0)  # nats-py's flusher writes it out
                 last_id[subject] = replay_id
@@ -963,6 +965,12 @@ class NatsSink(Sink):
                 )
                 size = len(header)
                 payload = event.payload
+                if size + len(payload) > limit:
+                    self._forget_batch(subjects)
+                    raise SinkError(
+                        f"an event of {subject} (replay id {replay_id}) is {len(payload)} bytes "
+                        f"long: more than the NATS server takes in a message ({limit} bytes)"
+                    )
                 append(f"HPUB {subject} {size} {size + len(payload)}\r\n{header}".encode())
                 append(payload)
                 append(b"\r\n")
@@ -973,6 +981,7 @@ class NatsSink(Sink):
                 self.stats.skipped += len(events)
                 await send(lease_read)  # the next batch's lease read, on its own
                 await flush()
+                self._next_check = (lease, issued, next_check)
                 return _Outcome.STORED
             # The last message asks for an answer: its HPUB line gets a reply subject.
             self._ack_counter += 1
@@ -988,10 +997,14 @@ class NatsSink(Sink):
                 return _Outcome.UNCERTAIN
             await send(b"".join(parts))
             await flush()
+            self._next_check = (lease, issued, next_check)
         except (nats.errors.Error, OSError) as exc:
             logger.debug("pipelined write of %d events not sent whole (%r)", len(planned), exc)
             self._forget_batch(subjects)
             return _Outcome.UNCERTAIN
+        finally:
+            if self._next_check is None or self._next_check[2] is not next_check:
+                next_check.cancel()  # its request never went out
         try:
             async with asyncio.timeout(self._request_timeout):
                 sequence, duplicate = await ack
