@@ -605,8 +605,7 @@ class NatsSink(Sink):
         self, lease: Lease, answer: asyncio.Future[bytes]
     ) -> _LeaseEntry | None:
         try:
-            async with asyncio.timeout(self._request_timeout):
-                raw = await answer
+            raw = await _answer(answer, self._request_timeout)
             reply = json.loads(raw)
             error = reply.get("error")
             if error:
@@ -1006,8 +1005,7 @@ class NatsSink(Sink):
             if self._next_check is None or self._next_check[2] is not next_check:
                 next_check.cancel()  # its request never went out
         try:
-            async with asyncio.timeout(self._request_timeout):
-                sequence, duplicate = await ack
+            sequence, duplicate = await _answer(ack, self._request_timeout)
         except (TimeoutError, nats.errors.Error, OSError, SinkError) as exc:
             refused = isinstance(exc, nats.js.errors.APIError) and exc.err_code in _CHAIN_BROKEN
             logger.debug(
@@ -1190,6 +1188,23 @@ async def _isolated(call: Callable[[], Awaitable[T]], limit: float) -> T:
     if task.cancelled():
         raise _Abandoned("cancelled inside the client library")
     return task.result()
+
+
+async def _answer(future: asyncio.Future[T], limit: float) -> T:
+    """The result of ``future`` (a reply nobody else awaits), waiting ``limit`` seconds at
+    most (:class:`TimeoutError`, and the future is given up). Unlike ``asyncio.timeout``, the
+    caller's own cancellation state plays no part: only a cancellation of the caller cancels."""
+    try:
+        await asyncio.wait({future}, timeout=limit)
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    if not future.done():
+        future.cancel()
+        raise TimeoutError("no answer in time")
+    if future.cancelled():
+        raise TimeoutError("the answer was given up")
+    return future.result()
 
 
 def _consume(task: asyncio.Future[Any]) -> None:
