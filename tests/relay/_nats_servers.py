@@ -276,6 +276,13 @@ class ReplyDropper:
     def drop_next(self, marker: bytes) -> None:
         self._marker = marker
 
+    def cut(self) -> None:
+        """Close every connection through the proxy (a network failure); the client may
+        connect again, through the proxy, to the same server."""
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
     async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from nats.js.api import ConsumerConfig, RetentionPolicy
 
 from sfstream.exceptions import SfstreamError
-from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError
+from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError, _nats
 from sfstream.relay._nats import (
     NatsSink,
     channel_subject,
@@ -313,7 +313,8 @@ async def test_a_pipelined_batch_whose_acks_were_lost_is_stored_once(
         lease = await sink.acquire("orders", "relay-a", 10)
         assert lease is not None
         await sink.write(lease, [event(1)])
-        proxy.drop_next(b'{"stream":"SFSTREAM", "seq":2}')  # the ack of the next event
+        # the batch's only acknowledgement: that of its last message
+        proxy.drop_next(b'{"stream":"SFSTREAM", "seq":4}')
         await sink.write(lease, [event(2), event(3), event(4, SHIPMENTS)])
         assert proxy.dropped == 1
         assert sink.stats.conflicts == 1  # the batch went on one message at a time...
@@ -324,37 +325,38 @@ async def test_a_pipelined_batch_whose_acks_were_lost_is_stored_once(
 
 
 async def test_the_chain_refuses_the_rest_of_a_batch_after_another_write(
-    nats_server: NatsServer,
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A pipelined batch is stored only as an unbroken chain (Nats-Expected-Last-Msg-Id): a
     message another writer slips in between two of the batch's refuses the rest, which goes on
-    one by one from the subject's stored position; no replay id is stored twice."""
+    from the subject's stored position; no replay id is stored twice."""
+    monkeypatch.setattr(_nats, "_CHUNK", 6)  # two messages a piece
     subject = channel_subject(ORG, ORDERS)
 
     async with NatsSink(nats_server.url) as sink:
         lease = await sink.acquire("orders", "relay-a", 10)
         assert lease is not None
         nc: Any = sink._nc
-        original = nc.publish
-        sent = 0
+        original = nc._send_command
+        pieces = 0
 
-        async def publish(
-            to: str, payload: bytes = b"", reply: str = "", headers: Any = None
-        ) -> None:
-            nonlocal sent
-            if sink._ack_prefix and reply.startswith(sink._ack_prefix):
-                sent += 1
-                if sent == 2:  # on the same connection: right after the batch's first
-                    await original(
+        async def send_command(command: bytes, priority: bool = False) -> None:
+            nonlocal pieces
+            await original(command, priority)
+            if b"HPUB " in command:
+                pieces += 1
+                if pieces == 1:  # on the same connection: right after the batch's first piece
+                    await nc.publish(
                         subject, b"{}", headers={"Sfstream-Replay-Id": "2", "Nats-Msg-Id": "x"}
                     )
-            await original(to, payload, reply=reply, headers=headers)
 
-        nc.publish = publish
-        await sink.write(lease, [event(1), event(2), event(3)])
-        assert sent == 3
+        nc._send_command = send_command
+        await sink.write(lease, [event(n) for n in range(1, 6)])
+        assert pieces >= 3
         assert sink.stats.conflicts == 1
-    assert [r for s, r, _ in await stored(nats_server.url) if s == subject] == [1, 2, 3]
+        # 1 was stored by the batch's first piece, 2 by the other writer: 3, 4, 5 follow them
+        assert sink.stats.skipped == 2
+    assert [r for s, r, _ in await stored(nats_server.url) if s == subject] == [1, 2, 3, 4, 5]
 
 
 async def test_engine_unavailable_for_too_long_is_a_sink_error(nats_server: NatsServer) -> None:
@@ -481,16 +483,18 @@ async def test_the_stream_fences_an_ex_leader_that_checked_its_lease_too_early(
 
 
 @pytest.mark.parametrize(
-    ("replay_ids", "a_wrote"),
+    ("replay_ids", "refused"),
     [
-        ([3], 1),  # 3 is refused by the subject's expected sequence: a wrote only event 1
-        # 2 is b's (a duplicate answer, which skips the sequence check); 3 follows it in the
-        # chain before a learns of the takeover: the very next event, once, in order
-        ([2, 3], 2),
+        # 3 expects a's own last message (sequence and id) at the end of the stream: refused
+        ([3], True),
+        # 2 is b's (a duplicate answer, which skips the other checks); 3 follows it in the
+        # chain: the very next event, once, in order. Only the batch's last message is
+        # acknowledged, so a learns of the takeover at its next batch's lease check.
+        ([2, 3], False),
     ],
 )
 async def test_a_pipelined_ex_leader_that_checked_too_early_appends_nothing_out_of_order(
-    nats_server: NatsServer, replay_ids: list[int], a_wrote: int
+    nats_server: NatsServer, replay_ids: list[int], refused: bool
 ) -> None:
     ttl = 0.4
     async with CheckedTooEarly(nats_server.url) as a, NatsSink(nats_server.url) as b:
@@ -500,9 +504,14 @@ async def test_a_pipelined_ex_leader_that_checked_too_early_appends_nothing_out_
         lease_b = await take_over(b, "orders", "relay-b", ttl)
         await b.write(lease_b, [event(2)])
         a.stale_checks = 1
-        with pytest.raises(LeaseLost):
+        if refused:
+            with pytest.raises(LeaseLost):
+                await a.write(lease_a, [event(n) for n in replay_ids])
+            assert a.stats.written == 1
+        else:
             await a.write(lease_a, [event(n) for n in replay_ids])
-        assert a.stats.written == a_wrote
+            with pytest.raises(LeaseLost):
+                await a.write(lease_a, [event(4)])
         lease_b = await b.renew(lease_b)
         await b.write(lease_b, [event(3), event(4)])  # b goes on: 3 is skipped if a stored it
     assert [r for _, r, _ in await stored(nats_server.url)] == [1, 2, 3, 4]

@@ -12,10 +12,13 @@ Layout in the engine (see ``docs/scaling-nats.md``):
   one message, so event and position are one atomic write by construction.
 * **Lease.** A key-value bucket (``sfstream-leases`` unless configured), one key per channel
   set, written only with an expected revision (compare-and-set).
-* **Fencing.** Every event is published with ``Nats-Expected-Last-Subject-Sequence`` set to the
-  sequence this writer last saw on that subject, and ``write()`` checks the lease in the bucket
-  before each batch. A writer whose lease was taken is refused by the bucket or, if it checked a
-  moment before the takeover, by the stream as soon as the new leader has written to the subject.
+* **Fencing.** Every event is published only after what this writer last saw: one at a time,
+  with ``Nats-Expected-Last-Subject-Sequence`` set to the sequence this writer last saw on that
+  subject; in a pipelined batch, chained (see :meth:`NatsSink._write_pipelined`). ``write()``
+  checks the lease in the bucket before each batch (with a read sent ahead of the previous
+  batch, at most ``_CHECK_FRESH`` seconds before). A writer whose lease was taken is refused by
+  the bucket or, if it checked a moment before the takeover, by the stream as soon as the new
+  leader has written to the subject.
 
 Retries: a publish whose acknowledgement was lost (a node killed, a leader election, a
 reconnect) is sent again with the same ``Nats-Msg-Id`` and expected sequence; JetStream answers
@@ -28,6 +31,8 @@ by whoever uses the NATS sink.
 from __future__ import annotations
 
 import asyncio
+import base64
+import enum
 import functools
 import json
 import logging
@@ -77,11 +82,18 @@ EVENT_UUID_HEADER = "Sfstream-Event-Uuid"
 MSG_ID_HEADER = "Nats-Msg-Id"
 EXPECTED_LAST_SUBJECT_SEQUENCE = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 EXPECTED_STREAM = "Nats-Expected-Stream"
 KV_OPERATION_HEADER = "KV-Operation"
 
 #: JetStream's error code for "wrong last sequence" (an expected sequence did not match).
 _WRONG_LAST_SEQUENCE = {10071, 10164}
+#: JetStream's error codes for a broken chain: wrong last message id, wrong last sequence.
+_CHAIN_BROKEN = {10070, *_WRONG_LAST_SEQUENCE}
+#: Seconds a lease read may have been sent before a batch it clears (see _lease_checked).
+_CHECK_FRESH = 0.05
+#: Pieces (three per message) of a pipelined batch handed to the connection at once.
+_CHUNK = 3 * 1000
 #: JetStream's error code for "no message found" (get-last-message of an empty subject).
 _NO_MESSAGE_FOUND = 10037
 #: JetStream's error code for "stream name already in use" (created by someone else meanwhile).
@@ -182,15 +194,18 @@ class NatsSinkStats:
     """Counters for metrics and logs (they only grow)."""
 
     written: int = 0
-    """Events stored by this sink."""
+    """Events stored by this sink (of a pipelined batch: the events its acknowledgement covers,
+    some of which another writer may have stored a moment before, see ``duplicates``)."""
     skipped: int = 0
     """Events not written because the subject already held them (replay id not above)."""
     duplicates: int = 0
-    """Publishes JetStream answered as duplicates (a retry whose first ack was lost)."""
+    """Publishes JetStream answered as duplicates (a retry whose first ack was lost). Of a
+    pipelined batch only the last message is acknowledged: a duplicate before it is not seen."""
     retries: int = 0
     """Requests sent again after a timeout, a lost connection or an unavailable stream leader."""
     conflicts: int = 0
-    """Writes refused because another writer had written to the subject meanwhile."""
+    """Writes refused because another writer had written to the subject meanwhile, and
+    pipelined batches that went on from the stored positions (refused or unconfirmed)."""
 
 
 class _Abandoned(Exception):
@@ -207,10 +222,25 @@ class _LeaseEntry:
 
 @dataclass(slots=True)
 class _Cursor:
-    """What this writer last saw on a subject: the message's stream sequence and replay id."""
+    """What this writer last saw on a subject: the message's stream sequence and replay id.
 
-    sequence: int
+    The sequence is ``None`` after a pipelined batch wrote the subject but not as its last
+    message (only the last is acknowledged): the chain of batches stands in for it.
+    """
+
+    sequence: int | None
     replay_id: int | None
+
+
+class _Outcome(enum.Enum):
+    """How a pipelined batch ended (internal)."""
+
+    STORED = "stored"
+    """The whole batch is stored (or was already)."""
+    REFUSED = "refused"
+    """JetStream refused the last message: the chain broke (something else was written)."""
+    UNCERTAIN = "uncertain"
+    """No answer, a duplicate, a lost connection, or not sent: positions must be read afresh."""
 
 
 class NatsSink(Sink):
@@ -290,10 +320,18 @@ class NatsSink(Sink):
         self._ack_prefix: str | None = None
         self._ack_counter = 0
         self._acks: dict[str, asyncio.Future[tuple[int, bool]]] = {}
+        #: lease reads sent ahead of a batch: futures awaiting the raw answer
+        self._reads: dict[str, asyncio.Future[bytes]] = {}
         self._js: JetStreamContext | None = None
         self._closed = False
         #: per subject, what this writer last saw (reset when a lease is acquired)
         self._cursors: dict[str, _Cursor] = {}
+        #: (message id, stream sequence) of the last message of this writer's last pipelined
+        #: batch, when that batch was stored whole: the next batch's first message expects it
+        self._chain: tuple[str, int] | None = None
+        #: the lease read for the next batch, started when the last one was stored:
+        #: (lease, monotonic time it was sent, its answer)
+        self._next_check: tuple[Lease, float, asyncio.Future[_LeaseEntry | None]] | None = None
         #: (org, channel) -> subject, computed once
         self._subjects: dict[tuple[str, str], str] = {}
         #: per lease key, (revision, monotonic time this sink first saw it) of another holder
@@ -382,6 +420,7 @@ class NatsSink(Sink):
 
     async def close(self) -> None:
         self._closed = True
+        self._forget()
         nc, self._nc, self._js = self._nc, None, None
         self._ack_prefix = None
         if nc is not None and not nc.is_closed:
@@ -539,21 +578,59 @@ class NatsSink(Sink):
         message = await self._last_message(self._kv_stream, self._kv_subject(name))
         if message is None:
             return 0, None
-        revision = message.seq or 0
-        headers = _headers(message)
-        if headers.get(KV_OPERATION_HEADER.lower()) in ("DEL", "PURGE"):
-            return revision, None
+        operation = _headers(message).get(KV_OPERATION_HEADER.lower())
+        return _lease_entry(name, message.seq or 0, operation, message.data or b"")
+
+    def _lease_read(self, lease: Lease) -> tuple[bytes, asyncio.Future[_LeaseEntry | None]]:
+        """A raw get-last-message request for ``lease``'s key, to be sent ahead of a batch on
+        the connection (JetStream answers it before it stores the batch), and the future of
+        what it finds (``_current``'s answer). A missing or unreadable answer falls back to
+        ``_current``, with its retries."""
+        assert self._ack_prefix is not None
+        self._ack_counter += 1
+        token = f"L{self._ack_counter}"
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._reads[token] = answer
+        answer.add_done_callback(functools.partial(self._forget_read, token))
+        body = json.dumps({"last_by_subj": self._kv_subject(lease.name)}).encode()
+        command = (
+            f"PUB $JS.API.STREAM.MSG.GET.{self._kv_stream} {self._ack_prefix}.{token} "
+            f"{len(body)}\r\n"
+        ).encode()
+        check = asyncio.ensure_future(self._lease_answered(lease, answer))
+        check.add_done_callback(_consume)
+        return command + body + b"\r\n", check
+
+    async def _lease_answered(
+        self, lease: Lease, answer: asyncio.Future[bytes]
+    ) -> _LeaseEntry | None:
         try:
-            value = json.loads(message.data or b"")
-            holder = str(value["holder"])
-            token = value.get("token")
-            ttl = float(value["ttl"])
-        except (ValueError, KeyError, TypeError):
-            logger.warning("lease %r holds an unreadable value; treating it as free", name)
-            return revision, None
-        # The acquiring write cannot know its own revision: it stores no token, and the token of
-        # that lease is the revision of that write. Renewals store it explicitly.
-        return revision, _LeaseEntry(revision, holder, int(token or revision), ttl)
+            raw = await _answer(answer, self._request_timeout)
+            reply = json.loads(raw)
+            error = reply.get("error")
+            if error:
+                if error.get("err_code") != _NO_MESSAGE_FOUND:
+                    raise ValueError(error)
+                entry = None
+            else:
+                found = reply["message"]
+                operation = None
+                if found.get("hdrs"):
+                    for line in base64.b64decode(found["hdrs"]).split(b"\r\n")[1:]:
+                        key, _, value = line.partition(b":")
+                        if key.strip().lower() == KV_OPERATION_HEADER.lower().encode():
+                            operation = value.strip().decode()
+                data = base64.b64decode(found.get("data") or "")
+                _, entry = _lease_entry(lease.name, int(found["seq"]), operation, data)
+        except (TimeoutError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            logger.debug("lease read ahead of a batch failed (%r); reading it again", exc)
+            return await self._current(lease)
+        return entry if _holds(lease, entry) else None
+
+    def _forget_read(self, token: str, answer: asyncio.Future[bytes]) -> None:
+        self._reads.pop(token, None)
+        if not answer.cancelled():
+            answer.exception()
 
     async def _write_lease(self, name: str, value: dict[str, Any], expected: int) -> int | None:
         """Compare-and-set the lease key: the new revision, ``None`` if ``expected`` is stale."""
@@ -611,16 +688,14 @@ class NatsSink(Sink):
         self._observed.pop(name, None)
         self._valid_until = {key: v for key, v in self._valid_until.items() if key[0] != name}
         self._valid_until[(name, new_revision)] = sent + ttl
-        self._cursors.clear()  # a new term: read every subject afresh before writing
+        self._forget()  # a new term: read every subject afresh before writing
         logger.info("acquired lease %r as %s (token %s)", name, holder, new_revision)
         return Lease(name=name, holder=holder, token=new_revision, ttl=ttl)
 
     async def _current(self, lease: Lease) -> _LeaseEntry | None:
         """The lease's entry if ``lease`` is still the current holder, else ``None``."""
         _revision, entry = await self._read_lease(lease.name)
-        if entry is None or entry.token != lease.token or entry.holder != lease.holder:
-            return None
-        return entry
+        return entry if _holds(lease, entry) else None
 
     async def renew(self, lease: Lease) -> Lease:
         entry = await self._current(lease)
@@ -687,19 +762,31 @@ class NatsSink(Sink):
     async def write(self, lease: Lease, events: Sequence[RelayEvent]) -> None:
         if not events:
             return
-        if await self._current(lease) is None:
-            self._cursors.clear()
-            raise LeaseLost(f"lease {lease.name!r} is no longer held by {lease.holder}")
+        check = self._lease_check(lease)
+        subjects = {self.subject(*key) for key in {(e.org, e.channel) for e in events}}
+        if not self._pipeline:
+            await self._lease_checked(lease, *check)
+        else:
+            chained = self._chain is not None
+            outcome = await self._write_pipelined(lease, events, subjects, check)
+            if outcome is _Outcome.REFUSED and chained:
+                # Something was written to the stream since this writer's last batch (another
+                # channel set sharing the stream, an ex-leader): start a new chain from the
+                # subjects' stored positions, read afresh.
+                if await self._current(lease) is None:
+                    self._forget()
+                    raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
+                outcome = await self._write_pipelined(lease, events, subjects)
+            if outcome is _Outcome.STORED:
+                return
+            # The chain broke, or its end is uncertain: maybe another writer. Only a current
+            # lease may go on, one message at a time from the stored positions.
+            if await self._current(lease) is None:
+                self._forget()
+                raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
         batches: dict[str, list[RelayEvent]] = {}
         for event in events:
             batches.setdefault(self.subject(event.org, event.channel), []).append(event)
-        if self._pipeline:
-            if await self._write_pipelined(lease, events, batches):
-                return
-            # The chain broke: maybe another writer. Only a current lease may go on.
-            if await self._current(lease) is None:
-                self._cursors.clear()
-                raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
         stop = asyncio.Event()
         results = await asyncio.gather(
             *(self._write_subject(lease, s, batch, stop) for s, batch in batches.items()),
@@ -708,118 +795,249 @@ class NatsSink(Sink):
         failures = [result for result in results if isinstance(result, BaseException)]
         for failure in failures:
             if isinstance(failure, LeaseLost):
-                self._cursors.clear()
+                self._forget()
                 raise failure
         for failure in failures:
             raise failure
 
+    def _start_check(self, lease: Lease) -> tuple[float, asyncio.Future[_LeaseEntry | None]]:
+        """Start reading the lease: (the monotonic time of the request, its future)."""
+        check = asyncio.ensure_future(self._current(lease))
+        check.add_done_callback(_consume)
+        return asyncio.get_running_loop().time(), check
+
+    def _lease_check(self, lease: Lease) -> tuple[float, asyncio.Future[_LeaseEntry | None]]:
+        """The lease read for the next batch: the one started when the previous batch was
+        stored, or a new one. It is awaited (and read again if it is older than
+        ``_CHECK_FRESH``) before anything of the batch is sent."""
+        ahead, self._next_check = self._next_check, None
+        if ahead is not None:
+            if ahead[0] == lease:
+                return ahead[1], ahead[2]
+            ahead[2].cancel()
+        return self._start_check(lease)
+
+    async def _lease_checked(
+        self, lease: Lease, issued: float, check: asyncio.Future[_LeaseEntry | None]
+    ) -> None:
+        """Await the lease read ``check`` (sent at ``issued``); :class:`LeaseLost` if ``lease``
+        is not current. A read sent more than ``_CHECK_FRESH`` ago is made again."""
+        if asyncio.get_running_loop().time() - issued > _CHECK_FRESH:
+            check.cancel()
+            check = self._start_check(lease)[1]
+        try:
+            entry = await check
+        except asyncio.CancelledError:
+            check.cancel()
+            raise
+        if entry is None:
+            self._forget()
+            raise LeaseLost(f"lease {lease.name!r} is no longer held by {lease.holder}")
+
+    def _forget(self) -> None:
+        """Read every subject afresh before the next write; start a new chain."""
+        self._cursors.clear()
+        self._chain = None
+        if self._next_check is not None:
+            self._next_check[2].cancel()
+            self._next_check = None
+
     async def _write_pipelined(
-        self, lease: Lease, events: Sequence[RelayEvent], batches: dict[str, list[RelayEvent]]
-    ) -> bool:
-        """The fast path: publish the whole batch at once, chained; True if all of it is stored.
+        self,
+        lease: Lease,
+        events: Sequence[RelayEvent],
+        subjects: set[str],
+        check: tuple[float, asyncio.Future[_LeaseEntry | None]] | None = None,
+    ) -> _Outcome:
+        """The fast path: publish the whole batch as a chain; STORED if all of it is stored.
 
         Each message but the first expects, with ``Nats-Expected-Last-Msg-Id``, that the
         stream's last message (with a message id: every relay's are) is the one before it in
-        this batch; the first message of each subject also expects that subject's last sequence
-        as this writer saw it. So a message is stored only right after its predecessor, and the
-        first one only after what this writer last saw: no gap, reordering or second copy can
-        come of it, whatever else writes meanwhile. Anything else writing to the stream (another
-        channel set, an ex-leader) breaks the chain: the rest is refused, and the caller goes on
-        one message at a time from the subjects' stored positions (False). One round trip for a
-        batch instead of one per event.
+        this batch. The first message of the batch expects the end of this writer's previous
+        batch when that one was stored whole: its message id, and its stream sequence
+        (``Nats-Expected-Last-Sequence``: nothing at all was stored since). Otherwise, and for
+        a subject whose position this writer has read since, the first message of each subject
+        expects the subject's last sequence as read. So a message is stored only right after
+        its predecessor, and the first one only after what this writer last saw. Anything else
+        writing to the stream (another channel set, an ex-leader) breaks the chain: JetStream
+        refuses the rest.
+
+        Only the last message asks for an acknowledgement: stored (not a duplicate), it says
+        that the event before it was the stream's last message just before, and so on back to
+        the first, so every event of the batch is in the stream, in order. (A duplicate answer
+        skips JetStream's other checks: if another writer stored one of these very events a
+        moment before, an ex-leader in the race window, the chain goes on after that copy,
+        and this writer does not see it; the next batch's lease check does.) An error answer
+        (REFUSED), a duplicate, no answer in time, a lost connection or a lease that may expire
+        before the batch is sent (UNCERTAIN): the caller reads the subjects' positions afresh.
+        The messages are built here as protocol commands and handed to the connection in large
+        pieces (:func:`_raw_sender`): one round trip and one acknowledgement for a batch instead
+        of one per event, and no per-message work in the client library.
         """
-        until = self._check_valid(lease)
         nc = self._nc
-        if nc is None or not nc.is_connected:
-            return False
+        raw = _raw_sender(nc) if nc is not None else None
+        if check is not None:
+            await self._lease_checked(lease, *check)  # before anything is sent
+        until = self._check_valid(lease)
+        chain = self._chain
+        self._chain = None  # unknown until this batch is known to be stored
+        if nc is None or not nc.is_connected or raw is None:
+            return _Outcome.UNCERTAIN
+        send, flush = raw
         prefix = await self._ack_inbox(nc)
-        missing = [subject for subject in batches if subject not in self._cursors]
+        cursors = self._cursors
+        missing = [subject for subject in subjects if subject not in cursors]
         if missing:
             read = await asyncio.gather(*(self._read_cursor(subject) for subject in missing))
-            self._cursors.update(zip(missing, read, strict=True))
-        planned: list[tuple[str, RelayEvent]] = []
-        last_id = {subject: self._cursors[subject].replay_id for subject in batches}
-        previous: str | None = None
-        started: set[str] = set()
-        sends: list[asyncio.Future[Any]] = []
+            cursors.update(zip(missing, read, strict=True))
         loop = asyncio.get_running_loop()
-        for event in events:
-            if loop.time() >= until:  # the lease may have expired: the careful path says so
-                return False if not sends else await self._abandon(sends, batches)
-            subject = self.subject(event.org, event.channel)
-            stored = last_id[subject]
-            if stored is not None and event.replay_id <= stored:
-                continue  # counted as skipped by the careful path if the chain breaks
-            last_id[subject] = event.replay_id
-            msg_id = f"{subject}:{event.replay_id}"
-            headers = {
-                EXPECTED_STREAM: self._stream,
-                MSG_ID_HEADER: msg_id,
-                REPLAY_ID_HEADER: str(event.replay_id),
-                ORG_HEADER: _header_value(event.org),
-                CHANNEL_HEADER: _header_value(event.channel),
-                DATE_HEADER: _header_value(event.date),
-            }
-            if event.event_uuid:
-                headers[EVENT_UUID_HEADER] = _header_value(event.event_uuid)
-            if subject not in started:
-                started.add(subject)
-                headers[EXPECTED_LAST_SUBJECT_SEQUENCE] = str(self._cursors[subject].sequence)
-            if previous is not None:
-                headers[EXPECTED_LAST_MSG_ID] = previous
-            previous = msg_id
-            planned.append((subject, event))
-            # One after the other on the connection, in batch order (the chain refuses any
-            # other); the acknowledgements are awaited together below.
+        # The lease read that clears the next batch goes out in front of this one: JetStream
+        # answers it before it stores this batch (it is made again if the next batch is late).
+        lease_read, next_check = self._lease_read(lease)
+        issued = loop.time()
+        last_id = {subject: cursors[subject].replay_id for subject in subjects}
+        started: set[str] = set()
+        planned: list[tuple[str, int]] = []
+        parts: list[bytes] = [lease_read]
+        append = parts.append
+        # Every piece of a header is printable ASCII (subjects, ids, _header_value), so a
+        # string's length is its length in bytes.
+        common = f"NATS/1.0\r\n{EXPECTED_STREAM}: {self._stream}\r\n{MSG_ID_HEADER}: "
+        described: dict[tuple[str, str], tuple[str, str]] = {}
+        previous: str | None = None
+        chunk = _CHUNK
+        limit = nc.max_payload
+        try:
+            for event in events:
+                key = (event.org, event.channel)
+                fixed = described.get(key)
+                if fixed is None:
+                    fixed = described[key] = (
+                        self.subject(*key),
+                        f"{ORG_HEADER}: {_header_value(event.org).strip()}\r\n"
+                        f"{CHANNEL_HEADER}: {_header_value(event.channel).strip()}\r\n"
+                        f"{DATE_HEADER}: ",
+                    )
+                subject, middle = fixed
+                replay_id = event.replay_id
+                stored = last_id[subject]
+                if stored is not None and replay_id <= stored:
+                    continue  # counted as skipped below, or by the careful path
+                if len(parts) >= chunk:
+                    # All but the last message so far (it may be the batch's last, which gets
+                    # a reply subject): JetStream starts storing while the rest is built.
+                    if loop.time() >= until:
+                        self._forget_batch(subjects)
+                        return _Outcome.UNCERTAIN  # the careful path says why
+                    await send(b"".join(parts[:-3]))
+                    await flush()
+                    self._next_check = (lease, issued, next_check)
+                    del parts[:-3]
+                    await asyncio.sleep(0)  # nats-py's flusher writes it out
+                last_id[subject] = replay_id
+                msg_id = f"{subject}:{replay_id}"
+                if previous is not None:
+                    tail = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n"
+                elif chain is not None:
+                    tail = (
+                        f"{EXPECTED_LAST_MSG_ID}: {chain[0]}\r\n"
+                        f"{EXPECTED_LAST_SEQUENCE}: {chain[1]}\r\n"
+                    )
+                else:
+                    tail = ""
+                if subject not in started:
+                    started.add(subject)
+                    known = cursors[subject].sequence
+                    if known is not None:
+                        tail += f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {known}\r\n"
+                uuid = event.event_uuid
+                if uuid:
+                    if not (uuid.isascii() and uuid.isprintable()) or uuid != uuid.strip():
+                        uuid = _header_value(uuid).strip()
+                    tail += f"{EVENT_UUID_HEADER}: {uuid}\r\n"
+                date = event.date
+                if not (date.isascii() and date.isprintable()) or date != date.strip():
+                    date = _header_value(date).strip()
+                header = (
+                    f"{common}{msg_id}\r\n{REPLAY_ID_HEADER}: {replay_id}\r\n{middle}"
+                    f"{date}\r\n{tail}\r\n"
+                )
+                size = len(header)
+                payload = event.payload
+                if size + len(payload) > limit:
+                    self._forget_batch(subjects)
+                    raise SinkError(
+                        f"an event of {subject} (replay id {replay_id}) is {len(payload)} bytes "
+                        f"long: more than the NATS server takes in a message ({limit} bytes)"
+                    )
+                append(f"HPUB {subject} {size} {size + len(payload)}\r\n{header}".encode())
+                append(payload)
+                append(b"\r\n")
+                previous = msg_id
+                planned.append((subject, replay_id))
+            if not planned:
+                self._chain = chain  # nothing written: the stream's end is still that one
+                self.stats.skipped += len(events)
+                await send(lease_read)  # the next batch's lease read, on its own
+                await flush()
+                self._next_check = (lease, issued, next_check)
+                return _Outcome.STORED
+            # The last message asks for an answer: its HPUB line gets a reply subject.
             self._ack_counter += 1
             token = str(self._ack_counter)
             ack: asyncio.Future[tuple[int, bool]] = loop.create_future()
             self._acks[token] = ack
             ack.add_done_callback(functools.partial(self._forget_ack, token))
-            sends.append(ack)
-            try:
-                await nc.publish(subject, event.payload, reply=f"{prefix}.{token}", headers=headers)
-            except (nats.errors.Error, OSError) as error:
-                ack.set_exception(error)
-                break
-        if not sends:
-            self.stats.skipped += len(events)
-            return True
-        _done, late = await asyncio.wait(sends, timeout=self._request_timeout)
-        for future in late:
-            future.cancel()
-        results: list[Any] = [
-            future.exception() or future.result() if not future.cancelled() else TimeoutError()
-            for future in sends
-        ]
-        complete = True
-        duplicate = False
-        for result in results:
-            if isinstance(result, BaseException):
-                complete = False
-                continue
-            if result[1]:
-                self.stats.duplicates += 1
-                duplicate = True
-            else:
-                self.stats.written += 1
-        if not complete:
-            self.stats.conflicts += 1
+            head = parts[-3].split(b" ", 2)
+            parts[-3] = b" ".join((head[0], head[1], f"{prefix}.{token}".encode(), head[2]))
+            if loop.time() >= until:
+                ack.cancel()
+                self._forget_batch(subjects)
+                return _Outcome.UNCERTAIN
+            await send(b"".join(parts))
+            await flush()
+            self._next_check = (lease, issued, next_check)
+        except (nats.errors.Error, OSError) as exc:
+            logger.debug("pipelined write of %d events not sent whole (%r)", len(planned), exc)
+            self._forget_batch(subjects)
+            return _Outcome.UNCERTAIN
+        finally:
+            if self._next_check is None or self._next_check[2] is not next_check:
+                next_check.cancel()  # its request never went out
+        try:
+            sequence, duplicate = await _answer(ack, self._request_timeout)
+        except (TimeoutError, nats.errors.Error, OSError, SinkError) as exc:
+            refused = isinstance(exc, nats.js.errors.APIError) and exc.err_code in _CHAIN_BROKEN
             logger.debug(
-                "pipelined write of %d events interrupted; going on one by one", len(sends)
+                "pipelined write of %d events %s (%r); going on from the stored positions",
+                len(planned),
+                "refused" if refused else "unconfirmed",
+                exc,
             )
-            for subject in batches:
-                self._cursors.pop(subject, None)  # read afresh by the careful path
-            return False
-        for (subject, event), result in zip(planned, results, strict=True):
-            cursor = self._cursors[subject]
-            cursor.sequence, cursor.replay_id = result[0], event.replay_id
-        self.stats.skipped += len(events) - len(sends)
-        if duplicate and await self._current(lease) is None:
-            # Stored already by someone: only a current lease may go on (as in _publish).
-            self._cursors.clear()
-            raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
-        return True
+            self.stats.conflicts += 1
+            self._forget_batch(subjects)
+            return _Outcome.REFUSED if refused else _Outcome.UNCERTAIN
+        if duplicate:
+            # Stored already by someone (an ex-leader, a new leader, an earlier attempt): what
+            # came before it in this batch is not known.
+            self.stats.duplicates += 1
+            self._forget_batch(subjects)
+            return _Outcome.UNCERTAIN
+        self.stats.written += len(planned)
+        self.stats.skipped += len(events) - len(planned)
+        last_subject = planned[-1][0]
+        for subject, written_id in planned:
+            cursor = cursors[subject]
+            cursor.replay_id = written_id
+            # Only the last message's sequence is known; the chain stands in for the others.
+            cursor.sequence = sequence if subject == last_subject else None
+        self._chain = (previous or "", sequence)
+        return _Outcome.STORED
+
+    def _forget_batch(self, subjects: set[str]) -> None:
+        """Read the positions of the batch's subjects afresh before writing them again."""
+        for subject in subjects:
+            self._cursors.pop(subject, None)
 
     async def _ack_inbox(self, nc: NatsClient) -> str:
         """The prefix of the reply subjects of pipelined publishes (one subscription)."""
@@ -830,8 +1048,14 @@ class NatsSink(Sink):
         return self._ack_prefix
 
     async def _on_ack(self, message: Msg) -> None:
-        """JetStream's answer to a pipelined publish: resolve its future."""
-        ack = self._acks.get(message.subject.rpartition(".")[2])
+        """JetStream's answer to a pipelined publish or a lease read: resolve its future."""
+        token = message.subject.rpartition(".")[2]
+        read = self._reads.get(token)
+        if read is not None:
+            if not read.done():
+                read.set_result(message.data)
+            return
+        ack = self._acks.get(token)
         if ack is None or ack.done():
             return
         if message.headers and message.headers.get("Status") == "503":
@@ -858,27 +1082,13 @@ class NatsSink(Sink):
         if not ack.cancelled():
             ack.exception()  # retrieved: an abandoned batch leaves no "never retrieved" noise
 
-    async def _abandon(
-        self, sends: list[asyncio.Future[Any]], batches: dict[str, list[RelayEvent]]
-    ) -> bool:
-        """Wait for the acknowledgements of what was sent, forget the cursors; False."""
-        await asyncio.wait(sends, timeout=self._request_timeout)
-        for future in sends:
-            if not future.done():
-                future.cancel()
-            elif not future.cancelled():
-                future.exception()  # retrieved: no "never retrieved" warning
-        for subject in batches:
-            self._cursors.pop(subject, None)
-        return False
-
     async def _write_subject(
         self, lease: Lease, subject: str, events: list[RelayEvent], stop: asyncio.Event
     ) -> None:
         """Publish ``events`` of one subject one after the other (each expects the previous)."""
         try:
             cursor = self._cursors.get(subject)
-            if cursor is None:
+            if cursor is None or cursor.sequence is None:
                 cursor = self._cursors[subject] = await self._read_cursor(subject)
             for event in events:
                 if stop.is_set():
@@ -980,10 +1190,68 @@ async def _isolated(call: Callable[[], Awaitable[T]], limit: float) -> T:
     return task.result()
 
 
+async def _answer(future: asyncio.Future[T], limit: float) -> T:
+    """The result of ``future`` (a reply nobody else awaits), waiting ``limit`` seconds at
+    most (:class:`TimeoutError`, and the future is given up). Unlike ``asyncio.timeout``, the
+    caller's own cancellation state plays no part: only a cancellation of the caller cancels."""
+    try:
+        await asyncio.wait({future}, timeout=limit)
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    if not future.done():
+        future.cancel()
+        raise TimeoutError("no answer in time")
+    if future.cancelled():
+        raise TimeoutError("the answer was given up")
+    return future.result()
+
+
 def _consume(task: asyncio.Future[Any]) -> None:
     """Retrieve the outcome of a request task that may have been given up (no log noise)."""
     if not task.cancelled():
         task.exception()
+
+
+def _raw_sender(
+    nc: NatsClient,
+) -> tuple[Callable[[bytes], Awaitable[None]], Callable[[], Awaitable[Any]]] | None:
+    """nats-py's raw command queue and its flush (``None`` if this nats-py has none).
+
+    Pipelined batches are built as protocol commands and handed to the connection in a few
+    large pieces, in order with the client's own commands (and kept across a reconnection like
+    them): nats-py's ``publish()`` costs several microseconds per message in header encoding
+    and awaits. Without them the sink writes one message at a time with the public API.
+    """
+    send = getattr(nc, "_send_command", None)
+    flush = getattr(nc, "_flush_pending", None)
+    if not callable(send) or not callable(flush):
+        return None
+    return send, flush
+
+
+def _lease_entry(
+    name: str, revision: int, operation: str | None, data: bytes
+) -> tuple[int, _LeaseEntry | None]:
+    """``(revision, entry)`` of a lease key's last message (``None`` when deleted or released)."""
+    if operation in ("DEL", "PURGE"):
+        return revision, None
+    try:
+        value = json.loads(data)
+        holder = str(value["holder"])
+        token = value.get("token")
+        ttl = float(value["ttl"])
+    except (ValueError, KeyError, TypeError):
+        logger.warning("lease %r holds an unreadable value; treating it as free", name)
+        return revision, None
+    # The acquiring write cannot know its own revision: it stores no token, and the token of
+    # that lease is the revision of that write. Renewals store it explicitly.
+    return revision, _LeaseEntry(revision, holder, int(token or revision), ttl)
+
+
+def _holds(lease: Lease, entry: _LeaseEntry | None) -> bool:
+    """Whether ``entry`` (a lease key's content) is ``lease``: still its holder's."""
+    return entry is not None and entry.token == lease.token and entry.holder == lease.holder
 
 
 def _headers(message: RawStreamMsg) -> dict[str, str]:

@@ -1,0 +1,380 @@
+"""The NATS sink's pipelined batches against a real ``nats-server`` (2.9, per test on loopback).
+
+A batch is published as one chain (``Nats-Expected-Last-Msg-Id`` from each message to the one
+before, the first one chained on the end of the previous batch) and only its last message asks
+for an acknowledgement. These tests break that path in each way it can break: another writer
+in the middle of a batch or between two batches, a duplicate or an error on the last message,
+a connection lost in the middle, a lease that may expire in the middle. Each time the sink
+goes on from the stored positions, and the stream holds every event once, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import nats
+import pytest
+
+from sfstream.relay import LeaseLost, RelayEvent, SinkError, _nats
+from sfstream.relay._nats import NatsSink, channel_subject
+from tests.relay._nats_servers import NatsServer, ReplyDropper
+
+ORG = "00Dxx0000001gEREAY"
+ORDERS = "/event/Order__e"
+SHIPMENTS = "/event/Shipment__e"
+
+
+def event(replay_id: int, channel: str = ORDERS, size: int = 0) -> RelayEvent:
+    payload = {"channel": channel, "data": {"event": {"replayId": replay_id}}, "pad": "x" * size}
+    return RelayEvent(
+        org=ORG,
+        channel=channel,
+        replay_id=replay_id,
+        date="2026-12-07T04:00:00.000Z",
+        payload=json.dumps(payload).encode(),
+        event_uuid=f"uuid-{replay_id}",
+    )
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches handed to the connection two messages at a time (so a test can act between)."""
+    monkeypatch.setattr(_nats, "_CHUNK", 6)
+
+
+async def stored(url: str) -> list[tuple[str, int]]:
+    """Every message of the stream as (subject, replay id), in stream order."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info("SFSTREAM")
+        out = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            message = await js.get_msg("SFSTREAM", seq)
+            assert message.subject is not None
+            assert message.headers is not None
+            out.append((message.subject, int(message.headers["Sfstream-Replay-Id"])))
+        return out
+    finally:
+        await nc.close()
+
+
+def replay_ids(messages: list[tuple[str, int]], channel: str = ORDERS) -> list[int]:
+    subject = channel_subject(ORG, channel)
+    return [replay_id for s, replay_id in messages if s == subject]
+
+
+class Recorder:
+    """Wraps the sink connection's raw command queue: records what is sent, and can act after
+    the n-th piece of a batch (``after``)."""
+
+    def __init__(self, sink: NatsSink) -> None:
+        self.nc = cast(Any, sink._nc)
+        self.original = self.nc._send_command
+        self.commands: list[bytes] = []
+        self.pieces = 0
+        self.after: dict[int, Any] = {}
+        self.nc._send_command = self.send
+
+    async def send(self, command: bytes, priority: bool = False) -> None:
+        await self.original(command, priority)
+        if b"HPUB " in command:
+            self.commands.append(command)
+            self.pieces += 1
+            action = self.after.pop(self.pieces, None)
+            if action is not None:
+                await action()
+
+    def hpub_lines(self) -> list[list[bytes]]:
+        """The HPUB protocol lines sent, split in words."""
+        return [
+            line.split(b" ")
+            for command in self.commands
+            for line in command.split(b"\r\n")
+            if line.startswith(b"HPUB ")
+        ]
+
+
+@pytest.fixture
+async def sink(nats_server: NatsServer) -> AsyncIterator[NatsSink]:
+    async with NatsSink(nats_server.url, request_timeout=1.0, retry_for=5.0) as opened:
+        yield opened
+
+
+async def test_one_acknowledgement_per_batch_and_the_next_batch_chains_on_it(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    recorder = Recorder(sink)
+    reads = 0
+    current = sink._current
+
+    async def counted(held: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await current(held)
+
+    sink._current = counted  # type: ignore[assignment,method-assign]
+    await sink.write(lease, [event(1), event(2), event(3), event(1, SHIPMENTS)])
+    lines = recorder.hpub_lines()
+    assert len(lines) == 4
+    assert [len(words) for words in lines] == [4, 4, 4, 5]  # a reply subject on the last only
+    first = recorder.commands[0]
+    # The lease read for the next batch goes out in front of this one.
+    assert first.startswith(b"PUB $JS.API.STREAM.MSG.GET.KV_sfstream-leases ")
+    assert first.count(b"Nats-Expected-Last-Subject-Sequence: 0\r\n") == 2  # each new subject
+    assert first.count(b"Nats-Expected-Last-Msg-Id: ") == 3
+    recorder.commands.clear()
+    await sink.write(lease, [event(4), event(2, SHIPMENTS)])
+    assert reads == 1  # the second batch was cleared by the read sent ahead of the first
+    second = recorder.commands[0].split(b"\r\n\r\n")[0]  # the first message's headers
+    shipment_1 = channel_subject(ORG, SHIPMENTS).encode() + b":1"
+    assert b"Nats-Expected-Last-Msg-Id: " + shipment_1 + b"\r\n" in second
+    assert b"Nats-Expected-Last-Sequence: 4\r\n" in second  # nothing else stored since
+    # Orders' last sequence is not known (only the last message is acknowledged): the chain
+    # stands for it. Shipments' is (4): its first message expects it too.
+    assert b"Nats-Expected-Last-Subject-Sequence" not in second
+    assert b"Nats-Expected-Last-Subject-Sequence: 4\r\n" in recorder.commands[0]
+    assert sink.stats.written == 6
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages) == [1, 2, 3, 4]
+    assert replay_ids(messages, SHIPMENTS) == [1, 2]
+    assert await sink.position(ORG, ORDERS) == 4
+
+
+async def test_another_writer_between_two_batches_breaks_the_chain_and_the_batch_is_chained_anew(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """Another channel set sharing the stream writes between two batches: the next batch's
+    first message no longer finds this writer's last one at the end of the stream. The batch is
+    published again as a new chain from the subjects' positions (still pipelined)."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1), event(2)])
+    async with NatsSink(nats_server.url) as other:
+        other_lease = await other.acquire("shipments", "relay-b", 10)
+        assert other_lease is not None
+        await other.write(other_lease, [event(1, SHIPMENTS)])
+    recorder = Recorder(sink)
+    await sink.write(lease, [event(3), event(4)])
+    assert sink.stats.conflicts == 1
+    assert len([words for words in recorder.hpub_lines() if len(words) == 5]) == 2  # two tries
+    assert sink.stats.written == 4
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages) == [1, 2, 3, 4]
+    assert replay_ids(messages, SHIPMENTS) == [1]
+
+
+@pytest.mark.usefixtures("small_pieces")
+async def test_another_writer_in_the_middle_of_a_batch_refuses_the_rest(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    recorder = Recorder(sink)
+
+    async def other_channel_set_writes() -> None:
+        # On the same connection, so that it lands right after the batch's first piece.
+        await recorder.nc.publish(
+            channel_subject(ORG, SHIPMENTS),
+            b"{}",
+            headers={"Sfstream-Replay-Id": "7", "Nats-Msg-Id": "other:7"},
+        )
+
+    recorder.after[1] = other_channel_set_writes
+    await sink.write(lease, [event(n) for n in range(2, 9)])
+    assert recorder.pieces >= 3
+    assert sink.stats.conflicts >= 1
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages) == list(range(1, 9))
+    assert replay_ids(messages, SHIPMENTS) == [7]
+    await sink.write(lease, [event(9)])  # and it goes on pipelined
+    assert replay_ids(await stored(nats_server.url)) == list(range(1, 10))
+
+
+async def test_a_duplicate_last_message_goes_on_one_by_one(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """The batch's last event is in the stream already (stored by another process under the
+    same lease, e.g. an earlier attempt): its duplicate answer says nothing about the others,
+    so the sink reads the positions and goes on one by one."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    subject = channel_subject(ORG, ORDERS)
+    nc = await nats.connect(nats_server.url)
+    try:
+        for n in (2, 3):
+            await nc.jetstream().publish(
+                subject,
+                b"{}",
+                headers={"Sfstream-Replay-Id": str(n), "Nats-Msg-Id": f"{subject}:{n}"},
+            )
+    finally:
+        await nc.close()
+    await sink.write(lease, [event(2), event(3)])
+    assert sink.stats.duplicates == 1
+    assert sink.stats.skipped == 2
+    assert sink.stats.written == 1
+    await sink.write(lease, [event(4)])
+    assert replay_ids(await stored(nats_server.url)) == [1, 2, 3, 4]
+
+
+async def test_an_error_on_the_last_message_is_a_sink_error_and_the_rest_is_stored_once(
+    nats_server: NatsServer,
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        await nc.jetstream().add_stream(name="SFSTREAM", subjects=["sfstream.>"], max_msg_size=1024)
+    finally:
+        await nc.close()
+    async with NatsSink(nats_server.url) as sink:
+        lease = await sink.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        with pytest.raises(SinkError, match="JetStream refused an event"):
+            await sink.write(lease, [event(1), event(2), event(3, size=4096)])
+        assert sink.stats.skipped == 2  # stored by the batch, found by the one-by-one path
+        assert await sink.position(ORG, ORDERS) == 2
+    assert replay_ids(await stored(nats_server.url)) == [1, 2]
+
+
+@pytest.mark.usefixtures("small_pieces")
+async def test_a_connection_lost_in_the_middle_of_a_batch(nats_server: NatsServer) -> None:
+    async with (
+        ReplyDropper(nats_server.port) as proxy,
+        NatsSink(proxy.url, request_timeout=0.5, retry_for=10.0) as sink,
+    ):
+        lease = await sink.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        await sink.write(lease, [event(1)])
+        recorder = Recorder(sink)
+
+        async def cut() -> None:
+            await asyncio.sleep(0.05)  # the first piece reaches the server
+            proxy.cut()
+
+        recorder.after[1] = cut
+        await sink.write(lease, [event(n) for n in range(2, 9)])
+        assert sink.stats.conflicts == 1  # unconfirmed: the positions were read again
+        await sink.write(lease, [event(9), event(10)])
+        assert await sink.position(ORG, ORDERS) == 10
+    assert replay_ids(await stored(nats_server.url)) == list(range(1, 11))
+
+
+@pytest.mark.usefixtures("small_pieces")
+async def test_no_piece_goes_out_once_the_lease_may_have_expired_in_a_batch(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    recorder = Recorder(sink)
+    # The lease was last renewed almost one TTL ago...
+    sink._valid_until[(lease.name, lease.token)] = asyncio.get_running_loop().time() + 0.3
+
+    async def time_passes() -> None:
+        await asyncio.sleep(0.4)  # ...and the process pauses in the middle of the batch
+
+    recorder.after[1] = time_passes
+    with pytest.raises(LeaseLost, match="may have expired"):
+        await sink.write(lease, [event(n) for n in range(2, 9)])
+    assert recorder.pieces == 1
+    assert all(len(words) == 4 for words in recorder.hpub_lines())  # the last was never sent
+    assert replay_ids(await stored(nats_server.url)) == [1, 2]  # the first piece, in order
+    lease = await sink.renew(lease)
+    await sink.write(lease, [event(n) for n in range(2, 9)])
+    assert replay_ids(await stored(nats_server.url)) == list(range(1, 9))
+
+
+async def test_the_lease_read_sent_ahead(sink: NatsSink, monkeypatch: pytest.MonkeyPatch) -> None:
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    nc: Any = sink._nc
+    await sink._ack_inbox(nc)
+    current = sink._current
+    ordinary_reads = 0
+
+    async def counted(held: Any) -> Any:
+        nonlocal ordinary_reads
+        ordinary_reads += 1
+        return await current(held)
+
+    monkeypatch.setattr(sink, "_current", counted)
+
+    async def read_ahead(held: Any, stream: bytes = b"KV_sfstream-leases") -> Any:
+        command, check = sink._lease_read(held)
+        await nc._send_command(command.replace(b"KV_sfstream-leases", stream))
+        await nc._flush_pending()
+        return await check
+
+    entry = await read_ahead(lease)
+    assert entry is not None
+    assert (entry.holder, entry.token) == (lease.holder, lease.token)
+    other = type(lease)("shipments", "relay-a", lease.token, 10)
+    assert await read_ahead(other) is None  # a key never written: no message
+    assert await read_ahead(type(lease)("orders", "relay-b", lease.token, 10)) is None
+    assert ordinary_reads == 0
+    # An error answer (here: no such stream): the ordinary read, with its retries, decides.
+    entry = await read_ahead(lease, b"KV_nosuch")
+    assert ordinary_reads == 1
+    assert entry is not None
+    await sink.release(lease)  # (which reads the lease the ordinary way)
+    assert await read_ahead(lease) is None  # a delete marker
+    assert ordinary_reads == 2
+
+
+async def test_an_old_lease_read_is_made_again(sink: NatsSink, nats_server: NatsServer) -> None:
+    """The read sent ahead of a batch clears the next one only if that comes soon after."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    assert sink._next_check is not None
+    ahead = sink._next_check[2]
+    await asyncio.sleep(_nats._CHECK_FRESH * 2)
+    async with NatsSink(nats_server.url) as other:  # meanwhile the lease was released...
+        await other.release(lease)
+    with pytest.raises(LeaseLost):
+        await sink.write(lease, [event(2)])
+    assert ahead.done()
+    assert ahead.result() is not None  # it said "held", but it was too old to count
+    assert replay_ids(await stored(nats_server.url)) == [1]
+
+
+async def test_without_raw_commands_the_sink_goes_one_by_one(
+    sink: NatsSink, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nats-py without the raw command queue: the public API, one message at a time."""
+    monkeypatch.setattr(_nats, "_raw_sender", lambda nc: None)
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1), event(2), event(1, SHIPMENTS)])
+    assert sink.stats.written == 3
+    assert sink.stats.conflicts == 0
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages) == [1, 2]
+    assert replay_ids(messages, SHIPMENTS) == [1]
+
+
+async def test_an_event_larger_than_the_server_takes_is_a_clear_sink_error(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    nc: Any = sink._nc
+    with pytest.raises(SinkError, match="more than the NATS server takes"):
+        await sink.write(lease, [event(1), event(2, size=nc.max_payload)])
+    assert nc.is_connected  # nothing the server would refuse by closing the connection
+    await sink.write(lease, [event(1)])
+    assert replay_ids(await stored(nats_server.url)) == [1]
