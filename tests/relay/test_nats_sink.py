@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nats.js.api import ConsumerConfig, RetentionPolicy
 
-from sfstream.exceptions import SfstreamError
+from sfstream.exceptions import InvalidArgumentError, SfstreamError
 from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError, _nats
 from sfstream.relay._nats import (
     NatsSink,
@@ -129,14 +129,14 @@ def test_decode_token_refuses_what_encode_token_never_makes(token: str) -> None:
     if token == "~":
         assert decode_token(token) == ""
         return
-    with pytest.raises(ValueError, match="not an encoded subject token"):
+    with pytest.raises(InvalidArgumentError, match="not an encoded subject token"):
         decode_token(token)
 
 
 def test_subject_channel_refuses_foreign_subjects() -> None:
-    with pytest.raises(ValueError, match="does not start with"):
+    with pytest.raises(InvalidArgumentError, match="does not start with"):
         subject_channel("other.00D1.event.X")
-    with pytest.raises(ValueError, match="names no channel"):
+    with pytest.raises(InvalidArgumentError, match="names no channel"):
         subject_channel("sfstream.00D1")
 
 

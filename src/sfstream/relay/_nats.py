@@ -53,6 +53,7 @@ try:
 except ImportError as error:  # pragma: no cover - exercised only without the extra
     raise ImportError("the NATS sink needs nats-py: pip install 'sfstream[nats]'") from error
 
+from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
 
 __all__ = [
@@ -127,7 +128,11 @@ def encode_token(text: str) -> str:
 
 
 def decode_token(token: str) -> str:
-    """The text :func:`encode_token` turned into ``token``; :class:`ValueError` if it is not one."""
+    """The text :func:`encode_token` turned into ``token``.
+
+    Raises :class:`~sfstream.exceptions.InvalidArgumentError` (a :class:`ValueError`) if
+    ``token`` is not one.
+    """
     if token == "~":  # noqa: S105 (the empty text, not a password)
         return ""
     raw = bytearray()
@@ -137,18 +142,18 @@ def decode_token(token: str) -> str:
         if char == "~":
             hex_digits = token[index + 1 : index + 3]
             if len(hex_digits) != 2 or not re.fullmatch(r"[0-9A-F]{2}", hex_digits):
-                raise ValueError(f"not an encoded subject token: {token!r}")
+                raise InvalidArgumentError(f"not an encoded subject token: {token!r}")
             raw.append(int(hex_digits, 16))
             index += 3
         elif _SAFE.fullmatch(char):
             raw.append(ord(char))
             index += 1
         else:
-            raise ValueError(f"not an encoded subject token: {token!r}")
+            raise InvalidArgumentError(f"not an encoded subject token: {token!r}")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"not an encoded subject token: {token!r}") from error
+        raise InvalidArgumentError(f"not an encoded subject token: {token!r}") from error
 
 
 def channel_subject(org: str, channel: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -168,13 +173,17 @@ def channel_subject(org: str, channel: str, prefix: str = DEFAULT_PREFIX) -> str
 
 
 def subject_channel(subject: str, prefix: str = DEFAULT_PREFIX) -> tuple[str, str]:
-    """``(org, channel)`` back from a subject built by :func:`channel_subject`."""
+    """``(org, channel)`` back from a subject built by :func:`channel_subject`.
+
+    Raises :class:`~sfstream.exceptions.InvalidArgumentError` (a :class:`ValueError`) for a
+    subject it did not build.
+    """
     head = prefix + "."
     if not subject.startswith(head):
-        raise ValueError(f"subject {subject!r} does not start with {head!r}")
+        raise InvalidArgumentError(f"subject {subject!r} does not start with {head!r}")
     tokens = subject[len(head) :].split(".")
     if len(tokens) < 2:
-        raise ValueError(f"subject {subject!r} names no channel")
+        raise InvalidArgumentError(f"subject {subject!r} names no channel")
     org = decode_token(tokens[0])
     return org, "/" + "/".join(decode_token(token) for token in tokens[1:])
 
