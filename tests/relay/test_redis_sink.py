@@ -257,6 +257,42 @@ async def test_a_large_batch_takes_several_scripts_in_order(
     assert await sink.position("default", SHIP) == 30
 
 
+async def test_a_write_started_during_a_split_one_comes_after_all_its_parts(
+    sink: RedisSink, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch too large for one script is split; a write the relay starts while the first
+    # part is in flight must not get between the parts (it would move the position past the
+    # later parts' events, which the script would then skip as stored: lost).
+    monkeypatch.setattr("sfstream.relay._redis.MAX_SCRIPT_BYTES", 300)
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    large = asyncio.ensure_future(sink.write(lease, [event(i) for i in range(1, 21)]))
+    await asyncio.sleep(0)
+    small = asyncio.ensure_future(sink.write(lease, [event(i) for i in range(21, 24)]))
+    await asyncio.gather(large, small)
+    assert [int(e["replay_id"]) for e in await entries(raw, ORDER)] == list(range(1, 24))
+
+
+async def test_a_failed_part_fails_the_parts_after_it_and_the_connection_stays_in_step(
+    sink: RedisSink, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sfstream.relay._redis.MAX_SCRIPT_BYTES", 300)
+    lease = await sink.acquire(SET, "a", 5)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    await raw.xtrim(stream_key(SET, ORDER), maxlen=0)
+    await raw.hset(sink.positions_key, ORDER, 0)  # a failover lost the write of 1
+    with pytest.raises(SinkError, match="is 0, below 1"):
+        await sink.write(lease, [event(i) for i in range(2, 22)])  # several parts
+    assert await entries(raw, ORDER) == []
+    writer = sink._writer
+    assert writer is not None  # every reply was read: the same connection goes on
+    assert await sink.position("default", ORDER) == 0
+    await sink.write(lease, [event(i) for i in range(1, 22)])
+    assert [int(e["replay_id"]) for e in await entries(raw, ORDER)] == list(range(1, 22))
+    assert sink._writer is writer
+
+
 async def test_pipelined_writes_take_effect_in_call_order(
     sink: RedisSink, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:

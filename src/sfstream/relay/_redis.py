@@ -147,6 +147,10 @@ return written
 """
 
 
+#: One write script: its keys, its arguments but the last, and the last (the events' JSON).
+_Script = tuple[list[str], list[Any], bytes]
+
+
 def stream_key(channel_set: str, channel: str, prefix: str = DEFAULT_PREFIX) -> str:
     """The stream of ``channel`` in ``channel_set``: ``sfstream:{orders}:/event/Order__e``.
 
@@ -350,22 +354,21 @@ class RedisSink(Sink):
             return SinkError(f"Redis refused a script: {text}")
         return SinkError(f"Redis failed: {type(exc).__name__}: {exc}")
 
-    async def _write_in_order(
-        self, keys: Sequence[str], args: Sequence[str | bytes | int], last: Sequence[bytes]
-    ) -> None:
-        """Run the write script (its last argument: the ``last`` chunks, one after the other)
-        on the writes' own connection, pipelined: sent in call order, replies read in call
-        order (a write waits for the reply of the one before it)."""
+    async def _write_in_order(self, scripts: Sequence[_Script]) -> None:
+        """Run the write script once per entry of ``scripts`` (keys, arguments, and the events'
+        JSON, sent as it is) on the writes' own connection, pipelined: all of them sent at
+        once, in call order, before any later write; replies read in call order (a write waits
+        for the replies of the one before it)."""
         from redis.asyncio import RedisCluster
         from redis.exceptions import RedisError, ResponseError
 
-        # Set when this write is done: its connection, and whether its reply was read (the
-        # connection is still in step), for the write after it.
+        # Set when this write is done: its connection, and whether its replies were all read
+        # (the connection is still in step), for the write after it.
         mine: asyncio.Future[tuple[AbstractConnection | None, bool]]
         mine = asyncio.get_running_loop().create_future()
         aligned = False
         conn: AbstractConnection | None = None
-        size = sum(map(len, last))
+        size = sum(len(payloads) for _keys, _head, payloads in scripts)
         counted = False
         try:
             async with self._sending:
@@ -382,10 +385,11 @@ class RedisSink(Sink):
                     assert not isinstance(redis, RedisCluster)  # a cluster takes _script()
                     pool = redis.connection_pool
                     conn = self._writer = pool.connection_class(**pool.connection_kwargs)
-                # EVAL (not EVALSHA): a script cache flushed meanwhile cannot fail the writes
-                # already sent; Redis compiles the script once and finds it by its hash after.
-                command = _command(("EVAL", _WRITE, len(keys), *keys, *args), last)
-                await conn.send_packed_command(command, check_health=False)
+                for keys, head, payloads in scripts:
+                    # EVAL (not EVALSHA): a script cache flushed meanwhile cannot fail the
+                    # writes already sent; Redis compiles the script once, finds it by hash.
+                    command = _command(("EVAL", _WRITE, len(keys), *keys, *head), [payloads])
+                    await conn.send_packed_command(command, check_health=False)
             if previous is not None:
                 before, in_step = await asyncio.shield(previous)
                 if before is conn and not in_step:
@@ -394,12 +398,17 @@ class RedisSink(Sink):
                         "an earlier write failed on the same connection: resubscribe from the "
                         "engine's position"
                     )
-            try:
-                await conn.read_response()
-            except ResponseError as exc:
-                aligned = True
-                raise self._error(exc) from None
+            refused: ResponseError | None = None
+            for _ in scripts:
+                try:
+                    await conn.read_response()
+                except ResponseError as exc:
+                    # The scripts after it fail too (each requires the positions the ones
+                    # before it leave); their replies are read, so the connection stays in step.
+                    refused = refused or exc
             aligned = True
+            if refused is not None:
+                raise self._error(refused) from None
         except (RedisError, OSError) as exc:
             raise self._error(exc) from None
         finally:
@@ -472,11 +481,18 @@ class RedisSink(Sink):
             return
         self._check_name(lease.name)
         batch = events if isinstance(events, RelayBatch) else RelayBatch.of("", events)
-        for part in _parts(batch, MAX_SCRIPT_BYTES):
-            await self._write(lease, part)
+        # Every part is prepared (its expectations taken, the positions it leaves recorded)
+        # before anything is awaited, and the parts go out together: a write the relay starts
+        # meanwhile comes after all of them, never between two parts of this one.
+        scripts = [self._prepare(lease, part) for part in _parts(batch, MAX_SCRIPT_BYTES)]
+        if self.cluster:
+            for keys, head, payloads in scripts:
+                await self._script(_WRITE, keys, [*head, payloads])
+        else:
+            await self._write_in_order(scripts)
 
-    async def _write(self, lease: Lease, batch: RelayBatch) -> None:
-        """One script for ``batch``."""
+    def _prepare(self, lease: Lease, batch: RelayBatch) -> _Script:
+        """The keys and arguments of one script for ``batch`` (its events' JSON last)."""
         channels, replay_ids = batch.channels, batch.replay_ids
         index: dict[str, int] = {}  # channel as delivered -> slot 1..c
         names: list[str] = []  # the channel keys, by slot
@@ -520,10 +536,7 @@ class RedisSink(Sink):
             name = names[slot - 1]
             if replay_id > known.get(name, -1):
                 known[name] = replay_id
-        if self.cluster:
-            await self._script(_WRITE, keys, [*head, payloads])
-        else:
-            await self._write_in_order(keys, head, [payloads])
+        return keys, head, payloads
 
 
 def _parts(batch: RelayBatch, limit: int) -> Iterator[RelayBatch]:
