@@ -378,3 +378,52 @@ async def test_an_event_larger_than_the_server_takes_is_a_clear_sink_error(
     assert nc.is_connected  # nothing the server would refuse by closing the connection
     await sink.write(lease, [event(1)])
     assert replay_ids(await stored(nats_server.url)) == [1]
+
+
+async def test_position_reads_what_the_stream_holds_now_for_the_next_write(
+    nats_server: NatsServer,
+) -> None:
+    # The stream loses the tail of a channel after this writer wrote it (here: the stream is
+    # lost and made again with less); the relay resubscribes from position(): the events sent
+    # again must be written, not skipped by what this writer remembered of the subject.
+    shipments = channel_subject(ORG, SHIPMENTS)
+    async with NatsSink(nats_server.url) as sink:
+        lease = await sink.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        await sink.write(lease, [event(i, SHIPMENTS) for i in range(1, 11)])
+        js = sink._jetstream()
+        await js.delete_stream("SFSTREAM")
+        async with NatsSink(nats_server.url) as other:  # makes the stream again
+            js_other = other._jetstream()
+            for i in range(1, 6):
+                headers = {"Nats-Msg-Id": f"{shipments}:{i}", "Sfstream-Replay-Id": str(i)}
+                await js_other.publish(shipments, b"{}", headers=headers)
+        assert await sink.position(ORG, SHIPMENTS) == 5
+        await sink.write(lease, [event(i, SHIPMENTS) for i in range(6, 11)])
+        await sink.write(lease, [event(i, SHIPMENTS) for i in range(11, 13)])
+    assert replay_ids(await stored(nats_server.url), SHIPMENTS) == list(range(1, 13))
+
+
+async def test_no_batch_goes_out_without_an_anchor_after_a_broken_chain(
+    nats_server: NatsServer,
+) -> None:
+    # Shipments was written inside a batch (not last: its sequence is not known). The chain
+    # then breaks (another writer's copy of an event). Another writer (a new leader) writes
+    # Shipments 50: this writer's next batch of Shipments must not be stored after it.
+    async with NatsSink(nats_server.url) as sink:
+        lease = await sink.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        await sink.write(
+            lease,
+            [event(i, SHIPMENTS) for i in range(1, 11)] + [event(i) for i in range(1, 11)],
+        )
+        js = sink._jetstream()
+        orders = channel_subject(ORG, ORDERS)
+        shipments = channel_subject(ORG, SHIPMENTS)
+        headers = {"Nats-Msg-Id": f"{orders}:11", "Sfstream-Replay-Id": "11"}
+        await js.publish(orders, b"{}", headers=headers)
+        await sink.write(lease, [event(11)])  # a duplicate answer: the chain is not known
+        headers = {"Nats-Msg-Id": f"{shipments}:50", "Sfstream-Replay-Id": "50"}
+        await js.publish(shipments, b"{}", headers=headers)
+        await sink.write(lease, [event(11, SHIPMENTS), event(12, SHIPMENTS)])
+    assert replay_ids(await stored(nats_server.url), SHIPMENTS) == [*range(1, 11), 50]

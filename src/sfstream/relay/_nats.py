@@ -766,7 +766,13 @@ class NatsSink(Sink):
         return _Cursor(message.seq or 0, _replay_id_of(message))
 
     async def position(self, org: str, channel: str) -> int | None:
-        return (await self._read_cursor(self.subject(org, channel))).replay_id
+        subject = self.subject(org, channel)
+        cursor = await self._read_cursor(subject)
+        # What the stream holds now, also for the next write: a cursor kept from before (the
+        # engine may have lost its tail since) would make that write skip the events the
+        # relay resubscribes for as stored.
+        self._cursors[subject] = cursor
+        return cursor.replay_id
 
     async def write(self, lease: Lease, events: Sequence[RelayEvent]) -> None:
         if not events:
@@ -895,6 +901,14 @@ class NatsSink(Sink):
         send, flush = raw
         prefix = await self._ack_inbox(nc)
         cursors = self._cursors
+        if chain is None:
+            # No chain to follow: each subject's first message is anchored by the subject's
+            # own last sequence, so a cursor that lost it (the subject was written inside an
+            # earlier batch, not last) is read again. Never an unanchored batch.
+            for subject in subjects:
+                cursor = cursors.get(subject)
+                if cursor is not None and cursor.sequence is None:
+                    del cursors[subject]
         missing = [subject for subject in subjects if subject not in cursors]
         if missing:
             read = await asyncio.gather(*(self._read_cursor(subject) for subject in missing))
