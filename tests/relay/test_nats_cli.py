@@ -71,7 +71,7 @@ def role(port: int) -> str | None:
     return found
 
 
-async def until(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> None:
+async def until(condition: Callable[[], Any], what: str, timeout: float = 40.0) -> None:
     deadline = time.monotonic() + timeout
     while not await asyncio.to_thread(condition):
         if time.monotonic() > deadline:
@@ -79,6 +79,9 @@ async def until(condition: Callable[[], Any], what: str, timeout: float = 60.0) 
         await asyncio.sleep(0.05)
 
 
+# Each wait below is bounded on its own (a cluster and two relays start on a loaded machine),
+# so that a stuck step fails with its name and the relays' logs, not with the test's timeout.
+@pytest.mark.timeout(180)
 async def test_sigkill_failover_on_a_jetstream_cluster(
     org: EmulatorThread, cluster: NatsCluster
 ) -> None:
@@ -139,8 +142,10 @@ async def test_sigkill_failover_on_a_jetstream_cluster(
         for secret in (PASSWORD, SECRET):
             assert secret not in err
     finally:
-        for process in processes.values():
-            stop(process)
+        for name, process in processes.items():
+            _code, log = stop(process)
+            # Shown only when the test fails (the relays log no secret: asserted above).
+            print(f"--- relay {name}, last lines of stderr ---", *log.splitlines()[-40:], sep="\n")
         await nc.close()
 
 
