@@ -14,7 +14,14 @@ import redis.asyncio as aioredis
 
 from sfstream import Status
 from sfstream.emulator import Emulator
-from sfstream.relay import ChannelSet, ClientFactory, Relay, Role, SinkReplayStorage
+from sfstream.relay import (
+    ChannelSet,
+    ClientFactory,
+    Relay,
+    Role,
+    SinkError,
+    SinkReplayStorage,
+)
 from sfstream.relay._redis import RedisSink, stream_key
 from sfstream.salesforce import (
     Client,
@@ -200,6 +207,38 @@ async def test_an_engine_that_lost_its_data_is_refilled_from_retention(
         await asyncio.wait_for(task, WAIT)
     finally:
         server.stop()
+
+
+class FailsOneWrite(RedisSink):
+    """A real Redis sink whose second write fails after a moment (an engine that failed)."""
+
+    writes = 0
+
+    async def write(self, lease: Any, events: Any) -> None:
+        self.writes += 1
+        if self.writes == 2:
+            await asyncio.sleep(0.2)  # the relay is idle, waiting for the next event
+            raise SinkError("the engine failed (injected)")
+        await super().write(lease, events)
+
+
+async def test_a_write_that_fails_while_the_channels_are_quiet_ends_the_term_at_once(
+    org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # The failed write's events must be written again from Salesforce's retention without
+    # waiting for another event to arrive (on a quiet channel that may be never).
+    channel_set = ChannelSet(SET, (ORDER, SHIP), replay=int(ReplayOption.ALL_EVENTS))
+    sink = FailsOneWrite(redis_server.url, channel_set=SET)
+    relay = Relay(channel_set, sink, client_factory(org), holder="only", lease_ttl=2.0)
+    task = asyncio.create_task(relay.run())
+    ids = await publish(org, ORDER, 5)
+    await settle(raw, {ORDER: ids})
+    ids += await publish(org, ORDER, 5, 5)  # its write fails; nothing is published after it
+    await settle(raw, {ORDER: ids})
+    assert await stream_ids(raw, ORDER) == ids
+    assert sink.writes >= 3
+    relay.stop()
+    await asyncio.wait_for(task, WAIT)
 
 
 async def test_sink_replay_storage_reads_the_engine(redis_server: RedisServer) -> None:

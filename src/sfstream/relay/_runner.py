@@ -698,9 +698,12 @@ class Relay:
                     messages = await client.receive_many(batch_size)
                 else:
                     receiving = asyncio.ensure_future(client.receive_many(batch_size))
-                    await asyncio.wait(
-                        {receiving, stop_waiter}, return_when=asyncio.FIRST_COMPLETED
-                    )
+                    try:
+                        await self._idle(receiving, stop_waiter, writes)
+                    except BaseException:
+                        receiving.cancel()
+                        await asyncio.gather(receiving, return_exceptions=True)
+                        raise
                     if not receiving.done():
                         receiving.cancel()
                         await asyncio.gather(receiving, return_exceptions=True)
@@ -728,6 +731,25 @@ class Relay:
             for pending in writes:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(pending)
+
+    @staticmethod
+    async def _idle(
+        receiving: asyncio.Future[Any],
+        stop_waiter: asyncio.Future[Any],
+        writes: collections.deque[asyncio.Future[None]],
+    ) -> None:
+        """Wait for the next messages or a stop, and meanwhile for the writes in flight: one
+        that fails ends the term now (raised here), not once the next event comes, which may
+        be long after (a quiet channel) or never."""
+        while True:
+            oldest = writes[0] if writes else None
+            waited = (
+                {receiving, stop_waiter} if oldest is None else {receiving, stop_waiter, oldest}
+            )
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            if receiving.done() or stop_waiter.done() or oldest is None or not oldest.done():
+                return
+            await writes.popleft()  # the oldest, done: raises if it failed
 
     def _written(self, events: Sequence[RelayEvent], write: asyncio.Future[None]) -> None:
         """Count a write once it succeeded (a done callback of the write)."""
