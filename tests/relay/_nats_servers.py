@@ -66,8 +66,10 @@ class NatsServer:
         cluster_name: str | None = None,
         cluster_port: int | None = None,
         routes: list[int] | None = None,
+        max_payload: int | None = None,
     ) -> None:
         self.name = name
+        self.max_payload = max_payload
         self.directory = directory
         self.port = free_port()
         self.http_port = free_port()
@@ -90,6 +92,8 @@ class NatsServer:
             f"http: 127.0.0.1:{self.http_port}",
             f'jetstream {{ store_dir: "{self.store}" }}',
         ]
+        if self.max_payload is not None:
+            lines.append(f"max_payload: {self.max_payload}")
         if self.cluster_name is not None:
             routes = ", ".join(f"nats-route://127.0.0.1:{port}" for port in self.routes)
             lines.append(

@@ -19,7 +19,7 @@ from sfstream.emulator import Emulator, EmulatorThread
 from sfstream.relay._nats import DEFAULT_STREAM
 from tests._servers import free_port as _free_port
 from tests.relay._nats_chaos import replay_ids
-from tests.relay._nats_servers import NatsCluster
+from tests.relay._nats_servers import NatsCluster, NatsServer
 from tests.relay.test_cli import (
     ORDER,
     PASSWORD,
@@ -178,3 +178,22 @@ def test_cluster_url_credentials_stay_out_of_errors(
     assert "cannot connect to NATS" in err
     assert "***@127.0.0.1" in err
     assert PASSWORD not in err
+
+
+def test_an_event_larger_than_the_server_takes_stops_the_relay_with_a_clear_error(
+    org: EmulatorThread, tmp_path: Path
+) -> None:
+    with NatsServer(tmp_path, max_payload=4096) as server:
+        publish(org, ORDER, 3)
+        org.publish(ORDER, {"N__c": "x" * 8000})
+        process = start(org, "--sink", server.url, "--name", "orders", "--replay", "all", ORDER)
+        try:
+            process.wait(timeout=40)
+        finally:
+            code, err = stop(process)
+    assert code == 1, err
+    assert "the engine refused an event" in err
+    assert "max_payload" in err
+    assert "Traceback" not in err
+    for secret in (PASSWORD, SECRET):
+        assert secret not in err

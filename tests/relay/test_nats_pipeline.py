@@ -19,7 +19,7 @@ from typing import Any, cast
 import nats
 import pytest
 
-from sfstream.relay import LeaseLost, RelayEvent, SinkError, _nats
+from sfstream.relay import EventRefused, LeaseLost, RelayEvent, SinkError, _nats
 from sfstream.relay._nats import NatsSink, channel_subject
 from tests.relay._nats_servers import NatsServer, ReplyDropper
 
@@ -373,7 +373,7 @@ async def test_an_event_larger_than_the_server_takes_is_a_clear_sink_error(
     lease = await sink.acquire("orders", "relay-a", 10)
     assert lease is not None
     nc: Any = sink._nc
-    with pytest.raises(SinkError, match="more than the NATS server takes"):
+    with pytest.raises(EventRefused, match="more than the NATS server takes"):
         await sink.write(lease, [event(1), event(2, size=nc.max_payload)])
     assert nc.is_connected  # nothing the server would refuse by closing the connection
     await sink.write(lease, [event(1)])

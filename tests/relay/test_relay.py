@@ -17,6 +17,7 @@ from sfstream.emulator import Emulator
 from sfstream.relay import (
     ChannelSet,
     ClientFactory,
+    EventRefused,
     Relay,
     Role,
     SinkError,
@@ -239,6 +240,38 @@ async def test_a_write_that_fails_while_the_channels_are_quiet_ends_the_term_at_
     assert sink.writes >= 3
     relay.stop()
     await asyncio.wait_for(task, WAIT)
+
+
+class RefusesAnEvent(RedisSink):
+    """A real Redis sink that refuses the events of its second write for good (an event larger
+    than the engine takes)."""
+
+    writes = 0
+
+    async def write(self, lease: Any, events: Any) -> None:
+        self.writes += 1
+        if self.writes >= 2:
+            raise EventRefused("an event is larger than the engine takes (injected)")
+        await super().write(lease, events)
+
+
+async def test_an_event_the_engine_refuses_for_good_stops_the_relay(
+    org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Every new term would meet the same event again: the relay stops with the error (and
+    # gives the lease up) instead of subscribing again for ever; skipping it would lose it.
+    channel_set = ChannelSet(SET, (ORDER, SHIP), replay=int(ReplayOption.ALL_EVENTS))
+    sink = RefusesAnEvent(redis_server.url, channel_set=SET)
+    relay = Relay(channel_set, sink, client_factory(org), holder="only", lease_ttl=2.0)
+    task = asyncio.create_task(relay.run())
+    ids = await publish(org, ORDER, 5)
+    await settle(raw, {ORDER: ids})
+    await publish(org, ORDER, 1, 5)
+    with pytest.raises(EventRefused, match="larger than the engine takes"):
+        await asyncio.wait_for(task, WAIT)
+    assert sink.writes == 2
+    assert await raw.exists(sink.lease_key) == 0  # released: no standby waits for a TTL
+    assert await stream_ids(raw, ORDER) == ids
 
 
 async def test_sink_replay_storage_reads_the_engine(redis_server: RedisServer) -> None:

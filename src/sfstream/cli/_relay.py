@@ -32,7 +32,7 @@ from sfstream.relay._config import (
     parse_replay,
 )
 from sfstream.relay._runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE_TTL, ChannelSet
-from sfstream.relay._sink import SinkError
+from sfstream.relay._sink import EventRefused, SinkError
 from sfstream.salesforce import (
     DEFAULT_API_VERSION,
     AuthenticatorBase,
@@ -329,6 +329,12 @@ async def _serve(
             command.note(f"metrics on http://{address[0]}:{server.port}/metrics and /healthz")
         try:
             await run_relays(relays)
+        except EventRefused as exc:
+            raise CliError(
+                f"the engine refused an event: {exc}",
+                ExitCode.ERROR,
+                "raise the engine's limit (NATS: max_payload in the server's configuration)",
+            ) from None
         except SinkError as exc:
             raise CliError(
                 f"the engine failed: {exc}", ExitCode.CONNECTION, "check the --sink URL"

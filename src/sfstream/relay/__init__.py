@@ -20,7 +20,7 @@ from sfstream.relay._runner import (
     run_relays,
     to_relay_event,
 )
-from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
+from sfstream.relay._sink import EventRefused, Lease, LeaseLost, RelayEvent, Sink, SinkError
 
 if TYPE_CHECKING:
     from sfstream.relay._metrics import OpsServer, RelayMetrics
@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_LEASE_TTL",
     "ChannelSet",
     "ClientFactory",
+    "EventRefused",
     "Lease",
     "LeaseLost",
     "NatsSink",

@@ -54,7 +54,14 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     raise ImportError("the NATS sink needs nats-py: pip install 'sfstream[nats]'") from error
 
 from sfstream.exceptions import InvalidArgumentError
-from sfstream.relay._sink import Lease, LeaseLost, RelayEvent, Sink, SinkError
+from sfstream.relay._sink import (
+    EventRefused,
+    Lease,
+    LeaseLost,
+    RelayEvent,
+    Sink,
+    SinkError,
+)
 
 __all__ = [
     "NatsSink",
@@ -989,7 +996,7 @@ class NatsSink(Sink):
                 payload = event.payload
                 if size + len(payload) > limit:
                     self._forget_batch(subjects)
-                    raise SinkError(
+                    raise EventRefused(
                         f"an event of {subject} (replay id {replay_id}) is {len(payload)} bytes "
                         f"long: more than the NATS server takes in a message ({limit} bytes)"
                     )

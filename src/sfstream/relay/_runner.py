@@ -48,7 +48,15 @@ from sfstream.exceptions import (
     ServerError,
     SfstreamError,
 )
-from sfstream.relay._sink import Lease, LeaseLost, RelayBatch, RelayEvent, Sink, SinkError
+from sfstream.relay._sink import (
+    EventRefused,
+    Lease,
+    LeaseLost,
+    RelayBatch,
+    RelayEvent,
+    Sink,
+    SinkError,
+)
 from sfstream.salesforce import (
     Client,
     ReplayMarker,
@@ -527,6 +535,11 @@ class Relay:
         if error is None or isinstance(error, _Stop):  # stopping: give the lease up
             await self._release(lease)
             return None
+        if isinstance(error, EventRefused):
+            # Every term would meet the same event: stop rather than retry it for ever.
+            logger.error("%s: %s: stopping", name, error)
+            await self._release(lease)
+            raise error
         if isinstance(error, SinkError):
             logger.warning(
                 "%s: engine failed (%s): subscribing again from its positions", name, error

@@ -38,11 +38,20 @@ from typing import Any, ClassVar, Self, overload
 
 from sfstream.exceptions import SfstreamError
 
-__all__ = ["Lease", "LeaseLost", "RelayBatch", "RelayEvent", "Sink", "SinkError"]
+__all__ = ["EventRefused", "Lease", "LeaseLost", "RelayBatch", "RelayEvent", "Sink", "SinkError"]
 
 
 class SinkError(SfstreamError):
     """The engine behind a sink failed or refused a request (connection lost, script error)."""
+
+
+class EventRefused(SinkError):
+    """The engine refuses an event for good (larger than it takes in a message, for one).
+
+    Nothing of the write from that event on was stored. A new subscription would bring the same
+    event again, and skipping it would lose it: the relay stops with this error (a standby
+    would meet it too) until the engine's limit or the event's channel changes.
+    """
 
 
 class LeaseLost(SinkError):
