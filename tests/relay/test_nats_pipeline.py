@@ -427,3 +427,29 @@ async def test_no_batch_goes_out_without_an_anchor_after_a_broken_chain(
         await js.publish(shipments, b"{}", headers=headers)
         await sink.write(lease, [event(11, SHIPMENTS), event(12, SHIPMENTS)])
     assert replay_ids(await stored(nats_server.url), SHIPMENTS) == [*range(1, 11), 50]
+
+
+async def test_a_batch_that_could_not_be_sent_leaves_nothing_behind(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    nc: Any = sink._nc
+    original = nc._send_command
+    failed: list[bytes] = []
+
+    async def fail_once(command: bytes, priority: bool = False) -> None:
+        if b"HPUB " in command and not failed:
+            failed.append(command)
+            raise OSError("the socket broke (injected)")  # before anything was queued
+        await original(command, priority)
+
+    nc._send_command = fail_once
+    await sink.write(lease, [event(2), event(3)])  # then one by one, from the stream
+    assert failed
+    await sink.write(lease, [event(4)])
+    await asyncio.sleep(0.2)  # the lease read sent ahead of the next batch is answered
+    assert sink._acks == {}  # no acknowledgement waited for that can never come
+    assert sink._reads == {}
+    assert replay_ids(await stored(nats_server.url)) == [1, 2, 3, 4]

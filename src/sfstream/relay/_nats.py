@@ -615,6 +615,8 @@ class NatsSink(Sink):
         ).encode()
         check = asyncio.ensure_future(self._lease_answered(lease, answer))
         check.add_done_callback(_consume)
+        # A check given up (even before it started) gives its answer up: no entry stays behind.
+        check.add_done_callback(lambda _check: answer.cancel())
         return command + body + b"\r\n", check
 
     async def _lease_answered(
@@ -937,6 +939,7 @@ class NatsSink(Sink):
         previous: str | None = None
         chunk = _CHUNK
         limit = nc.max_payload
+        ack: asyncio.Future[tuple[int, bool]] | None = None
         try:
             for event in events:
                 key = (event.org, event.channel)
@@ -1015,7 +1018,7 @@ class NatsSink(Sink):
             # The last message asks for an answer: its HPUB line gets a reply subject.
             self._ack_counter += 1
             token = str(self._ack_counter)
-            ack: asyncio.Future[tuple[int, bool]] = loop.create_future()
+            ack = loop.create_future()
             self._acks[token] = ack
             ack.add_done_callback(functools.partial(self._forget_ack, token))
             head = parts[-3].split(b" ", 2)
@@ -1029,11 +1032,18 @@ class NatsSink(Sink):
             self._next_check = (lease, issued, next_check)
         except (nats.errors.Error, OSError) as exc:
             logger.debug("pipelined write of %d events not sent whole (%r)", len(planned), exc)
+            if ack is not None:
+                ack.cancel()  # forgotten: no answer is awaited
             self._forget_batch(subjects)
             return _Outcome.UNCERTAIN
+        except BaseException:
+            if ack is not None:
+                ack.cancel()
+            raise
         finally:
             if self._next_check is None or self._next_check[2] is not next_check:
                 next_check.cancel()  # its request never went out
+        assert ack is not None
         try:
             sequence, duplicate = await _answer(ack, self._request_timeout)
         except (TimeoutError, nats.errors.Error, OSError, SinkError) as exc:
