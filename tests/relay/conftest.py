@@ -1,4 +1,5 @@
-"""Fixtures of the relay tests: a real redis-server (or Redis Cluster) of each test's own.
+"""Fixtures of the relay tests: a real redis-server (or Redis Cluster), or a real nats-server with
+JetStream, of each test's own.
 
 The servers come from :mod:`tests._servers` (the one implementation); unlike its session-wide
 fixtures, these are per test, since relay tests kill servers and reuse lease names.
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests._servers import RedisCluster, RedisServer
+from tests.relay._nats_servers import NatsServer
 
 
 @pytest.fixture
@@ -30,3 +32,9 @@ def redis_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    with NatsServer(tmp_path) as server:
+        yield server

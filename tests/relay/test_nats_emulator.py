@@ -9,8 +9,7 @@ drives the sink with :class:`sfstream.SalesforceStreamingClient` directly, as th
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import nats
 import pytest
@@ -32,12 +31,6 @@ from tests.relay._nats_servers import NatsServer
 from tests.relay.test_nats_sink import take_over
 
 CHANNEL = "/event/Order__e"
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    with NatsServer(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture

@@ -11,39 +11,17 @@ goes on from the stored positions, and the stream holds every event once, in ord
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import nats
 import pytest
 
-from sfstream.relay import EventRefused, LeaseLost, RelayEvent, SinkError, _nats
+from sfstream.relay import EventRefused, LeaseLost, SinkError, _nats
 from sfstream.relay._nats import NatsSink, channel_subject
 from tests.relay._nats_servers import NatsServer, ReplyDropper
-
-ORG = "00Dxx0000001gEREAY"
-ORDERS = "/event/Order__e"
-SHIPMENTS = "/event/Shipment__e"
-
-
-def event(replay_id: int, channel: str = ORDERS, size: int = 0) -> RelayEvent:
-    payload = {"channel": channel, "data": {"event": {"replayId": replay_id}}, "pad": "x" * size}
-    return RelayEvent(
-        org=ORG,
-        channel=channel,
-        replay_id=replay_id,
-        date="2026-12-07T04:00:00.000Z",
-        payload=json.dumps(payload).encode(),
-        event_uuid=f"uuid-{replay_id}",
-    )
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    with NatsServer(tmp_path) as server:
-        yield server
+from tests.relay.test_nats_sink import ORDERS, ORG, SHIPMENTS, event
+from tests.relay.test_nats_sink import stored as stored_messages
 
 
 @pytest.fixture
@@ -54,19 +32,7 @@ def small_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def stored(url: str) -> list[tuple[str, int]]:
     """Every message of the stream as (subject, replay id), in stream order."""
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info("SFSTREAM")
-        out = []
-        for seq in range(info.state.first_seq, info.state.last_seq + 1):
-            message = await js.get_msg("SFSTREAM", seq)
-            assert message.subject is not None
-            assert message.headers is not None
-            out.append((message.subject, int(message.headers["Sfstream-Replay-Id"])))
-        return out
-    finally:
-        await nc.close()
+    return [(subject, replay_id) for subject, replay_id, _data in await stored_messages(url)]
 
 
 def replay_ids(messages: list[tuple[str, int]], channel: str = ORDERS) -> list[int]:

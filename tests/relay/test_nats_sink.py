@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -36,8 +35,14 @@ ORDERS = "/event/Order__e"
 SHIPMENTS = "/event/Shipment__e"
 
 
-def event(replay_id: int, channel: str = ORDERS, org: str = ORG) -> RelayEvent:
-    payload = {"channel": channel, "data": {"event": {"replayId": replay_id}, "payload": {}}}
+def event(replay_id: int, channel: str = ORDERS, org: str = ORG, size: int = 0) -> RelayEvent:
+    """An event; ``size`` pads its message with that many more bytes."""
+    payload: dict[str, object] = {
+        "channel": channel,
+        "data": {"event": {"replayId": replay_id}, "payload": {}},
+    }
+    if size:
+        payload["pad"] = "x" * size
     return RelayEvent(
         org=org,
         channel=channel,
@@ -46,12 +51,6 @@ def event(replay_id: int, channel: str = ORDERS, org: str = ORG) -> RelayEvent:
         payload=json.dumps(payload).encode(),
         event_uuid=f"uuid-{replay_id}",
     )
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
-    with NatsServer(tmp_path) as server:
-        yield server
 
 
 @pytest.fixture

@@ -210,6 +210,13 @@ async def test_an_engine_that_lost_its_data_is_refilled_from_retention(
         server.stop()
 
 
+def start_with(org: Emulator, sink: RedisSink) -> tuple[Relay, asyncio.Task[None]]:
+    """A relay of both channels into ``sink``, running."""
+    channel_set = ChannelSet(SET, (ORDER, SHIP), replay=int(ReplayOption.ALL_EVENTS))
+    relay = Relay(channel_set, sink, client_factory(org), holder="only", lease_ttl=2.0)
+    return relay, asyncio.create_task(relay.run())
+
+
 class FailsOneWrite(RedisSink):
     """A real Redis sink whose second write fails after a moment (an engine that failed)."""
 
@@ -228,10 +235,8 @@ async def test_a_write_that_fails_while_the_channels_are_quiet_ends_the_term_at_
 ) -> None:
     # The failed write's events must be written again from Salesforce's retention without
     # waiting for another event to arrive (on a quiet channel that may be never).
-    channel_set = ChannelSet(SET, (ORDER, SHIP), replay=int(ReplayOption.ALL_EVENTS))
     sink = FailsOneWrite(redis_server.url, channel_set=SET)
-    relay = Relay(channel_set, sink, client_factory(org), holder="only", lease_ttl=2.0)
-    task = asyncio.create_task(relay.run())
+    relay, task = start_with(org, sink)
     ids = await publish(org, ORDER, 5)
     await settle(raw, {ORDER: ids})
     ids += await publish(org, ORDER, 5, 5)  # its write fails; nothing is published after it
@@ -260,10 +265,8 @@ async def test_an_event_the_engine_refuses_for_good_stops_the_relay(
 ) -> None:
     # Every new term would meet the same event again: the relay stops with the error (and
     # gives the lease up) instead of subscribing again for ever; skipping it would lose it.
-    channel_set = ChannelSet(SET, (ORDER, SHIP), replay=int(ReplayOption.ALL_EVENTS))
     sink = RefusesAnEvent(redis_server.url, channel_set=SET)
-    relay = Relay(channel_set, sink, client_factory(org), holder="only", lease_ttl=2.0)
-    task = asyncio.create_task(relay.run())
+    _relay, task = start_with(org, sink)
     ids = await publish(org, ORDER, 5)
     await settle(raw, {ORDER: ids})
     await publish(org, ORDER, 1, 5)
