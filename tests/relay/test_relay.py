@@ -217,16 +217,20 @@ def start_with(org: Emulator, sink: RedisSink) -> tuple[Relay, asyncio.Task[None
     return relay, asyncio.create_task(relay.run())
 
 
-class FailsOneWrite(RedisSink):
-    """A real Redis sink whose second write fails after a moment (an engine that failed)."""
+class FailingSink(RedisSink):
+    """A real Redis sink whose second write fails with ``error`` after ``delay`` seconds, and
+    with ``times`` > 1 the writes after it too (an engine that failed, or refuses an event)."""
 
-    writes = 0
+    def __init__(self, url: str, error: SinkError, *, delay: float = 0.0, times: int = 1) -> None:
+        super().__init__(url, channel_set=SET)
+        self.error, self.delay, self.times = error, delay, times
+        self.writes = 0
 
     async def write(self, lease: Any, events: Any) -> None:
         self.writes += 1
-        if self.writes == 2:
-            await asyncio.sleep(0.2)  # the relay is idle, waiting for the next event
-            raise SinkError("the engine failed (injected)")
+        if 2 <= self.writes < 2 + self.times:
+            await asyncio.sleep(self.delay)
+            raise self.error
         await super().write(lease, events)
 
 
@@ -235,7 +239,8 @@ async def test_a_write_that_fails_while_the_channels_are_quiet_ends_the_term_at_
 ) -> None:
     # The failed write's events must be written again from Salesforce's retention without
     # waiting for another event to arrive (on a quiet channel that may be never).
-    sink = FailsOneWrite(redis_server.url, channel_set=SET)
+    # (the relay is idle, waiting for the next event, when the write fails)
+    sink = FailingSink(redis_server.url, SinkError("the engine failed (injected)"), delay=0.2)
     relay, task = start_with(org, sink)
     ids = await publish(org, ORDER, 5)
     await settle(raw, {ORDER: ids})
@@ -247,25 +252,13 @@ async def test_a_write_that_fails_while_the_channels_are_quiet_ends_the_term_at_
     await asyncio.wait_for(task, WAIT)
 
 
-class RefusesAnEvent(RedisSink):
-    """A real Redis sink that refuses the events of its second write for good (an event larger
-    than the engine takes)."""
-
-    writes = 0
-
-    async def write(self, lease: Any, events: Any) -> None:
-        self.writes += 1
-        if self.writes >= 2:
-            raise EventRefused("an event is larger than the engine takes (injected)")
-        await super().write(lease, events)
-
-
 async def test_an_event_the_engine_refuses_for_good_stops_the_relay(
     org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
 ) -> None:
     # Every new term would meet the same event again: the relay stops with the error (and
     # gives the lease up) instead of subscribing again for ever; skipping it would lose it.
-    sink = RefusesAnEvent(redis_server.url, channel_set=SET)
+    refused = EventRefused("an event is larger than the engine takes (injected)")
+    sink = FailingSink(redis_server.url, refused, times=10)
     _relay, task = start_with(org, sink)
     ids = await publish(org, ORDER, 5)
     await settle(raw, {ORDER: ids})
