@@ -67,9 +67,11 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: list[int] | None = None,
         max_payload: int | None = None,
+        jetstream: bool = True,
     ) -> None:
         self.name = name
         self.max_payload = max_payload
+        self.jetstream = jetstream
         self.directory = directory
         self.port = free_port()
         self.http_port = free_port()
@@ -90,8 +92,9 @@ class NatsServer:
             f'server_name: "{self.name}"',
             f"listen: 127.0.0.1:{self.port}",
             f"http: 127.0.0.1:{self.http_port}",
-            f'jetstream {{ store_dir: "{self.store}" }}',
         ]
+        if self.jetstream:
+            lines.append(f'jetstream {{ store_dir: "{self.store}" }}')
         if self.max_payload is not None:
             lines.append(f"max_payload: {self.max_payload}")
         if self.cluster_name is not None:
@@ -139,7 +142,7 @@ class NatsServer:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
-        while not (self.ready() and self.meta_leader() is not None):
+        while not (self.ready() and (not self.jetstream or self.meta_leader() is not None)):
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(
                     f"nats-server {self.name} exited: {self.log.read_text()[-2000:]}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -688,3 +689,29 @@ async def test_renew_refused_by_the_bucket_is_lease_lost(nats_server: NatsServer
         a._current = current_then_someone_writes  # type: ignore[method-assign,assignment]
         with pytest.raises(LeaseLost, match="while renewing"):
             await a.renew(lease)
+
+
+async def test_open_waits_for_jetstream_longer_than_one_request(tmp_path: Path) -> None:
+    # Connected, but JetStream does not answer yet (here: a server without it, started again
+    # with it; a starting cluster electing its meta leader looks the same): a relay that
+    # starts then waits for it, instead of exiting after retry_for.
+    server = NatsServer(tmp_path, jetstream=False)
+    server.start()
+    server.wait_ready()
+    sink = NatsSink(server.url, request_timeout=0.5, retry_for=0.5)
+    opening = asyncio.ensure_future(sink.open())
+    try:
+        await asyncio.sleep(2.0)
+        assert not opening.done(), opening.exception() or "opened"  # still waiting
+        server.stop()
+        server.jetstream = True
+        server.start()
+        await asyncio.to_thread(server.wait_ready)
+        await asyncio.wait_for(opening, 30)
+        lease = await sink.acquire("orders", "relay-a", 5)
+        assert lease is not None
+    finally:
+        opening.cancel()
+        await asyncio.gather(opening, return_exceptions=True)
+        await sink.close()
+        server.stop()

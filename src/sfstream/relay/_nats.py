@@ -100,6 +100,9 @@ _WRONG_LAST_SEQUENCE = {10071, 10164}
 _CHAIN_BROKEN = {10070, *_WRONG_LAST_SEQUENCE}
 #: Seconds a lease read may have been sent before a batch it clears (see _lease_checked).
 _CHECK_FRESH = 0.05
+#: Seconds open() waits at least for JetStream to answer about the stream and the bucket (a
+#: starting cluster elects its meta leader first).
+_SETUP_PATIENCE = 30.0
 #: Pieces (three per message) of a pipelined batch handed to the connection at once.
 _CHUNK = 3 * 1000
 #: JetStream's error code for "no message found" (get-last-message of an empty subject).
@@ -511,31 +514,47 @@ class NatsSink(Sink):
         assert config.name is not None
         js = self._jetstream()
         name = config.name
+        # Connected, but JetStream may not answer yet: a cluster that is starting (or lost
+        # its quorum for a moment) elects its meta leader first. Worth a longer wait than one
+        # request of a running relay: the alternative is a relay that exits at start.
+        patience = max(self._retry_for, _SETUP_PATIENCE)
         try:
-            return await self._retrying(f"stream info {name}", lambda: js.stream_info(name))
+            return await self._retrying(
+                f"stream info {name}", lambda: js.stream_info(name), patience=patience
+            )
         except nats.js.errors.NotFoundError:
             pass
         try:
-            info = await self._retrying(f"create stream {name}", lambda: js.add_stream(config))
+            info = await self._retrying(
+                f"create stream {name}", lambda: js.add_stream(config), patience=patience
+            )
             logger.info("created JetStream stream %s (R%s)", name, config.num_replicas)
             return info
         except nats.js.errors.APIError as error:
             if error.err_code == _STREAM_NAME_IN_USE:  # another relay created it meanwhile
-                return await self._retrying(f"stream info {name}", lambda: js.stream_info(name))
+                return await self._retrying(
+                    f"stream info {name}", lambda: js.stream_info(name), patience=patience
+                )
             raise SinkError(f"cannot create stream {name!r}: {error.description}") from None
 
     # -- retries ----------------------------------------------------------------------------------
 
     async def _retrying(
-        self, what: str, request: Callable[[], Awaitable[T]], until: float | None = None
+        self,
+        what: str,
+        request: Callable[[], Awaitable[T]],
+        until: float | None = None,
+        *,
+        patience: float | None = None,
     ) -> T:
         """Run ``request``; retry while the engine is transiently unavailable, up to retry_for
-        (and never past the monotonic time ``until``).
+        (or ``patience`` seconds) and never past the monotonic time ``until``.
 
         API errors other than "service unavailable" are raised as they are (the callers map them).
         """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._retry_for
+        patience = self._retry_for if patience is None else patience
+        deadline = loop.time() + patience
         if until is not None:
             deadline = min(deadline, until)
         delay = 0.05
@@ -545,9 +564,12 @@ class NatsSink(Sink):
             try:
                 return await self._bounded(request)
             except nats.js.errors.APIError as error:
-                if error.code is None or error.code < 500:
+                # nats-py raises a 503 status reply ("no responders": JetStream not there yet)
+                # as a ServiceUnavailableError without a code.
+                unavailable = isinstance(error, nats.js.errors.ServiceUnavailableError)
+                if not unavailable and (error.code is None or error.code < 500):
                     raise
-                reason = f"{error.code} {error.description}"
+                reason = f"{error.code or 503} {error.description or 'service unavailable'}"
             except (
                 nats.errors.TimeoutError,
                 nats.errors.NoRespondersError,
@@ -561,7 +583,7 @@ class NatsSink(Sink):
             except nats.errors.ConnectionClosedError:
                 raise SinkError(f"{what}: the NATS connection is closed") from None
             if loop.time() + delay > deadline:
-                raise SinkError(f"{what}: NATS did not answer ({reason}) for {self._retry_for} s")
+                raise SinkError(f"{what}: NATS did not answer ({reason}) for {patience:g} s")
             self.stats.retries += 1
             logger.debug("%s: %s; retrying in %.2f s", what, reason, delay)
             await asyncio.sleep(delay)
