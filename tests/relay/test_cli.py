@@ -229,6 +229,17 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def login_options(org: EmulatorThread, password: str = PASSWORD) -> list[str]:
+    """The credential options of ``sfstream relay`` for the emulated org."""
+    return [
+        "--login-url", org.login_url,
+        "--consumer-key", org.emulator.consumer_key,
+        "--consumer-secret", SECRET,
+        "--username", org.emulator.username,
+        "--password", password,
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("argv", "code", "text"),
     [
@@ -266,16 +277,7 @@ def test_an_unreachable_engine_exits_4_without_the_password(
         capsys,
         "--sink",
         url,
-        "--login-url",
-        org.login_url,
-        "--consumer-key",
-        org.emulator.consumer_key,
-        "--consumer-secret",
-        SECRET,
-        "--username",
-        org.emulator.username,
-        "--password",
-        PASSWORD,
+        *login_options(org),
         ORDER,
     )
     assert code == 4, err
@@ -291,16 +293,7 @@ def test_wrong_credentials_exit_3_and_release_the_lease(
         capsys,
         "--sink",
         redis_server.url,
-        "--login-url",
-        org.login_url,
-        "--consumer-key",
-        org.emulator.consumer_key,
-        "--consumer-secret",
-        SECRET,
-        "--username",
-        org.emulator.username,
-        "--password",
-        "wrong-password",
+        *login_options(org, password="wrong-password"),
         ORDER,
     )
     assert code == 3, err

@@ -26,7 +26,9 @@ from tests.relay.test_cli import (
     SECRET,
     SHIP,
     get,
+    login_options,
     publish,
+    run_cli,
     start,
     stop,
     stop_gracefully,
@@ -152,28 +154,9 @@ async def test_sigkill_failover_on_a_jetstream_cluster(
 def test_cluster_url_credentials_stay_out_of_errors(
     capsys: pytest.CaptureFixture[str], org: EmulatorThread
 ) -> None:
-    from sfstream.cli import main
-
     dead = f"nats://relay:{PASSWORD}@127.0.0.1:{_free_port()}"
-    code = main(
-        [
-            "relay",
-            "--sink",
-            f"{dead},nats://127.0.0.1:{_free_port()}",
-            "--login-url",
-            org.login_url,
-            "--consumer-key",
-            org.emulator.consumer_key,
-            "--consumer-secret",
-            SECRET,
-            "--username",
-            org.emulator.username,
-            "--password",
-            PASSWORD,
-            ORDER,
-        ]
-    )
-    err = capsys.readouterr().err
+    sinks = f"{dead},nats://127.0.0.1:{_free_port()}"
+    code, err = run_cli(capsys, "--sink", sinks, *login_options(org), ORDER)
     assert code == 4, err
     assert "cannot connect to NATS" in err
     assert "***@127.0.0.1" in err

@@ -152,13 +152,13 @@ async def test_maxlen_trims_streams(redis_server: RedisServer, raw: aioredis.Red
 async def test_errors_are_clear(redis_server: RedisServer) -> None:
     with pytest.raises(InvalidArgumentError, match="not a Redis URL"):
         RedisSink("http://user:secret@host/", channel_set=SET)
-    with pytest.raises(ValueError, match="channel set"):
+    with pytest.raises(InvalidArgumentError, match="channel set"):
         RedisSink(redis_server.url, channel_set="a{b}")
     sink = RedisSink(redis_server.url, channel_set=SET)
     with pytest.raises(SinkError, match="not open"):
         await sink.position("default", ORDER)
     async with sink:
-        with pytest.raises(ValueError, match="serves channel set"):
+        with pytest.raises(InvalidArgumentError, match="serves channel set"):
             await sink.acquire("other", "a", 5)
     redis_server.kill()
     down = RedisSink(

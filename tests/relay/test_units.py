@@ -12,7 +12,7 @@ import pytest
 import sfstream.relay
 from sfstream.bayeux import StatusKind
 from sfstream.cli import main
-from sfstream.exceptions import ReplayError
+from sfstream.exceptions import InvalidArgumentError, ReplayError
 from sfstream.relay import ChannelSet, Lease, RelayEvent, Sink, SinkError, SinkReplayStorage
 from sfstream.relay._metrics import RelayMetrics
 from sfstream.relay._runner import Relay, event_lag, run_relays, to_relay_batch, to_relay_event
@@ -92,16 +92,16 @@ def test_odd_but_valid_messages_take_the_slow_path() -> None:
 
 
 def test_channel_set_validation() -> None:
-    with pytest.raises(ValueError, match="needs a name"):
+    with pytest.raises(InvalidArgumentError, match="needs a name"):
         ChannelSet("", ("/e",))
-    with pytest.raises(ValueError, match="no channels"):
+    with pytest.raises(InvalidArgumentError, match="no channels"):
         ChannelSet("a", ())
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(InvalidArgumentError, match="twice"):
         ChannelSet("a", ("/topic/A", "/topic/A?x=1"))
 
 
 def test_relay_arguments_are_checked() -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(InvalidArgumentError, match="positive"):
         Relay(ChannelSet("a", ("/e",)), BrokenSink(), lambda *_: None, lease_ttl=0)  # type: ignore[arg-type]
 
 
@@ -353,7 +353,7 @@ def test_relay_batches_are_sequences_of_relay_events() -> None:
     assert list(RelayBatch.of("org", expected)) == expected
     with pytest.raises(ReplayError):
         to_relay_batch("org", [bad])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="same length"):
+    with pytest.raises(InvalidArgumentError, match="same length"):
         RelayBatch("org", ["/e"], [], [], [], [])
 
 

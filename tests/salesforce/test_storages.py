@@ -34,7 +34,7 @@ from sfstream import (
     SqliteStorage,
 )
 from sfstream.emulator import Emulator
-from sfstream.exceptions import ReplayError
+from sfstream.exceptions import InvalidArgumentError, ReplayError
 from sfstream.salesforce._sqlite import marker_order
 from tests._servers import RedisClusterServers, RedisServer, free_port, redis_command
 from tests.salesforce import _writer
@@ -393,7 +393,7 @@ def test_sqlite_open_errors_say_what_is_wrong(tmp_path: Path) -> None:
         SqliteStorage(other)
     with pytest.raises(TypeError, match="default_id"):
         SqliteStorage(tmp_path / "x", default_id="all")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="synchronous"):
+    with pytest.raises(InvalidArgumentError, match="synchronous"):
         SqliteStorage(tmp_path / "x", synchronous="OFF")  # type: ignore[arg-type]
 
 
@@ -529,7 +529,7 @@ async def test_redis_errors_name_the_server_without_the_password() -> None:
 
 def test_redis_argument_checks() -> None:
     for prefix in ("", "a{b", "c}"):
-        with pytest.raises(ValueError, match="prefix"):
+        with pytest.raises(InvalidArgumentError, match="prefix"):
             RedisStorage("redis://127.0.0.1:1", prefix=prefix)
     with pytest.raises(TypeError, match="default_id"):
         RedisStorage("redis://127.0.0.1:1", default_id=True)

@@ -427,7 +427,9 @@ class RedisSink(Sink):
 
     def _check_name(self, name: str) -> None:
         if name != self.channel_set:
-            raise ValueError(f"this sink serves channel set {self.channel_set!r}, not {name!r}")
+            raise InvalidArgumentError(
+                f"this sink serves channel set {self.channel_set!r}, not {name!r}"
+            )
 
     # -- lease -------------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from sfstream.bayeux import Message, Status, StatusCallback, StatusKind
 from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
+    InvalidArgumentError,
     ReplayError,
     ServerError,
     SfstreamError,
@@ -125,12 +126,12 @@ class ChannelSet:
 
     def __post_init__(self) -> None:
         if not self.name:
-            raise ValueError("a channel set needs a name")
+            raise InvalidArgumentError("a channel set needs a name")
         if not self.channels:
-            raise ValueError(f"channel set {self.name!r} has no channels")
+            raise InvalidArgumentError(f"channel set {self.name!r} has no channels")
         keys = [channel_key(channel) for channel in self.channels]
         if len(set(keys)) != len(keys):
-            raise ValueError(f"channel set {self.name!r} names a channel twice")
+            raise InvalidArgumentError(f"channel set {self.name!r} names a channel twice")
 
 
 class ClientFactory(Protocol):
@@ -359,7 +360,7 @@ class Relay:
         max_failed_terms: int = 5,
     ) -> None:
         if lease_ttl <= 0 or batch_size < 1 or poll_interval <= 0:
-            raise ValueError("lease_ttl, batch_size and poll_interval must be positive")
+            raise InvalidArgumentError("lease_ttl, batch_size and poll_interval must be positive")
         self.channel_set = channel_set
         self.sink = sink
         self.client_factory = client_factory

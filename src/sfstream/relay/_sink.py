@@ -36,7 +36,7 @@ from itertools import accumulate, repeat
 from types import TracebackType
 from typing import Any, ClassVar, Self, overload
 
-from sfstream.exceptions import SfstreamError
+from sfstream.exceptions import InvalidArgumentError, SfstreamError
 
 __all__ = ["EventRefused", "Lease", "LeaseLost", "RelayBatch", "RelayEvent", "Sink", "SinkError"]
 
@@ -140,10 +140,12 @@ class RelayBatch(Sequence[RelayEvent]):
         joined: tuple[bytes, list[int]] | None = None,
     ) -> None:
         if (payloads is None) == (joined is None):
-            raise ValueError("a RelayBatch takes its payloads as a list or joined, not both")
+            raise InvalidArgumentError(
+                "a RelayBatch takes its payloads as a list or joined, not both"
+            )
         count = len(payloads) if payloads is not None else len(joined[1])  # type: ignore[index]
         if not len(channels) == len(replay_ids) == len(dates) == count == len(event_uuids):
-            raise ValueError("the columns of a RelayBatch must have the same length")
+            raise InvalidArgumentError("the columns of a RelayBatch must have the same length")
         self.org = org
         """The org of every event (:attr:`RelayEvent.org`)."""
         self.channels = channels

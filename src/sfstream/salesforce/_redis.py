@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypeAlias
 from urllib.parse import urlsplit
 
-from sfstream.exceptions import ReplayError
+from sfstream.exceptions import InvalidArgumentError, ReplayError
 from sfstream.salesforce._replay import ReplayMarker, ReplayMarkerStorage
 from sfstream.salesforce._sqlite import check_optional_id, marker_order
 
@@ -132,7 +132,9 @@ class RedisStorage(ReplayMarkerStorage):
         cluster: bool = False,
     ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
-            raise ValueError(f"prefix must be a non-empty string without braces, not {prefix!r}")
+            raise InvalidArgumentError(
+                f"prefix must be a non-empty string without braces, not {prefix!r}"
+            )
         default_id = check_optional_id(default_id)
         try:
             import redis.asyncio as aioredis

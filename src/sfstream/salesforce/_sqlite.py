@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self, TypeVar
 
-from sfstream.exceptions import ReplayError
+from sfstream.exceptions import InvalidArgumentError, ReplayError
 from sfstream.salesforce._replay import ReplayMarker, ReplayMarkerStorage, parse_marker_date
 
 __all__ = ["SqliteStorage", "check_optional_id", "marker_order"]
@@ -146,7 +146,9 @@ class SqliteStorage(ReplayMarkerStorage):
     ) -> None:
         default_id = check_optional_id(default_id)
         if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}")
+            raise InvalidArgumentError(
+                f"synchronous must be 'NORMAL' or 'FULL', not {synchronous!r}"
+            )
         self.default_id = default_id
         self._path = Path(path)
         self._closed = False
