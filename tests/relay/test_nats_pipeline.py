@@ -17,8 +17,10 @@ from typing import Any, cast
 import nats
 import pytest
 
+from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay import EventRefused, LeaseLost, SinkError, _nats
 from sfstream.relay._nats import NatsSink, channel_subject
+from sfstream.relay._sink import RelayBatch
 from tests.relay._nats_servers import NatsServer, ReplyDropper
 from tests.relay.test_nats_sink import ORDERS, ORG, SHIPMENTS, event
 from tests.relay.test_nats_sink import stored as stored_messages
@@ -419,3 +421,101 @@ async def test_a_batch_that_could_not_be_sent_leaves_nothing_behind(
     assert sink._acks == {}  # no acknowledgement waited for that can never come
     assert sink._reads == {}
     assert replay_ids(await stored(nats_server.url)) == [1, 2, 3, 4]
+
+
+def first_headers(command: bytes) -> bytes:
+    """The headers of the first message of a batch's first piece."""
+    return command.split(b"\r\n\r\n")[0]
+
+
+async def test_batches_in_flight_are_chained_on_each_other_and_stored_in_order(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """As the relay writes (up to pipeline_depth writes begun before the first is answered):
+    each batch goes out chained on the one before it, without waiting for its answer."""
+    assert sink.pipeline_depth == _nats.DEFAULT_PIPELINE_DEPTH > 1
+    assert sink.takes_batches
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    recorder = Recorder(sink)
+    writes = [
+        asyncio.ensure_future(sink.write(lease, RelayBatch.of(ORG, [event(1), event(2)]))),
+        asyncio.ensure_future(sink.write(lease, [event(3), event(4)])),
+        asyncio.ensure_future(sink.write(lease, RelayBatch.of(ORG, [event(5), event(6)]))),
+    ]
+    await asyncio.gather(*writes)
+    assert sink.stats.conflicts == 0
+    assert sink.stats.written == 6
+    assert len(recorder.commands) == 3
+    orders = channel_subject(ORG, ORDERS).encode()
+    for command, anchor in zip(recorder.commands[1:], (b":2", b":4"), strict=True):
+        headers = first_headers(command)
+        assert b"Nats-Expected-Last-Msg-Id: " + orders + anchor + b"\r\n" in headers
+        # Sent before the batch before it was answered: its sequence was not known yet.
+        assert b"Nats-Expected-Last-Sequence" not in headers
+        assert b"Nats-Expected-Last-Subject-Sequence" not in headers
+    assert replay_ids(await stored(nats_server.url)) == [1, 2, 3, 4, 5, 6]
+    # And once the pipeline is empty, the next batch expects the last one's sequence too.
+    recorder.commands.clear()
+    await sink.write(lease, [event(7)])
+    assert b"Nats-Expected-Last-Sequence: 6\r\n" in first_headers(recorder.commands[0])
+    assert replay_ids(await stored(nats_server.url)) == list(range(1, 8))
+
+
+async def test_the_writes_after_a_failed_one_write_nothing(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """The second of three writes in flight fails: the third, begun already, must not store
+    its events after the gap (the relay would resume after them and lose the second's)."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    nc: Any = sink._nc
+    writes = [
+        asyncio.ensure_future(sink.write(lease, [event(1), event(2)])),
+        asyncio.ensure_future(sink.write(lease, [event(3), event(4, size=nc.max_payload)])),
+        asyncio.ensure_future(sink.write(lease, [event(5), event(6)])),
+    ]
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], EventRefused)
+    assert isinstance(results[2], SinkError)
+    assert "earlier write" in str(results[2])
+    assert replay_ids(await stored(nats_server.url)) == [1, 2]
+    assert await sink.position(ORG, ORDERS) == 2
+    await sink.write(lease, [event(3), event(4), event(5), event(6)])
+    assert replay_ids(await stored(nats_server.url)) == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_broken_chain_under_batches_in_flight_is_mended_in_order(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """Another channel set writes to the stream just before three batches go out chained on
+    each other: the first is refused, and so is every batch chained on it; each goes on from
+    the stored positions after the one before it, and the stream holds each event once, in
+    order."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    async with NatsSink(nats_server.url) as other:
+        other_lease = await other.acquire("shipments", "relay-b", 10)
+        assert other_lease is not None
+        await other.write(other_lease, [event(1, SHIPMENTS)])
+    writes = [
+        asyncio.ensure_future(sink.write(lease, [event(n) for n in range(first, first + 3)]))
+        for first in (2, 5, 8)
+    ]
+    await asyncio.gather(*writes)
+    assert sink.stats.conflicts >= 1
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages) == list(range(1, 11))
+    assert replay_ids(messages, SHIPMENTS) == [1]
+    await sink.write(lease, [event(11)])
+    assert replay_ids(await stored(nats_server.url)) == list(range(1, 12))
+
+
+async def test_pipeline_depth_is_checked(nats_server: NatsServer) -> None:
+    for wrong in (0, -1, 1.5, "2"):
+        with pytest.raises(InvalidArgumentError, match="pipeline_depth"):
+            NatsSink(nats_server.url, pipeline_depth=wrong)  # type: ignore[arg-type]
+    assert NatsSink(nats_server.url, pipeline=False).pipeline_depth == 1
+    assert NatsSink(nats_server.url, pipeline_depth=2).pipeline_depth == 2

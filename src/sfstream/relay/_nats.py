@@ -37,8 +37,9 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
@@ -58,6 +59,7 @@ from sfstream.relay._sink import (
     EventRefused,
     Lease,
     LeaseLost,
+    RelayBatch,
     RelayEvent,
     Sink,
     SinkError,
@@ -80,6 +82,9 @@ T = TypeVar("T")
 DEFAULT_STREAM = "SFSTREAM"
 DEFAULT_BUCKET = "sfstream-leases"
 DEFAULT_PREFIX = "sfstream"
+#: pipelined batches in flight at once by default (each is sent as soon as it is made, chained
+#: on the one before; JetStream stores them while the relay receives and builds the next)
+DEFAULT_PIPELINE_DEPTH = 4
 
 #: Message headers the sink writes on each event (and reads back for the position).
 REPLAY_ID_HEADER = "Sfstream-Replay-Id"
@@ -251,6 +256,72 @@ class _Cursor:
     replay_id: int | None
 
 
+class _Ended(enum.Enum):
+    """How a write ended, for the write after it (internal)."""
+
+    FAST = "fast"
+    """Stored whole by its pipelined batch: a batch chained on it may trust its own answer."""
+    STORED = "stored"
+    """Stored, some of it another way (one by one): a batch chained on it reads afresh."""
+    FAILED = "failed"
+    """Raised, or was cancelled: nothing after it may be written in this term."""
+
+
+class _Flight:
+    """One write among those in flight (internal). ``sent``: the message id of the last
+    message it handed to the connection as a chain, which the next write's chain expects (None:
+    it sent no chain; the next write waits for its end). ``done``: how it ended."""
+
+    __slots__ = ("done", "sent")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.sent: asyncio.Future[str | None] = loop.create_future()
+        self.done: asyncio.Future[_Ended] = loop.create_future()
+
+    def mark_sent(self, last: str | None) -> None:
+        if not self.sent.done():
+            self.sent.set_result(last)
+
+
+#: one event's fields, as _write_pipelined reads them
+_Row = tuple[str, str, int, str, bytes, "str | None"]
+
+
+def _rows(events: Sequence[RelayEvent]) -> Iterable[_Row]:
+    """(org, channel, replay id, date, payload, event uuid) of each event, from a
+    :class:`RelayBatch`'s columns without an object per event."""
+    if isinstance(events, RelayBatch):
+        return zip(
+            repeat(events.org),
+            events.channels,
+            events.replay_ids,
+            events.dates,
+            events.payloads,
+            events.event_uuids,
+            strict=False,  # the columns have one length (RelayBatch checks); repeat() has none
+        )
+    return ((e.org, e.channel, e.replay_id, e.date, e.payload, e.event_uuid) for e in events)
+
+
+def _plain(events: Sequence[RelayEvent]) -> bool:
+    """Whether every date and event uuid of ``events`` can be a header value as it is:
+    printable ASCII, no space (one check of the whole batch, not one per event)."""
+    if isinstance(events, RelayBatch):
+        dates, uuids = events.dates, events.event_uuids
+    else:
+        dates = [event.date for event in events]
+        uuids = [event.event_uuid for event in events]
+    text = "".join(dates) + "".join(filter(None, uuids))
+    return text.isascii() and text.isprintable() and " " not in text
+
+
+def _keys(events: Sequence[RelayEvent]) -> set[tuple[str, str]]:
+    """The (org, channel) pairs of ``events``."""
+    if isinstance(events, RelayBatch):
+        return {(events.org, channel) for channel in set(events.channels)}
+    return {(event.org, event.channel) for event in events}
+
+
 class _Outcome(enum.Enum):
     """How a pipelined batch ended (internal)."""
 
@@ -282,9 +353,16 @@ class NatsSink(Sink):
     ``request_timeout`` bounds each request to the server; a request that times out or finds no
     stream leader is retried (same message id) for up to ``retry_for`` seconds before
     :class:`SinkError` is raised.
+
+    ``pipeline_depth`` writes may be in flight at once (:attr:`Sink.pipeline_depth`): each
+    batch is published as soon as it is made, chained on the batch before it, so that
+    JetStream stores one while the relay receives the next. A batch is stored only right after
+    the one before it; one that fails leaves nothing after it in the stream, and the writes
+    after it raise. ``pipeline=False`` publishes one event at a time, awaiting each.
     """
 
     kind = "nats"
+    takes_batches = True
 
     def __init__(
         self,
@@ -302,6 +380,7 @@ class NatsSink(Sink):
         connect_timeout: float = 5.0,
         name: str = "sfstream-relay",
         pipeline: bool = True,
+        pipeline_depth: int = DEFAULT_PIPELINE_DEPTH,
     ) -> None:
         servers, options = _parse_url(url)
         self._servers = servers
@@ -325,6 +404,10 @@ class NatsSink(Sink):
             raise SinkError(f"invalid subject prefix {self._prefix!r}")
         if request_timeout <= 0 or retry_for < 0 or connect_timeout <= 0:
             raise SinkError("request_timeout and connect_timeout must be > 0, retry_for >= 0")
+        if type(pipeline_depth) is not int or pipeline_depth < 1:
+            raise InvalidArgumentError(
+                f"pipeline_depth must be a positive integer, not {pipeline_depth!r}"
+            )
         self._max_msgs_per_subject = max_msgs_per_subject
         self._max_age = max_age
         self._duplicate_window = duplicate_window
@@ -334,6 +417,9 @@ class NatsSink(Sink):
         self._name = name
         #: publish a batch at once, chained (see _write_pipelined); False: one by one only
         self._pipeline = pipeline
+        self.pipeline_depth = pipeline_depth if pipeline else 1
+        #: the last write begun, until it ends: the next one chains on it
+        self._flight: _Flight | None = None
         self._nc: NatsClient | None = None
         #: pipelined publishes: reply-subject prefix, counter, futures awaiting their answer
         self._ack_prefix: str | None = None
@@ -347,7 +433,7 @@ class NatsSink(Sink):
         self._cursors: dict[str, _Cursor] = {}
         #: (message id, stream sequence) of the last message of this writer's last pipelined
         #: batch, when that batch was stored whole: the next batch's first message expects it
-        self._chain: tuple[str, int] | None = None
+        self._chain: tuple[str, int | None] | None = None
         #: the lease read for the next batch, started when the last one was stored:
         #: (lease, monotonic time it was sent, its answer)
         self._next_check: tuple[Lease, float, asyncio.Future[_LeaseEntry | None]] | None = None
@@ -808,28 +894,60 @@ class NatsSink(Sink):
     async def write(self, lease: Lease, events: Sequence[RelayEvent]) -> None:
         if not events:
             return
+        before = self._flight
+        flight = self._flight = _Flight(asyncio.get_running_loop())
+        ended = _Ended.FAILED
+        try:
+            ended = await self._write(lease, events, before, flight)
+        finally:
+            flight.mark_sent(None)
+            flight.done.set_result(ended)
+            if self._flight is flight:
+                self._flight = None
+
+    async def _write(
+        self,
+        lease: Lease,
+        events: Sequence[RelayEvent],
+        before: _Flight | None,
+        flight: _Flight,
+    ) -> _Ended:
+        """Write ``events`` after the write ``before`` (in flight, or None); how it ended."""
+        anchor = self._chain
+        if before is not None:
+            # Its chain is sent: this batch's goes right behind it. Otherwise its end first.
+            last = await asyncio.shield(before.sent)
+            if last is None:
+                await self._after(before)
+                before, anchor = None, self._chain
+            else:
+                anchor = (last, None)
         check = self._lease_check(lease)
-        subjects = {self.subject(*key) for key in {(e.org, e.channel) for e in events}}
+        subjects = {self.subject(*key) for key in _keys(events)}
         if not self._pipeline:
             await self._lease_checked(lease, *check)
         else:
-            chained = self._chain is not None
-            outcome = await self._write_pipelined(lease, events, subjects, check)
-            if outcome is _Outcome.REFUSED and chained:
+            outcome = await self._write_pipelined(
+                lease, events, subjects, check, anchor, flight, before
+            )
+            if before is not None:
+                await self._after(before)  # in order: what it leaves, then this batch
+            if outcome is _Outcome.REFUSED and anchor is not None:
                 # Something was written to the stream since this writer's last batch (another
                 # channel set sharing the stream, an ex-leader): start a new chain from the
                 # subjects' stored positions, read afresh.
                 if await self._current(lease) is None:
                     self._forget()
                     raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
-                outcome = await self._write_pipelined(lease, events, subjects)
+                outcome = await self._write_pipelined(lease, events, subjects, None, None, flight)
             if outcome is _Outcome.STORED:
-                return
+                return _Ended.FAST
             # The chain broke, or its end is uncertain: maybe another writer. Only a current
             # lease may go on, one message at a time from the stored positions.
             if await self._current(lease) is None:
                 self._forget()
                 raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
+        flight.mark_sent(None)
         batches: dict[str, list[RelayEvent]] = {}
         for event in events:
             batches.setdefault(self.subject(event.org, event.channel), []).append(event)
@@ -845,6 +963,16 @@ class NatsSink(Sink):
                 raise failure
         for failure in failures:
             raise failure
+        return _Ended.STORED
+
+    async def _after(self, before: _Flight) -> _Ended:
+        """Wait for the write ``before`` to end; :class:`SinkError` if it failed (this write
+        then writes nothing more: what it would write would follow a gap)."""
+        ended = await asyncio.shield(before.done)
+        if ended is _Ended.FAILED:
+            self._forget()
+            raise SinkError("an earlier write in the pipeline failed; this one was not made")
+        return ended
 
     def _start_check(self, lease: Lease) -> tuple[float, asyncio.Future[_LeaseEntry | None]]:
         """Start reading the lease: (the monotonic time of the request, its future)."""
@@ -893,18 +1021,24 @@ class NatsSink(Sink):
         lease: Lease,
         events: Sequence[RelayEvent],
         subjects: set[str],
-        check: tuple[float, asyncio.Future[_LeaseEntry | None]] | None = None,
+        check: tuple[float, asyncio.Future[_LeaseEntry | None]] | None,
+        chain: tuple[str, int | None] | None,
+        flight: _Flight,
+        before: _Flight | None = None,
     ) -> _Outcome:
         """The fast path: publish the whole batch as a chain; STORED if all of it is stored.
 
         Each message but the first expects, with ``Nats-Expected-Last-Msg-Id``, that the
         stream's last message (with a message id: every relay's are) is the one before it in
-        this batch. The first message of the batch expects the end of this writer's previous
-        batch when that one was stored whole: its message id, and its stream sequence
-        (``Nats-Expected-Last-Sequence``: nothing at all was stored since). Otherwise, and for
-        a subject whose position this writer has read since, the first message of each subject
-        expects the subject's last sequence as read. So a message is stored only right after
-        its predecessor, and the first one only after what this writer last saw. Anything else
+        this batch. The first message of the batch expects ``chain``: the end of this writer's
+        previous batch, when that one was stored whole (its message id, and its stream sequence
+        with ``Nats-Expected-Last-Sequence``: nothing at all was stored since), or when it is
+        still in flight (``before``: its message id only). Otherwise, and for a subject whose
+        position this writer has read since, the first message of each subject expects the
+        subject's last sequence as read. So a message is stored only right after its
+        predecessor, and the first one only after what this writer last saw (a batch chained
+        on one in flight only if that one is stored; its own answer is trusted only once that
+        one ended stored whole). Anything else
         writing to the stream (another channel set, an ex-leader) breaks the chain: JetStream
         refuses the rest.
 
@@ -922,10 +1056,10 @@ class NatsSink(Sink):
         """
         nc = self._nc
         raw = _raw_sender(nc) if nc is not None else None
-        if check is not None:
-            await self._lease_checked(lease, *check)  # before anything is sent
+        if check is None:
+            check = self._lease_check(lease)
+        await self._lease_checked(lease, *check)  # before anything is sent
         until = self._check_valid(lease)
-        chain = self._chain
         self._chain = None  # unknown until this batch is known to be stored
         if nc is None or not nc.is_connected or raw is None:
             return _Outcome.UNCERTAIN
@@ -951,7 +1085,9 @@ class NatsSink(Sink):
         issued = loop.time()
         last_id = {subject: cursors[subject].replay_id for subject in subjects}
         started: set[str] = set()
-        planned: list[tuple[str, int]] = []
+        planned = 0
+        last_subject = ""
+        plain = _plain(events)  # no date or uuid needs _header_value: no check per event
         parts: list[bytes] = [lease_read]
         append = parts.append
         # Every piece of a header is printable ASCII (subjects, ids, _header_value), so a
@@ -963,18 +1099,17 @@ class NatsSink(Sink):
         limit = nc.max_payload
         ack: asyncio.Future[tuple[int, bool]] | None = None
         try:
-            for event in events:
-                key = (event.org, event.channel)
+            for org, channel, replay_id, date, payload, uuid in _rows(events):
+                key = (org, channel)
                 fixed = described.get(key)
                 if fixed is None:
                     fixed = described[key] = (
                         self.subject(*key),
-                        f"{ORG_HEADER}: {_header_value(event.org).strip()}\r\n"
-                        f"{CHANNEL_HEADER}: {_header_value(event.channel).strip()}\r\n"
+                        f"{ORG_HEADER}: {_header_value(org).strip()}\r\n"
+                        f"{CHANNEL_HEADER}: {_header_value(channel).strip()}\r\n"
                         f"{DATE_HEADER}: ",
                     )
                 subject, middle = fixed
-                replay_id = event.replay_id
                 stored = last_id[subject]
                 if stored is not None and replay_id <= stored:
                     continue  # counted as skipped below, or by the careful path
@@ -994,10 +1129,9 @@ class NatsSink(Sink):
                 if previous is not None:
                     tail = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n"
                 elif chain is not None:
-                    tail = (
-                        f"{EXPECTED_LAST_MSG_ID}: {chain[0]}\r\n"
-                        f"{EXPECTED_LAST_SEQUENCE}: {chain[1]}\r\n"
-                    )
+                    tail = f"{EXPECTED_LAST_MSG_ID}: {chain[0]}\r\n"
+                    if chain[1] is not None:
+                        tail += f"{EXPECTED_LAST_SEQUENCE}: {chain[1]}\r\n"
                 else:
                     tail = ""
                 if subject not in started:
@@ -1005,20 +1139,17 @@ class NatsSink(Sink):
                     known = cursors[subject].sequence
                     if known is not None:
                         tail += f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {known}\r\n"
-                uuid = event.event_uuid
-                if uuid:
-                    if not (uuid.isascii() and uuid.isprintable()) or uuid != uuid.strip():
-                        uuid = _header_value(uuid).strip()
-                    tail += f"{EVENT_UUID_HEADER}: {uuid}\r\n"
-                date = event.date
-                if not (date.isascii() and date.isprintable()) or date != date.strip():
+                if not plain:
                     date = _header_value(date).strip()
+                    if uuid:
+                        uuid = _header_value(uuid).strip()
+                if uuid:
+                    tail += f"{EVENT_UUID_HEADER}: {uuid}\r\n"
                 header = (
                     f"{common}{msg_id}\r\n{REPLAY_ID_HEADER}: {replay_id}\r\n{middle}"
                     f"{date}\r\n{tail}\r\n"
                 )
                 size = len(header)
-                payload = event.payload
                 if size + len(payload) > limit:
                     self._forget_batch(subjects)
                     raise EventRefused(
@@ -1029,13 +1160,15 @@ class NatsSink(Sink):
                 append(payload)
                 append(b"\r\n")
                 previous = msg_id
-                planned.append((subject, replay_id))
+                last_subject = subject
+                planned += 1
             if not planned:
                 self._chain = chain  # nothing written: the stream's end is still that one
                 self.stats.skipped += len(events)
                 await send(lease_read)  # the next batch's lease read, on its own
                 await flush()
                 self._next_check = (lease, issued, next_check)
+                flight.mark_sent(chain[0] if chain is not None else None)
                 return _Outcome.STORED
             # The last message asks for an answer: its HPUB line gets a reply subject.
             self._ack_counter += 1
@@ -1052,8 +1185,15 @@ class NatsSink(Sink):
             await send(b"".join(parts))
             await flush()
             self._next_check = (lease, issued, next_check)
+            # The subjects' sequences change as JetStream stores these: a batch made before the
+            # answer relies on the chain for them, not on a stale sequence.
+            for subject in started:
+                cursor = cursors.get(subject)
+                if cursor is not None:
+                    cursor.sequence = None
+            flight.mark_sent(previous)
         except (nats.errors.Error, OSError) as exc:
-            logger.debug("pipelined write of %d events not sent whole (%r)", len(planned), exc)
+            logger.debug("pipelined write of %d events not sent whole (%r)", planned, exc)
             if ack is not None:
                 ack.cancel()  # forgotten: no answer is awaited
             self._forget_batch(subjects)
@@ -1069,31 +1209,42 @@ class NatsSink(Sink):
         try:
             sequence, duplicate = await _answer(ack, self._request_timeout)
         except (TimeoutError, nats.errors.Error, OSError, SinkError) as exc:
+            if before is not None:
+                await self._after(before)  # its outcome first (raises if it failed)
             refused = isinstance(exc, nats.js.errors.APIError) and exc.err_code in _CHAIN_BROKEN
             logger.debug(
                 "pipelined write of %d events %s (%r); going on from the stored positions",
-                len(planned),
+                planned,
                 "refused" if refused else "unconfirmed",
-                exc,
+                getattr(exc, "description", None) or exc,
             )
             self.stats.conflicts += 1
             self._forget_batch(subjects)
             return _Outcome.REFUSED if refused else _Outcome.UNCERTAIN
+        if before is not None and await self._after(before) is not _Ended.FAST:
+            # Stored after a batch that was written (partly) one by one: the positions that
+            # batch left are not known here.
+            self._forget_batch(subjects)
+            return _Outcome.UNCERTAIN
         if duplicate:
             # Stored already by someone (an ex-leader, a new leader, an earlier attempt): what
             # came before it in this batch is not known.
             self.stats.duplicates += 1
             self._forget_batch(subjects)
             return _Outcome.UNCERTAIN
-        self.stats.written += len(planned)
-        self.stats.skipped += len(events) - len(planned)
-        last_subject = planned[-1][0]
-        for subject, written_id in planned:
-            cursor = cursors[subject]
-            cursor.replay_id = written_id
+        self.stats.written += planned
+        self.stats.skipped += len(events) - planned
+        # With no write begun after this one, its end is the stream's: the next batch can
+        # expect it. Otherwise the writes after it set (or clear) the chain.
+        latest = self._flight is flight
+        for subject in started:
+            cursor = cursors.get(subject)
+            if cursor is None:
+                continue  # read afresh before its next write
+            cursor.replay_id = last_id[subject]
             # Only the last message's sequence is known; the chain stands in for the others.
-            cursor.sequence = sequence if subject == last_subject else None
-        self._chain = (previous or "", sequence)
+            cursor.sequence = sequence if latest and subject == last_subject else None
+        self._chain = (previous or "", sequence) if latest else None
         return _Outcome.STORED
 
     def _forget_batch(self, subjects: set[str]) -> None:
