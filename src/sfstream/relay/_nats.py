@@ -1126,37 +1126,41 @@ class NatsSink(Sink):
                     await asyncio.sleep(0)  # nats-py's flusher writes it out
                 last_id[subject] = replay_id
                 msg_id = f"{subject}:{replay_id}"
-                if previous is not None:
-                    tail = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n"
-                elif chain is not None:
-                    tail = f"{EXPECTED_LAST_MSG_ID}: {chain[0]}\r\n"
-                    if chain[1] is not None:
-                        tail += f"{EXPECTED_LAST_SEQUENCE}: {chain[1]}\r\n"
+                if previous is not None and subject in started:
+                    # The usual message: right after the one before it in this batch.
+                    expect = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n"
                 else:
-                    tail = ""
-                if subject not in started:
-                    started.add(subject)
-                    known = cursors[subject].sequence
-                    if known is not None:
-                        tail += f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {known}\r\n"
+                    if previous is not None:
+                        expect = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n"
+                    elif chain is not None:
+                        expect = f"{EXPECTED_LAST_MSG_ID}: {chain[0]}\r\n"
+                        if chain[1] is not None:
+                            expect += f"{EXPECTED_LAST_SEQUENCE}: {chain[1]}\r\n"
+                    else:
+                        expect = ""
+                    if subject not in started:
+                        started.add(subject)
+                        known = cursors[subject].sequence
+                        if known is not None:
+                            expect += f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {known}\r\n"
                 if not plain:
                     date = _header_value(date).strip()
                     if uuid:
                         uuid = _header_value(uuid).strip()
-                if uuid:
-                    tail += f"{EVENT_UUID_HEADER}: {uuid}\r\n"
+                uuid_line = f"{EVENT_UUID_HEADER}: {uuid}\r\n" if uuid else ""
                 header = (
-                    f"{common}{msg_id}\r\n{REPLAY_ID_HEADER}: {replay_id}\r\n{middle}"
-                    f"{date}\r\n{tail}\r\n"
+                    f"{common}{msg_id}\r\n{REPLAY_ID_HEADER}: {replay_id}\r\n{middle}{date}\r\n"
+                    f"{expect}{uuid_line}\r\n"
                 )
                 size = len(header)
-                if size + len(payload) > limit:
+                total = size + len(payload)
+                if total > limit:
                     self._forget_batch(subjects)
                     raise EventRefused(
                         f"an event of {subject} (replay id {replay_id}) is {len(payload)} bytes "
                         f"long: more than the NATS server takes in a message ({limit} bytes)"
                     )
-                append(f"HPUB {subject} {size} {size + len(payload)}\r\n{header}".encode())
+                append(f"HPUB {subject} {size} {total}\r\n{header}".encode())
                 append(payload)
                 append(b"\r\n")
                 previous = msg_id

@@ -249,7 +249,7 @@ def to_relay_batch(
     on_error: Callable[[Message, ReplayError], None] | None = None,
 ) -> RelayBatch:
     """The :class:`RelayBatch` of delivered messages: each as :func:`to_relay_event` makes it,
-    without an object per event.
+    without a :class:`RelayEvent` per event.
 
     A message without a usable replay id or date is left out and passed to ``on_error`` with
     the :class:`ReplayError` (raised when ``on_error`` is None).
@@ -258,8 +258,7 @@ def to_relay_batch(
     replay_ids: list[int] = []
     dates: list[str] = []
     uuids: list[str | None] = []
-    joined = bytearray()  # the payloads, one after the other (one buffer, not 1,000 objects)
-    lengths: list[int] = []
+    payloads: list[bytes] = []
     fields = _marker_fields
     # One pass, each message read while it is in the processor's cache (a backlog of queued
     # messages is not), with the usual shape of a platform event first.
@@ -292,12 +291,8 @@ def to_relay_batch(
         replay_ids.append(replay_id)
         dates.append(date)
         uuids.append(uuid_)
-        payload = dumps(message)
-        joined += payload
-        lengths.append(len(payload))
-    return RelayBatch(
-        org, channels, replay_ids, dates, None, uuids, joined=(bytes(joined), lengths)
-    )
+        payloads.append(dumps(message))
+    return RelayBatch(org, channels, replay_ids, dates, payloads, uuids)
 
 
 class _Stop(Exception):
