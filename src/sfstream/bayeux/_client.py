@@ -82,6 +82,9 @@ _YIELD_EVERY: Final = 16
 
 #: The connection types a BayeuxClient can carry its messages over.
 CONNECTION_TYPES: Final = (WEBSOCKET, LONG_POLLING)
+#: Transports whose replies always come from the network: awaiting one always yields to the
+#: event loop (a user's transport may answer without yielding; its connects are spaced out).
+_NETWORK_TRANSPORTS: Final = (LongPollingTransport, WebSocketTransport)
 
 
 def _auth_refused(error: SfstreamError) -> bool:
@@ -238,6 +241,10 @@ class BayeuxClient:
         self._fell_back = False
         #: messages ``receive()`` may still return before it yields to the loop (#13)
         self._until_yield = 0
+        #: True after a connect that got its reply from the network (see ``_connect``)
+        self._polled = False
+        #: replies received (the transport did not fail), counted by ``_exchange``
+        self._replies = 0
 
     def _new_engine(self) -> BayeuxEngine:
         return BayeuxEngine(
@@ -516,7 +523,8 @@ class BayeuxClient:
                 await self._sleep(action.delay)
                 await self._handshake()
             elif isinstance(action, Connect):
-                await self._sleep(action.delay)
+                if action.delay > 0 or not self._polled:
+                    await self._sleep(action.delay)
                 await self._wait_for_capacity()
                 await self._connect()
             else:
@@ -615,10 +623,20 @@ class BayeuxClient:
                 await self._exchange(again, raise_errors=False)
 
     async def _connect(self) -> None:
+        self._polled = False
         if self._engine.state not in (State.HANDSHAKEN, State.CONNECTED):
             return  # the session was lost meanwhile; the next action says what to do
         request = self._engine.connect()
+        if self._until_yield <= 0:
+            # The consumer need not yield for this loop (#13): it sends now, before any
+            # other task runs (the consumer woken by the last reply among them).
+            self._until_yield = _YIELD_EVERY
+        transport = self._transport
+        replies = self._replies
         await self._exchange(request, raise_errors=False)
+        # A reply that came over the network: this task waited for it in the event loop,
+        # so the next connect needs no extra turn of the loop before it goes out (#13).
+        self._polled = self._replies != replies and type(transport) in _NETWORK_TRANSPORTS
 
     # -- exchanging messages ---------------------------------------------------------------
 
@@ -644,6 +662,7 @@ class BayeuxClient:
                 raise
             return events
         self._transport_worked = True
+        self._replies += 1
         events = self._engine.receive(replies, request)
         self._dispatch(events)
         return events
