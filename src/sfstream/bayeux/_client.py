@@ -895,6 +895,10 @@ class BayeuxClient:
             activity = self._activity
             assert activity is not None
             activity.clear()
+            if timeout is None:
+                # connected (or no connection_timeout): no deadline to arm, the usual case
+                await activity.wait()
+                continue
             try:
                 async with asyncio.timeout(timeout):
                     await activity.wait()
