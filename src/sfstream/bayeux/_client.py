@@ -204,7 +204,13 @@ class BayeuxClient:
         self._session = session
         self._transport = transport
         self._owns_transport = transport is None
-        self._headers = headers
+        # told apart once, not on every request (an ABC isinstance check costs ~0.5 µs)
+        self._fixed_headers: Mapping[str, str] | None = None
+        self._headers_provider: HeadersProvider | None = None
+        if isinstance(headers, Mapping):
+            self._fixed_headers = headers
+        elif headers is not None:
+            self._headers_provider = headers
         self._policy = ReconnectPolicy(
             backoff=backoff if backoff is not None else ExponentialBackoff(random=random.random),
             handshake_after=handshake_after,
@@ -641,10 +647,10 @@ class BayeuxClient:
     # -- exchanging messages ---------------------------------------------------------------
 
     def _request_headers(self) -> Mapping[str, str] | None:
-        headers = self._headers
-        if headers is None or isinstance(headers, Mapping):
-            return headers
-        return headers()
+        provider = self._headers_provider
+        if provider is None:
+            return self._fixed_headers
+        return provider()
 
     async def _exchange(self, request: Request, *, raise_errors: bool) -> list[Event]:
         """Send ``request``, feed the reply (or the failure) to the engine, act on the events."""
