@@ -21,7 +21,6 @@ from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
-from aiohttp.payload import BytesPayload
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -231,7 +230,7 @@ class LongPollingTransport(Transport):
             self.url,
             # a payload made here spares aiohttp its registry lookup; Content-Type is ours
             data=(
-                BytesPayload(body, content_type="application/json")
+                aiohttp.BytesPayload(body, content_type="application/json")
                 if len(body) <= _STREAM_BODY_OVER
                 else io.BytesIO(body)
             ),
