@@ -848,6 +848,34 @@ async def test_receive_yields_to_the_loop_between_queued_messages(
         assert ticks - before >= 400 // 64
 
 
+async def test_a_transport_that_answers_at_once_does_not_starve_the_loop() -> None:
+    """Only a reply from the network lets the next connect go out without a turn of the
+    loop (#13): a transport of the user's that answers without awaiting is spaced out."""
+
+    def at_once(request: Request) -> list[Message]:
+        return [
+            {
+                "channel": m["channel"],
+                "id": m["id"],
+                "successful": True,
+                "clientId": "c1",
+                "version": "1.0",
+                "supportedConnectionTypes": ["long-polling"],
+                "advice": {"reconnect": "retry", "interval": 0, "timeout": 0},
+            }
+            for m in request.messages
+        ]
+
+    transport = MockTransport(at_once)
+    async with BayeuxClient(URL, transport=transport) as client:
+        for _ in range(50):
+            await asyncio.sleep(0)  # a spinning connect loop would keep the loop
+        connects = sum(first(r)["channel"] == "/meta/connect" for r in transport.requests)
+        assert client.stats[StatusKind.STOPPED] == 0
+    # the connect loop ran meanwhile, reply after reply, one turn of the loop each
+    assert 10 < connects <= 2 * 50
+
+
 async def test_cut_off_reply_is_retried_at_once_then_backs_off(
     server: FakeBayeuxServer,
 ) -> None:

@@ -131,6 +131,73 @@ async def test_session_cookies_join_a_cookie_header_of_the_callers_own(
     assert received == ["mine=1", "mine=1; BAYEUX_BROWSER=b-1"]
 
 
+async def test_headers_follow_each_call_though_they_are_reused(serve: ServerFactory) -> None:
+    """The merged headers are kept between requests (#13), never past a change: a new
+    token, a mapping the caller changed in place, headers dropped, a cookie replaced."""
+    received: list[tuple[str | None, str | None, str | None]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        received.append(
+            (
+                request.headers.get("Authorization"),
+                request.headers.get("X-Extra"),
+                request.cookies.get("BAYEUX_BROWSER"),
+            )
+        )
+        response = await echo_ok(request)
+        if len(received) == 3:
+            response.set_cookie("BAYEUX_BROWSER", "second", path="/")
+        elif len(received) == 1:
+            response.set_cookie("BAYEUX_BROWSER", "first", path="/")
+        return response
+
+    server = await serve(handler)
+    transport = LongPollingTransport(url(server))
+    mutable = {"Authorization": "Bearer 1"}
+    try:
+        await transport.send(HANDSHAKE, {"Authorization": "Bearer 1"})
+        await transport.send(HANDSHAKE, {"Authorization": "Bearer 1"})
+        await transport.send(HANDSHAKE, {"Authorization": "Bearer 2"})
+        await transport.send(HANDSHAKE, mutable)
+        mutable["X-Extra"] = "x"
+        await transport.send(HANDSHAKE, mutable)
+        await transport.send(HANDSHAKE)
+    finally:
+        await transport.close()
+    assert received == [
+        ("Bearer 1", None, None),
+        ("Bearer 1", None, "first"),
+        ("Bearer 2", None, "first"),
+        ("Bearer 1", None, "second"),
+        ("Bearer 1", "x", "second"),
+        (None, None, "second"),
+    ]
+
+
+async def test_a_cookie_that_expired_is_no_longer_sent(serve: ServerFactory) -> None:
+    """Cookie pairs are reused only while no cookie can expire (#13)."""
+    received: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        received.append(request.headers.get("Cookie"))
+        response = await echo_ok(request)
+        if len(received) == 1:
+            response.set_cookie("BAYEUX_BROWSER", "b", path="/")
+            response.set_cookie("sticky", "s", path="/", max_age=1)
+        return response
+
+    server = await serve(handler)
+    transport = LongPollingTransport(url(server))
+    try:
+        await transport.send(HANDSHAKE)
+        await transport.send(HANDSHAKE)
+        await asyncio.sleep(2.1)  # Max-Age is whole seconds; aiohttp's jar uses time.time()
+        await transport.send(HANDSHAKE)
+    finally:
+        await transport.close()
+    assert received == [None, "BAYEUX_BROWSER=b; sticky=s", "BAYEUX_BROWSER=b"]
+
+
 async def test_user_session_is_used_and_never_closed(serve: ServerFactory) -> None:
     server = await serve(echo_ok)
     async with aiohttp.ClientSession() as session:

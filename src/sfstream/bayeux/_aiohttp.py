@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from sfstream._http import describe, read_limited, safe_cause
@@ -146,6 +147,13 @@ class LongPollingTransport(Transport):
         self._poll_lock: asyncio.Lock | None = None
         self._control_lock: asyncio.Lock | None = None
         self._closed = False
+        # Per-request work done once (#13): the ``Cookie`` pairs of the jar while it holds
+        # only cookies without an expiry (None: filter the jar again), the last headers given
+        # to send() with the cookie pairs they were merged with and the result, and one
+        # ClientTimeout per timeout value.
+        self._cookie_pairs: str | None = None
+        self._merged: tuple[Mapping[str, str] | None, str, CIMultiDictProxy[str]] | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         #: The ``Date`` header of the last reply and the event loop's time when it arrived
         #: (the server's clock, for callers that must not trust the local one).
         self.server_date: tuple[str, float] | None = None
@@ -163,6 +171,7 @@ class LongPollingTransport(Transport):
         """Forget the cookies of the previous Bayeux session (e.g. ``BAYEUX_BROWSER``)."""
         if self._jar is not None:
             self._jar.clear()
+        self._cookie_pairs = None
 
     async def send(
         self, request: Request, headers: Mapping[str, str] | None = None
@@ -178,11 +187,10 @@ class LongPollingTransport(Transport):
                 self._control_lock = asyncio.Lock()
             lock = self._control_lock
         body = encode(request.messages, self._dumps)
-        all_headers = {**self._headers, **headers} if headers else self._headers
         error: TransportError | None = None
         async with lock:
             try:
-                payload = await self._post(body, all_headers, request.timeout)
+                payload = await self._post(body, headers, request.timeout)
             except TransportError:
                 raise
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -207,19 +215,27 @@ class LongPollingTransport(Transport):
     async def _post(
         self,
         body: bytes,
-        headers: Mapping[str, str],
+        headers: Mapping[str, str] | None,
         timeout: float,  # noqa: ASYNC109 - aiohttp's per-request ClientTimeout
     ) -> bytes:
         session = self._get_session()
-        if self._jar is None:
+        jar = self._jar
+        if jar is None:
             # unsafe: keep cookies from IP hosts too (a server on 127.0.0.1 sets them)
-            self._jar = aiohttp.CookieJar(unsafe=True)
-        headers = self._with_cookies(self._jar, headers)
+            jar = self._jar = aiohttp.CookieJar(unsafe=True)
+        client_timeout = self._timeouts.get(timeout)
+        if client_timeout is None:
+            client_timeout = self._timeouts[timeout] = aiohttp.ClientTimeout(total=timeout)
         async with session.post(
             self.url,
-            data=body if len(body) <= _STREAM_BODY_OVER else io.BytesIO(body),
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            # a payload made here spares aiohttp its registry lookup; Content-Type is ours
+            data=(
+                aiohttp.BytesPayload(body, content_type="application/json")
+                if len(body) <= _STREAM_BODY_OVER
+                else io.BytesIO(body)
+            ),
+            headers=self._request_headers(jar, headers),
+            timeout=client_timeout,
             allow_redirects=False,
             ssl=self._ssl,
         ) as response:
@@ -227,7 +243,8 @@ class LongPollingTransport(Transport):
             if date is not None:
                 self.server_date = (date, asyncio.get_running_loop().time())
             if response.cookies:
-                self._jar.update_cookies(response.cookies, response.url)
+                jar.update_cookies(response.cookies, response.url)
+                self._cookie_pairs = None
             if not 200 <= response.status < 300:
                 raise HTTPStatusError(
                     f"the server answered HTTP {response.status} {response.reason or ''}".rstrip(),
@@ -236,19 +253,50 @@ class LongPollingTransport(Transport):
                 )
             return await self._read(response)
 
-    def _with_cookies(
-        self, jar: aiohttp.CookieJar, headers: Mapping[str, str]
-    ) -> Mapping[str, str]:
+    def _request_headers(
+        self, jar: aiohttp.CookieJar, headers: Mapping[str, str] | None
+    ) -> CIMultiDictProxy[str]:
+        """Our headers, then ``headers``, with a ``Cookie`` header for the session's cookies.
+
+        Merged as a dict (a later key replaces an earlier one of the same spelling), then
+        made the case-insensitive multidict aiohttp would make of it. Kept and reused while
+        the given headers are equal to the last ones and the cookies have not changed: a long
+        poll usually sends the very same headers as the one before.
+        """
+        pairs = self._cookie_pairs
+        if pairs is None:
+            pairs = self._filter_cookies(jar)
+        merged = self._merged
+        if merged is not None and merged[1] == pairs and merged[0] == headers:
+            return merged[2]
+        given = {**self._headers, **headers} if headers else self._headers
+        result = CIMultiDictProxy(CIMultiDict(self._with_cookies(given, pairs)))
+        # a copy: a caller's mapping may change after this call
+        self._merged = (None if headers is None else dict(headers), pairs, result)
+        return result
+
+    def _filter_cookies(self, jar: aiohttp.CookieJar) -> str:
+        """The ``Cookie`` pairs the jar has for the Bayeux URL.
+
+        Kept for the next requests (until a reply sets cookies or the session is new) while
+        no cookie in the jar has an expiry: only then is the answer the same later on.
+        """
+        cookies = jar.filter_cookies(self.url)
+        pairs = "; ".join([f"{morsel.key}={morsel.coded_value}" for morsel in cookies.values()])
+        if not any(morsel["expires"] or morsel["max-age"] for morsel in jar):
+            self._cookie_pairs = pairs
+        return pairs
+
+    @staticmethod
+    def _with_cookies(headers: Mapping[str, str], pairs: str) -> Mapping[str, str]:
         """``headers`` with a ``Cookie`` header for this Bayeux session's cookies.
 
         Built here rather than passed as aiohttp's ``cookies=``, which copies every cookie
         into a temporary jar on each request (about 25 µs a long poll). A ``Cookie`` header
         of the caller's own is kept, before the session's cookies.
         """
-        cookies = jar.filter_cookies(self.url)
-        if not cookies:
+        if not pairs:
             return headers
-        pairs = "; ".join([f"{morsel.key}={morsel.coded_value}" for morsel in cookies.values()])
         given = [value for name, value in headers.items() if name.lower() == "cookie"]
         if not given:
             return {**headers, "Cookie": pairs}

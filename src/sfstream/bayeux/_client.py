@@ -82,6 +82,9 @@ _YIELD_EVERY: Final = 16
 
 #: The connection types a BayeuxClient can carry its messages over.
 CONNECTION_TYPES: Final = (WEBSOCKET, LONG_POLLING)
+#: Transports whose replies always come from the network: awaiting one always yields to the
+#: event loop (a user's transport may answer without yielding; its connects are spaced out).
+_NETWORK_TRANSPORTS: Final = (LongPollingTransport, WebSocketTransport)
 
 
 def _auth_refused(error: SfstreamError) -> bool:
@@ -201,7 +204,13 @@ class BayeuxClient:
         self._session = session
         self._transport = transport
         self._owns_transport = transport is None
-        self._headers = headers
+        # told apart once, not on every request (an ABC isinstance check costs ~0.5 µs)
+        self._fixed_headers: Mapping[str, str] | None = None
+        self._headers_provider: HeadersProvider | None = None
+        if isinstance(headers, Mapping):
+            self._fixed_headers = headers
+        elif headers is not None:
+            self._headers_provider = headers
         self._policy = ReconnectPolicy(
             backoff=backoff if backoff is not None else ExponentialBackoff(random=random.random),
             handshake_after=handshake_after,
@@ -238,6 +247,10 @@ class BayeuxClient:
         self._fell_back = False
         #: messages ``receive()`` may still return before it yields to the loop (#13)
         self._until_yield = 0
+        #: True after a connect that got its reply from the network (see ``_connect``)
+        self._polled = False
+        #: replies received (the transport did not fail), counted by ``_exchange``
+        self._replies = 0
 
     def _new_engine(self) -> BayeuxEngine:
         return BayeuxEngine(
@@ -516,7 +529,8 @@ class BayeuxClient:
                 await self._sleep(action.delay)
                 await self._handshake()
             elif isinstance(action, Connect):
-                await self._sleep(action.delay)
+                if action.delay > 0 or not self._polled:
+                    await self._sleep(action.delay)
                 await self._wait_for_capacity()
                 await self._connect()
             else:
@@ -615,18 +629,28 @@ class BayeuxClient:
                 await self._exchange(again, raise_errors=False)
 
     async def _connect(self) -> None:
+        self._polled = False
         if self._engine.state not in (State.HANDSHAKEN, State.CONNECTED):
             return  # the session was lost meanwhile; the next action says what to do
         request = self._engine.connect()
+        if self._until_yield <= 0:
+            # The consumer need not yield for this loop (#13): it sends now, before any
+            # other task runs (the consumer woken by the last reply among them).
+            self._until_yield = _YIELD_EVERY
+        transport = self._transport
+        replies = self._replies
         await self._exchange(request, raise_errors=False)
+        # A reply that came over the network: this task waited for it in the event loop,
+        # so the next connect needs no extra turn of the loop before it goes out (#13).
+        self._polled = self._replies != replies and type(transport) in _NETWORK_TRANSPORTS
 
     # -- exchanging messages ---------------------------------------------------------------
 
     def _request_headers(self) -> Mapping[str, str] | None:
-        headers = self._headers
-        if headers is None or isinstance(headers, Mapping):
-            return headers
-        return headers()
+        provider = self._headers_provider
+        if provider is None:
+            return self._fixed_headers
+        return provider()
 
     async def _exchange(self, request: Request, *, raise_errors: bool) -> list[Event]:
         """Send ``request``, feed the reply (or the failure) to the engine, act on the events."""
@@ -644,6 +668,7 @@ class BayeuxClient:
                 raise
             return events
         self._transport_worked = True
+        self._replies += 1
         events = self._engine.receive(replies, request)
         self._dispatch(events)
         return events
@@ -876,6 +901,10 @@ class BayeuxClient:
             activity = self._activity
             assert activity is not None
             activity.clear()
+            if timeout is None:
+                # connected (or no connection_timeout): no deadline to arm, the usual case
+                await activity.wait()
+                continue
             try:
                 async with asyncio.timeout(timeout):
                     await activity.wait()
