@@ -519,3 +519,126 @@ async def test_pipeline_depth_is_checked(nats_server: NatsServer) -> None:
             NatsSink(nats_server.url, pipeline_depth=wrong)  # type: ignore[arg-type]
     assert NatsSink(nats_server.url, pipeline=False).pipeline_depth == 1
     assert NatsSink(nats_server.url, pipeline_depth=2).pipeline_depth == 2
+
+
+def slow_answers(sink: NatsSink, delay: float) -> None:
+    """Answers to batches (not lease reads) reach the sink ``delay`` seconds late."""
+    on_ack = sink._on_ack
+    late: set[asyncio.Future[None]] = set()
+
+    async def slow(message: Any) -> None:
+        if message.subject.rpartition(".")[2].startswith("L"):
+            await on_ack(message)
+            return
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            await on_ack(message)
+
+        task = asyncio.ensure_future(later())
+        late.add(task)
+        task.add_done_callback(late.discard)
+
+    sink._on_ack = slow  # type: ignore[method-assign]
+    sink._ack_prefix = None  # a new subscription, with the slow callback
+
+
+@pytest.mark.usefixtures("small_pieces")
+async def test_nothing_is_chained_on_a_batch_that_goes_on_one_by_one(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """A batch broken by another writer goes on one message at a time; its last message id
+    (which the next batch would chain on) may be stored before the rest of it. A batch begun
+    meanwhile must not be stored after that message: it waits and starts a new chain (found
+    by review: Shipments ended 1, 4 with 2 and 3 skipped)."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    recorder = Recorder(sink)
+
+    async def other_channel_set_writes() -> None:
+        await recorder.nc.publish(
+            "sfstream.other.event.X__e",
+            b"{}",
+            headers={"Sfstream-Replay-Id": "7", "Nats-Msg-Id": "other:7"},
+        )
+
+    recorder.after[1] = other_channel_set_writes  # right after Shipments 1
+    publish = sink._publish
+
+    async def slow_shipments(held: Any, subject: str, one: Any, cursor: Any) -> None:
+        if subject == channel_subject(ORG, SHIPMENTS):
+            await asyncio.sleep(0.5)
+        await publish(held, subject, one, cursor)
+
+    sink._publish = slow_shipments  # type: ignore[method-assign,assignment]
+    first = asyncio.ensure_future(
+        sink.write(lease, [event(1, SHIPMENTS), event(2, SHIPMENTS), event(3, SHIPMENTS), event(1)])
+    )
+    await asyncio.sleep(0.25)  # Orders 1 is stored one by one, Shipments 2 not yet
+    second = asyncio.ensure_future(sink.write(lease, [event(4, SHIPMENTS)]))
+    await asyncio.gather(first, second)
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages, SHIPMENTS) == [1, 2, 3, 4]
+    assert replay_ids(messages) == [1]
+
+
+async def test_a_write_begun_after_a_failed_one_fails_while_an_earlier_one_is_in_flight(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """The relay awaits its writes in order: W2 fails while W1 is still in flight, and the
+    relay begins W3 before it learns of W2's failure. W3 must not be stored after the gap
+    (found by review: Orders ended 1, 2, 3, 5)."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    slow_answers(sink, 0.3)
+    nc: Any = sink._nc
+    first = asyncio.ensure_future(sink.write(lease, [event(2), event(3)]))
+    await asyncio.sleep(0)  # begun first, as the relay begins its writes
+    with pytest.raises(EventRefused):
+        await sink.write(lease, [event(4), event(1, SHIPMENTS, size=nc.max_payload)])
+    assert not first.done()
+    with pytest.raises(SinkError, match="an earlier write failed"):
+        await sink.write(lease, [event(5)])
+    await first
+    assert replay_ids(await stored(nats_server.url)) == [1, 2, 3]
+    # Reading the positions again (as the relay does in its next term) clears the way.
+    assert await sink.position(ORG, ORDERS) == 3
+    await sink.write(lease, [event(4), event(5)])
+    assert replay_ids(await stored(nats_server.url)) == [1, 2, 3, 4, 5]
+
+
+async def test_positions_dropped_while_a_batch_reads_them(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """W2 reads a position while W1, broken by another writer, drops the positions it holds:
+    W2 must read them again, not fail with a KeyError or write after a gap (found by
+    review)."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    await sink.write(lease, [event(1)])
+    async with NatsSink(nats_server.url) as other:
+        other_lease = await other.acquire("other", "relay-b", 10)
+        assert other_lease is not None
+        await other.write(other_lease, [event(7, "/event/X__e")])
+    read_cursor = sink._read_cursor
+    reads: list[str] = []
+
+    async def slow_read(subject: str) -> Any:
+        reads.append(subject)
+        if subject == channel_subject(ORG, SHIPMENTS):
+            await asyncio.sleep(0.3)
+        elif reads.count(subject) == 1:
+            await asyncio.sleep(0.5)
+        return await read_cursor(subject)
+
+    sink._read_cursor = slow_read  # type: ignore[method-assign]
+    slow_answers(sink, 0.1)
+    first = asyncio.ensure_future(sink.write(lease, [event(2), event(3)]))
+    await asyncio.sleep(0)  # begun first, as the relay begins its writes
+    await sink.write(lease, [event(4), event(1, SHIPMENTS)])
+    await sink.write(lease, [event(5)])
+    await first
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages) == [1, 2, 3, 4, 5]
+    assert replay_ids(messages, SHIPMENTS) == [1]

@@ -270,13 +270,24 @@ class _Ended(enum.Enum):
 class _Flight:
     """One write among those in flight (internal). ``sent``: the message id of the last
     message it handed to the connection as a chain, which the next write's chain expects (None:
-    it sent no chain; the next write waits for its end). ``done``: how it ended."""
+    it sent no chain; the next write waits for its end). ``done``: how it ended. ``diverted``:
+    its chain was not stored whole (or may not be): it goes on another way (a new chain, one
+    message at a time), and from then on nothing may be sent chained on it.
 
-    __slots__ = ("done", "sent")
+    Why that suffices: a write chained on this one sends its messages before ``diverted`` is
+    set (on the same connection, so JetStream takes them before anything this write sends
+    afterwards), or not at all. Sent before, they follow this write's broken chain and are
+    refused, unless that chain was stored whole after all; not sent, they wait for this write's
+    end and start a new chain from the stored positions. So no message is ever stored after a
+    message id of this write that its other path stored before the rest of its events.
+    """
+
+    __slots__ = ("diverted", "done", "sent")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.sent: asyncio.Future[str | None] = loop.create_future()
         self.done: asyncio.Future[_Ended] = loop.create_future()
+        self.diverted = False
 
     def mark_sent(self, last: str | None) -> None:
         if not self.sent.done():
@@ -420,6 +431,8 @@ class NatsSink(Sink):
         self.pipeline_depth = pipeline_depth if pipeline else 1
         #: the last write begun, until it ends: the next one chains on it
         self._flight: _Flight | None = None
+        #: writes in flight (begun, not ended)
+        self._writing = 0
         self._nc: NatsClient | None = None
         #: pipelined publishes: reply-subject prefix, counter, futures awaiting their answer
         self._ack_prefix: str | None = None
@@ -815,6 +828,7 @@ class NatsSink(Sink):
         self._valid_until = {key: v for key, v in self._valid_until.items() if key[0] != name}
         self._valid_until[(name, new_revision)] = sent + ttl
         self._forget()  # a new term: read every subject afresh before writing
+        self._settled()
         logger.info("acquired lease %r as %s (token %s)", name, holder, new_revision)
         return Lease(name=name, holder=holder, token=new_revision, ttl=ttl)
 
@@ -889,6 +903,7 @@ class NatsSink(Sink):
         # engine may have lost its tail since) would make that write skip the events the
         # relay resubscribes for as stored.
         self._cursors[subject] = cursor
+        self._settled()
         return cursor.replay_id
 
     async def write(self, lease: Lease, events: Sequence[RelayEvent]) -> None:
@@ -896,13 +911,19 @@ class NatsSink(Sink):
             return
         before = self._flight
         flight = self._flight = _Flight(asyncio.get_running_loop())
+        self._writing += 1
         ended = _Ended.FAILED
         try:
             ended = await self._write(lease, events, before, flight)
         finally:
+            self._writing -= 1
             flight.mark_sent(None)
             flight.done.set_result(ended)
-            if self._flight is flight:
+            # A write that failed while others were in flight stays: the writes after it
+            # fail too, also those begun after it failed while an earlier one was still in
+            # flight (its caller learns of the failure only once that one is answered), until
+            # the positions are read again (position(), acquire()).
+            if self._flight is flight and (ended is not _Ended.FAILED or not self._writing):
                 self._flight = None
 
     async def _write(
@@ -914,6 +935,9 @@ class NatsSink(Sink):
     ) -> _Ended:
         """Write ``events`` after the write ``before`` (in flight, or None); how it ended."""
         anchor = self._chain
+        if before is not None and before.done.done():
+            await self._after(before)  # raises if it failed
+            before = None
         if before is not None:
             # Its chain is sent: this batch's goes right behind it. Otherwise its end first.
             last = await asyncio.shield(before.sent)
@@ -930,6 +954,8 @@ class NatsSink(Sink):
             outcome = await self._write_pipelined(
                 lease, events, subjects, check, anchor, flight, before
             )
+            if outcome is not _Outcome.STORED:
+                flight.diverted = True
             if before is not None:
                 await self._after(before)  # in order: what it leaves, then this batch
             if outcome is _Outcome.REFUSED and anchor is not None:
@@ -971,8 +997,16 @@ class NatsSink(Sink):
         ended = await asyncio.shield(before.done)
         if ended is _Ended.FAILED:
             self._forget()
-            raise SinkError("an earlier write in the pipeline failed; this one was not made")
+            raise SinkError(
+                "an earlier write failed; nothing more is written until the positions are read "
+                "again (position())"
+            )
         return ended
+
+    def _settled(self) -> None:
+        """The positions are read again: a failed write no longer stops the next ones."""
+        if self._flight is not None and self._flight.done.done():
+            self._flight = None
 
     def _start_check(self, lease: Lease) -> tuple[float, asyncio.Future[_LeaseEntry | None]]:
         """Start reading the lease: (the monotonic time of the request, its future)."""
@@ -1078,12 +1112,18 @@ class NatsSink(Sink):
         if missing:
             read = await asyncio.gather(*(self._read_cursor(subject) for subject in missing))
             cursors.update(zip(missing, read, strict=True))
+        try:
+            # This batch's view of the positions (an earlier write may drop them meanwhile)
+            mine = {subject: cursors[subject] for subject in subjects}
+        except KeyError:
+            self._forget_batch(subjects)
+            return _Outcome.UNCERTAIN  # dropped while they were read: read them again
         loop = asyncio.get_running_loop()
         # The lease read that clears the next batch goes out in front of this one: JetStream
         # answers it before it stores this batch (it is made again if the next batch is late).
         lease_read, next_check = self._lease_read(lease)
         issued = loop.time()
-        last_id = {subject: cursors[subject].replay_id for subject in subjects}
+        last_id = {subject: cursor.replay_id for subject, cursor in mine.items()}
         started: set[str] = set()
         planned = 0
         last_subject = ""
@@ -1116,12 +1156,11 @@ class NatsSink(Sink):
                 if len(parts) >= chunk:
                     # All but the last message so far (it may be the batch's last, which gets
                     # a reply subject): JetStream starts storing while the rest is built.
-                    if loop.time() >= until:
+                    if loop.time() >= until or (before is not None and before.diverted):
                         self._forget_batch(subjects)
                         return _Outcome.UNCERTAIN  # the careful path says why
                     await send(b"".join(parts[:-3]))
                     await flush()
-                    self._next_check = (lease, issued, next_check)
                     del parts[:-3]
                     await asyncio.sleep(0)  # nats-py's flusher writes it out
                 last_id[subject] = replay_id
@@ -1140,7 +1179,7 @@ class NatsSink(Sink):
                         expect = ""
                     if subject not in started:
                         started.add(subject)
-                        known = cursors[subject].sequence
+                        known = mine[subject].sequence
                         if known is not None:
                             expect += f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {known}\r\n"
                 if not plain:
@@ -1172,7 +1211,9 @@ class NatsSink(Sink):
                 await send(lease_read)  # the next batch's lease read, on its own
                 await flush()
                 self._next_check = (lease, issued, next_check)
-                flight.mark_sent(chain[0] if chain is not None else None)
+                # The stream's end is still the chain's, but a write chained on one in flight
+                # waits for this one's end: that one may yet be diverted.
+                flight.mark_sent(chain[0] if chain is not None and before is None else None)
                 return _Outcome.STORED
             # The last message asks for an answer: its HPUB line gets a reply subject.
             self._ack_counter += 1
@@ -1182,10 +1223,11 @@ class NatsSink(Sink):
             ack.add_done_callback(functools.partial(self._forget_ack, token))
             head = parts[-3].split(b" ", 2)
             parts[-3] = b" ".join((head[0], head[1], f"{prefix}.{token}".encode(), head[2]))
-            if loop.time() >= until:
+            if loop.time() >= until or (before is not None and before.diverted):
                 ack.cancel()
                 self._forget_batch(subjects)
                 return _Outcome.UNCERTAIN
+            # No await between that check and the messages joining the connection's queue.
             await send(b"".join(parts))
             await flush()
             self._next_check = (lease, issued, next_check)
@@ -1197,12 +1239,14 @@ class NatsSink(Sink):
                     cursor.sequence = None
             flight.mark_sent(previous)
         except (nats.errors.Error, OSError) as exc:
+            flight.diverted = True
             logger.debug("pipelined write of %d events not sent whole (%r)", planned, exc)
             if ack is not None:
                 ack.cancel()  # forgotten: no answer is awaited
             self._forget_batch(subjects)
             return _Outcome.UNCERTAIN
         except BaseException:
+            flight.diverted = True
             if ack is not None:
                 ack.cancel()
             raise
@@ -1213,6 +1257,7 @@ class NatsSink(Sink):
         try:
             sequence, duplicate = await _answer(ack, self._request_timeout)
         except (TimeoutError, nats.errors.Error, OSError, SinkError) as exc:
+            flight.diverted = True  # before anything else: nothing more goes out chained on it
             if before is not None:
                 await self._after(before)  # its outcome first (raises if it failed)
             refused = isinstance(exc, nats.js.errors.APIError) and exc.err_code in _CHAIN_BROKEN
@@ -1225,6 +1270,8 @@ class NatsSink(Sink):
             self.stats.conflicts += 1
             self._forget_batch(subjects)
             return _Outcome.REFUSED if refused else _Outcome.UNCERTAIN
+        if duplicate:
+            flight.diverted = True
         if before is not None and await self._after(before) is not _Ended.FAST:
             # Stored after a batch that was written (partly) one by one: the positions that
             # batch left are not known here.
@@ -1306,7 +1353,11 @@ class NatsSink(Sink):
         try:
             cursor = self._cursors.get(subject)
             if cursor is None or cursor.sequence is None:
-                cursor = self._cursors[subject] = await self._read_cursor(subject)
+                cursor = await self._read_cursor(subject)
+            else:
+                # Its own copy until it is done: a later write changes the shared one when it
+                # sends (those sent before this write was diverted).
+                cursor = _Cursor(cursor.sequence, cursor.replay_id)
             for event in events:
                 if stop.is_set():
                     return
@@ -1314,6 +1365,7 @@ class NatsSink(Sink):
                     self.stats.skipped += 1
                     continue
                 await self._publish(lease, subject, event, cursor)
+            self._cursors[subject] = cursor
         except BaseException:
             stop.set()
             self._cursors.pop(subject, None)
