@@ -9,8 +9,11 @@ and the engine's client library; the emulator and the engines run in their own p
 table gives medians, and each relay's rate as a share of the plain drain's (the median of the
 rounds' shares; target: 50 % or more), with the machine's load average before and after.
 
+The emulator answers each ``/meta/connect`` with up to ``--relay-reply`` events (1,000, as the
+throughput benchmark's main figure; Salesforce's replies are smaller still).
+
 ``python -m benchmarks.relay [--quick] [--relay-events N] [--relay-repeat R]
-[--relay-engines redis,nats] [--json PATH]``
+[--relay-reply N] [--relay-engines redis,nats] [--json PATH]``
 """
 
 from __future__ import annotations
@@ -176,7 +179,7 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
     count = options.relay_events
     load_before = os.getloadavg()
     print(f"relay: starting the emulator with {count:,} platform events...", flush=True)
-    server = await Server.start(platform_events=count)
+    server = await Server.start(platform_events=count, max_batch=options.relay_reply)
     rounds: dict[str, list[dict[str, Any]]] = {"plain receive() drain": []}
     errors: dict[str, str] = {}
     try:
@@ -209,7 +212,12 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "relay",
         "machine": facts,
         "load": {"before": load_before, "after": os.getloadavg()},
-        "options": {"events": count, "repeat": options.relay_repeat, "batch": 1000},
+        "options": {
+            "events": count,
+            "repeat": options.relay_repeat,
+            "batch": 1000,
+            "reply": options.relay_reply,
+        },
         "rounds": rounds,
         "errors": errors,
     }
@@ -219,7 +227,8 @@ def table(data: dict[str, Any]) -> Table:
     opts = data["options"]
     t = Table(
         f"Relay: {opts['events']:,} platform events from the emulator into an engine "
-        f"(batches of {opts['batch']}; median of {opts['repeat']})",
+        f"({opts.get('reply', 10_000):,} a reply, batches of {opts['batch']}; "
+        f"median of {opts['repeat']})",
         ["run", "events/s", "CPU µs/event", "share of the drain"],
     )
     plain: dict[Any, float] | None = None  # the drain's rate per round
@@ -255,8 +264,8 @@ def table(data: dict[str, Any]) -> Table:
         "The relay's figures, as the drain's, start once it subscribed (after login) and end "
         "with the last event written; they include writing every event with its position "
         "(Redis: one script per batch, up to 8 in flight; JetStream: one message per event, a "
-        "batch published at once and acknowledged together). Share: the median over the "
-        "rounds of each round's relay rate over the same round's drain rate."
+        "batch published at once and acknowledged together, up to 4 in flight). Share: the "
+        "median over the rounds of each round's relay rate over the same round's drain rate."
     )
     return t
 
@@ -264,6 +273,13 @@ def table(data: dict[str, Any]) -> Table:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--relay-events", type=int, help="backlog size for the relay benchmark")
     parser.add_argument("--relay-repeat", type=int, help="rounds of the relay benchmark")
+    parser.add_argument(
+        "--relay-reply",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="events per /meta/connect reply in the relay benchmark (default 1000)",
+    )
     parser.add_argument(
         "--relay-engines",
         type=_engines,
