@@ -642,3 +642,57 @@ async def test_positions_dropped_while_a_batch_reads_them(
     messages = await stored(nats_server.url)
     assert replay_ids(messages) == [1, 2, 3, 4, 5]
     assert replay_ids(messages, SHIPMENTS) == [1]
+
+
+async def test_an_event_delivered_again_is_not_put_in_a_later_chain(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """JetStream checks nothing else on a message it finds to be a duplicate, and the
+    stream's last message id stays: a chain that carries an event stored already (delivered
+    again) would let its next message through after a broken chain. W1 is refused (another
+    channel set wrote), its retry stores Orders 2 and 3; W2 (Shipments 1), chained on W1, is
+    refused and its answer lost; W3 carries Orders 3 again and then Shipments 2: Shipments 2
+    must not be stored before Shipments 1 (found by review: Shipments ended [2])."""
+    lease = await sink.acquire("orders", "relay-a", 30)
+    assert lease is not None
+    sink._request_timeout = 0.3
+    refused = 0
+    on_ack = sink._on_ack
+
+    async def lossy(message: Any) -> None:
+        nonlocal refused
+        if not message.subject.rpartition(".")[2].startswith("L"):
+            if refused:
+                return  # W2's answer and the later ones are lost
+            if b"error" in message.data:
+                refused += 1  # W1's refusal comes late: W2 is sent chained on W1 meanwhile
+                asyncio.get_running_loop().call_later(
+                    0.05, lambda: asyncio.ensure_future(on_ack(message))
+                )
+                return
+        await on_ack(message)
+
+    sink._on_ack = lossy  # type: ignore[method-assign]
+    sink._ack_prefix = None
+    await sink.write(lease, [event(1)])
+    other = await nats.connect(nats_server.url)
+    try:
+        await other.jetstream().publish(
+            "sfstream.other.x", b"{}", headers={"Sfstream-Replay-Id": "1", "Nats-Msg-Id": "o:1"}
+        )
+    finally:
+        await other.close()
+    recorder = Recorder(sink)
+    first = asyncio.ensure_future(sink.write(lease, [event(2), event(3)]))
+    await asyncio.sleep(0)
+    second = asyncio.ensure_future(sink.write(lease, [event(1, SHIPMENTS)]))
+    orders_2 = channel_subject(ORG, ORDERS).encode() + b":2\r\n"
+    for _ in range(2000):  # W1's retry is sent
+        if sum(command.count(b"Nats-Msg-Id: " + orders_2) for command in recorder.commands) >= 2:
+            break
+        await asyncio.sleep(0.001)
+    third = asyncio.ensure_future(sink.write(lease, [event(3), event(2, SHIPMENTS)]))
+    await asyncio.gather(first, second, third)
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages, SHIPMENTS) == [1, 2]
+    assert replay_ids(messages) == [1, 2, 3]

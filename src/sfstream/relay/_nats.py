@@ -298,6 +298,10 @@ class _Flight:
 _Row = tuple[str, str, int, str, bytes, "str | None"]
 
 
+#: in every piece of a pipelined batch, and in no other command this sink sends
+_CHAIN_MARK = f"\r\n{EXPECTED_LAST_MSG_ID}: ".encode()
+
+
 def _rows(events: Sequence[RelayEvent]) -> Iterable[_Row]:
     """(org, channel, replay id, date, payload, event uuid) of each event, from a
     :class:`RelayBatch`'s columns without an object per event."""
@@ -312,6 +316,13 @@ def _rows(events: Sequence[RelayEvent]) -> Iterable[_Row]:
             strict=False,  # the columns have one length (RelayBatch checks); repeat() has none
         )
     return ((e.org, e.channel, e.replay_id, e.date, e.payload, e.event_uuid) for e in events)
+
+
+def _highest(a: int | None, b: int | None) -> int | None:
+    """The larger of two replay ids, either of which may be None."""
+    if a is None:
+        return b
+    return a if b is None or a >= b else b
 
 
 def _plain(events: Sequence[RelayEvent]) -> bool:
@@ -433,6 +444,9 @@ class NatsSink(Sink):
         self._flight: _Flight | None = None
         #: writes in flight (begun, not ended)
         self._writing = 0
+        #: per subject, the highest replay id this writer handed to the connection (or is about
+        #: to) in this term: a later chain leaves those events out (see _write_pipelined)
+        self._sent: dict[str, int] = {}
         self._nc: NatsClient | None = None
         #: pipelined publishes: reply-subject prefix, counter, futures awaiting their answer
         self._ack_prefix: str | None = None
@@ -553,6 +567,24 @@ class NatsSink(Sink):
     async def _on_disconnected(self) -> None:
         if not self._closed:
             logger.warning("NATS connection lost; reconnecting")
+        self._drop_unsent_chains()
+
+    def _drop_unsent_chains(self) -> None:
+        """Take the pipelined batches that were not written yet out of the connection's queue:
+        nats-py writes its queue after it reconnected, however late, and a chain must not reach
+        JetStream after this writer's lease may have expired (another writer may have stored
+        some of its events by then, and JetStream does not check a message it finds to be a
+        duplicate, so the message after it could be stored after a gap). Their writes get no
+        answer and go on one message at a time, each checked against the subject's sequence."""
+        nc = self._nc
+        pending = getattr(nc, "_pending", None)
+        if not isinstance(pending, list):
+            return
+        kept = [command for command in pending if _CHAIN_MARK not in command]
+        if len(kept) != len(pending):
+            logger.debug("dropped %d unsent pipelined pieces", len(pending) - len(kept))
+            pending[:] = kept
+            nc._pending_data_size = sum(map(len, kept))  # type: ignore[union-attr]
 
     async def _on_reconnected(self) -> None:
         nc = self._nc
@@ -903,6 +935,7 @@ class NatsSink(Sink):
         # engine may have lost its tail since) would make that write skip the events the
         # relay resubscribes for as stored.
         self._cursors[subject] = cursor
+        self._sent.pop(subject, None)
         self._settled()
         return cursor.replay_id
 
@@ -919,6 +952,8 @@ class NatsSink(Sink):
             self._writing -= 1
             flight.mark_sent(None)
             flight.done.set_result(ended)
+            if ended is _Ended.FAILED:
+                self._sent.clear()  # what it was to write is its caller's again
             # A write that failed while others were in flight stays: the writes after it
             # fail too, also those begun after it failed while an earlier one was still in
             # flight (its caller learns of the failure only once that one is answered), until
@@ -951,8 +986,11 @@ class NatsSink(Sink):
         if not self._pipeline:
             await self._lease_checked(lease, *check)
         else:
+            # What the writes before this one sent (this one's own retries must not skip its
+            # events: the positions are read again for them).
+            floor = dict(self._sent)
             outcome = await self._write_pipelined(
-                lease, events, subjects, check, anchor, flight, before
+                lease, events, subjects, check, anchor, flight, floor, before
             )
             if outcome is not _Outcome.STORED:
                 flight.diverted = True
@@ -965,7 +1003,9 @@ class NatsSink(Sink):
                 if await self._current(lease) is None:
                     self._forget()
                     raise LeaseLost(f"lease {lease.name!r} was taken over; the stream moved on")
-                outcome = await self._write_pipelined(lease, events, subjects, None, None, flight)
+                outcome = await self._write_pipelined(
+                    lease, events, subjects, None, None, flight, floor
+                )
             if outcome is _Outcome.STORED:
                 return _Ended.FAST
             # The chain broke, or its end is uncertain: maybe another writer. Only a current
@@ -1045,6 +1085,7 @@ class NatsSink(Sink):
     def _forget(self) -> None:
         """Read every subject afresh before the next write; start a new chain."""
         self._cursors.clear()
+        self._sent.clear()
         self._chain = None
         if self._next_check is not None:
             self._next_check[2].cancel()
@@ -1058,6 +1099,7 @@ class NatsSink(Sink):
         check: tuple[float, asyncio.Future[_LeaseEntry | None]] | None,
         chain: tuple[str, int | None] | None,
         flight: _Flight,
+        floor: dict[str, int],
         before: _Flight | None = None,
     ) -> _Outcome:
         """The fast path: publish the whole batch as a chain; STORED if all of it is stored.
@@ -1123,7 +1165,14 @@ class NatsSink(Sink):
         # answers it before it stores this batch (it is made again if the next batch is late).
         lease_read, next_check = self._lease_read(lease)
         issued = loop.time()
-        last_id = {subject: cursor.replay_id for subject, cursor in mine.items()}
+        # Not above what the subject holds, nor what a write of this term sent already: an
+        # event delivered again must not be in a chain twice (JetStream does not check a
+        # duplicate, nor does it move the stream's last message id: the message after it would
+        # be checked against another message of that id).
+        last_id = {
+            subject: _highest(cursor.replay_id, floor.get(subject))
+            for subject, cursor in mine.items()
+        }
         started: set[str] = set()
         planned = 0
         last_subject = ""
@@ -1156,7 +1205,7 @@ class NatsSink(Sink):
                 if len(parts) >= chunk:
                     # All but the last message so far (it may be the batch's last, which gets
                     # a reply subject): JetStream starts storing while the rest is built.
-                    if loop.time() >= until or (before is not None and before.diverted):
+                    if self._must_stop(nc, until, before):
                         self._forget_batch(subjects)
                         return _Outcome.UNCERTAIN  # the careful path says why
                     await send(b"".join(parts[:-3]))
@@ -1205,6 +1254,11 @@ class NatsSink(Sink):
                 previous = msg_id
                 last_subject = subject
                 planned += 1
+            sent = self._sent
+            for subject in started:
+                highest = last_id[subject]  # an event's replay id: it was planned
+                if highest is not None:
+                    sent[subject] = _highest(sent.get(subject), highest)  # type: ignore[assignment]
             if not planned:
                 self._chain = chain  # nothing written: the stream's end is still that one
                 self.stats.skipped += len(events)
@@ -1223,7 +1277,7 @@ class NatsSink(Sink):
             ack.add_done_callback(functools.partial(self._forget_ack, token))
             head = parts[-3].split(b" ", 2)
             parts[-3] = b" ".join((head[0], head[1], f"{prefix}.{token}".encode(), head[2]))
-            if loop.time() >= until or (before is not None and before.diverted):
+            if self._must_stop(nc, until, before):
                 ack.cancel()
                 self._forget_batch(subjects)
                 return _Outcome.UNCERTAIN
@@ -1297,6 +1351,17 @@ class NatsSink(Sink):
             cursor.sequence = sequence if latest and subject == last_subject else None
         self._chain = (previous or "", sequence) if latest else None
         return _Outcome.STORED
+
+    def _must_stop(self, nc: NatsClient, until: float, before: _Flight | None) -> bool:
+        """Whether the rest of a pipelined batch must not be sent: the lease may expire, the
+        batch it is chained on went another way, or the connection is down (queued, it would go
+        out whenever nats-py reconnects)."""
+        if not nc.is_connected:
+            self.stats.conflicts += 1  # unconfirmed: the positions are read again
+            return True
+        return asyncio.get_running_loop().time() >= until or (
+            before is not None and before.diverted
+        )
 
     def _forget_batch(self, subjects: set[str]) -> None:
         """Read the positions of the batch's subjects afresh before writing them again."""
@@ -1411,6 +1476,10 @@ class NatsSink(Sink):
                 else:
                     self.stats.written += 1
                 cursor.sequence, cursor.replay_id = ack.seq, event.replay_id
+                known = self._sent.get(subject)
+                self._sent[subject] = (
+                    event.replay_id if known is None else max(known, event.replay_id)
+                )
                 return
             # Someone else wrote to the subject since this writer last looked at it.
             self.stats.conflicts += 1
