@@ -110,9 +110,9 @@ async def test_one_acknowledgement_per_batch_and_the_next_batch_chains_on_it(
     shipment_1 = channel_subject(ORG, SHIPMENTS).encode() + b":1"
     assert b"Nats-Expected-Last-Msg-Id: " + shipment_1 + b"\r\n" in second
     assert b"Nats-Expected-Last-Sequence: 4\r\n" in second  # nothing else stored since
-    # Orders' last sequence is not known (only the last message is acknowledged): the chain
-    # stands for it. Shipments' is (4): its first message expects it too.
-    assert b"Nats-Expected-Last-Subject-Sequence" not in second
+    # Each message expects where its subject's last message is: Orders 3 at sequence 3,
+    # Shipments 1 at 4.
+    assert b"Nats-Expected-Last-Subject-Sequence: 3\r\n" in second
     assert b"Nats-Expected-Last-Subject-Sequence: 4\r\n" in recorder.commands[0]
     assert sink.stats.written == 6
     messages = await stored(nats_server.url)
@@ -448,12 +448,13 @@ async def test_batches_in_flight_are_chained_on_each_other_and_stored_in_order(
     assert sink.stats.written == 6
     assert len(recorder.commands) == 3
     orders = channel_subject(ORG, ORDERS).encode()
-    for command, anchor in zip(recorder.commands[1:], (b":2", b":4"), strict=True):
+    for command, anchor in zip(recorder.commands[1:], (2, 4), strict=True):
         headers = first_headers(command)
-        assert b"Nats-Expected-Last-Msg-Id: " + orders + anchor + b"\r\n" in headers
-        # Sent before the batch before it was answered: its sequence was not known yet.
-        assert b"Nats-Expected-Last-Sequence" not in headers
-        assert b"Nats-Expected-Last-Subject-Sequence" not in headers
+        assert b"Nats-Expected-Last-Msg-Id: " + orders + b":%d\r\n" % anchor in headers
+        # Sent before the batch before it was answered: where that one's messages go if it
+        # is stored whole (and this one is refused with it otherwise).
+        assert b"Nats-Expected-Last-Sequence: %d\r\n" % anchor in headers
+        assert b"Nats-Expected-Last-Subject-Sequence: %d\r\n" % anchor in headers
     assert replay_ids(await stored(nats_server.url)) == [1, 2, 3, 4, 5, 6]
     # And once the pipeline is empty, the next batch expects the last one's sequence too.
     recorder.commands.clear()
@@ -696,3 +697,68 @@ async def test_an_event_delivered_again_is_not_put_in_a_later_chain(
     messages = await stored(nats_server.url)
     assert replay_ids(messages, SHIPMENTS) == [1, 2]
     assert replay_ids(messages) == [1, 2, 3]
+
+
+async def test_an_ex_leaders_late_chain_cannot_pass_through_the_new_leaders_copy(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ex-leader X's batch [Cases 2, Shipments 2, Orders 2, Shipments 3] reaches JetStream
+    late (held by the network), after the new leader Y stored Orders 2. JetStream finds X's
+    Orders 2 a duplicate and checks nothing else on it; X's Shipments 3 must still not be
+    stored after Shipments 1 (each message expects the stream's and its subject's last
+    sequence, not only the last message id; found by review: Shipments ended [1, 3])."""
+    cases = "/event/Case__e"
+    monkeypatch.setattr(_nats, "_CHUNK", 7)  # the first piece: the lease read and Cases 2
+    async with (
+        NatsSink(nats_server.url, request_timeout=0.3, retry_for=0.5) as x,
+        NatsSink(nats_server.url, request_timeout=0.3, retry_for=0.5) as y,
+    ):
+        x_lease = await x.acquire("set", "X", 1.0)
+        assert x_lease is not None
+        await x.write(x_lease, [event(1), event(1, SHIPMENTS), event(1, cases)])
+        held: list[bytes] = []
+        real = _nats._raw_sender
+
+        def holding(nc: Any) -> Any:
+            raw = real(nc)
+            if nc is not x._nc or raw is None:
+                return raw
+            send, flush = raw
+
+            async def send_first(data: bytes) -> None:
+                if held or b"Case__e:2" not in data:
+                    held.append(data)  # held by the network
+                else:
+                    await send(data)
+                    held.append(b"")
+
+            return send_first, flush
+
+        monkeypatch.setattr(_nats, "_raw_sender", holding)
+        late = asyncio.ensure_future(
+            x.write(x_lease, [event(2, cases), event(2, SHIPMENTS), event(2), event(3, SHIPMENTS)])
+        )
+        for _ in range(500):
+            if len(held) > 1:
+                break
+            await asyncio.sleep(0.002)
+        late.cancel()  # X's term ends
+        await asyncio.gather(late, return_exceptions=True)
+        monkeypatch.setattr(_nats, "_raw_sender", real)
+        await asyncio.sleep(1.1)  # X's lease expires
+        assert await y.acquire("set", "Y", 30) is None
+        await asyncio.sleep(1.1)
+        y_lease = await y.acquire("set", "Y", 30)
+        assert y_lease is not None
+        for channel in (ORDERS, SHIPMENTS, cases):
+            await y.position(ORG, channel)
+        await y.write(y_lease, [event(2)])
+        for data in held[1:]:  # the network delivers X's rest at last
+            await cast(Any, x._nc)._send_command(data)
+        await cast(Any, x._nc).flush()
+        await asyncio.sleep(0.3)
+        await y.write(y_lease, [event(2, SHIPMENTS), event(3, SHIPMENTS)])
+        messages = await stored(nats_server.url)
+    assert replay_ids(messages, SHIPMENTS) == [1, 2, 3]
+    assert replay_ids(messages) == [1, 2]
+    assert replay_ids(messages, cases) == [1, 2]

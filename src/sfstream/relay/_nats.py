@@ -285,11 +285,11 @@ class _Flight:
     __slots__ = ("diverted", "done", "sent")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.sent: asyncio.Future[str | None] = loop.create_future()
+        self.sent: asyncio.Future[tuple[str, int] | None] = loop.create_future()
         self.done: asyncio.Future[_Ended] = loop.create_future()
         self.diverted = False
 
-    def mark_sent(self, last: str | None) -> None:
+    def mark_sent(self, last: tuple[str, int] | None) -> None:
         if not self.sent.done():
             self.sent.set_result(last)
 
@@ -299,7 +299,7 @@ _Row = tuple[str, str, int, str, bytes, "str | None"]
 
 
 #: in every piece of a pipelined batch, and in no other command this sink sends
-_CHAIN_MARK = f"\r\n{EXPECTED_LAST_MSG_ID}: ".encode()
+_CHAIN_MARK = f"\r\n{EXPECTED_LAST_SEQUENCE}: ".encode()
 
 
 def _rows(events: Sequence[RelayEvent]) -> Iterable[_Row]:
@@ -460,7 +460,7 @@ class NatsSink(Sink):
         self._cursors: dict[str, _Cursor] = {}
         #: (message id, stream sequence) of the last message of this writer's last pipelined
         #: batch, when that batch was stored whole: the next batch's first message expects it
-        self._chain: tuple[str, int | None] | None = None
+        self._chain: tuple[str, int] | None = None
         #: the lease read for the next batch, started when the last one was stored:
         #: (lease, monotonic time it was sent, its answer)
         self._next_check: tuple[Lease, float, asyncio.Future[_LeaseEntry | None]] | None = None
@@ -739,6 +739,17 @@ class NatsSink(Sink):
             raise SinkError(f"cannot read {subject} in {stream!r}: {error.description}") from None
         return message
 
+    async def _stream_end(self) -> tuple[str, int]:
+        """The stream's last sequence, where a new chain starts (and no message id)."""
+        js = self._jetstream()
+        try:
+            info = await self._retrying(
+                f"stream info {self._stream}", lambda: js.stream_info(self._stream)
+            )
+        except nats.js.errors.APIError as error:
+            raise SinkError(f"cannot read stream {self._stream!r}: {error.description}") from None
+        return "", int(info.state.last_seq or 0)
+
     # -- lease ----------------------------------------------------------------------------------
 
     async def _read_lease(self, name: str) -> tuple[int, _LeaseEntry | None]:
@@ -975,12 +986,10 @@ class NatsSink(Sink):
             before = None
         if before is not None:
             # Its chain is sent: this batch's goes right behind it. Otherwise its end first.
-            last = await asyncio.shield(before.sent)
-            if last is None:
+            anchor = await asyncio.shield(before.sent)
+            if anchor is None:
                 await self._after(before)
                 before, anchor = None, self._chain
-            else:
-                anchor = (last, None)
         check = self._lease_check(lease)
         subjects = {self.subject(*key) for key in _keys(events)}
         if not self._pipeline:
@@ -1097,7 +1106,7 @@ class NatsSink(Sink):
         events: Sequence[RelayEvent],
         subjects: set[str],
         check: tuple[float, asyncio.Future[_LeaseEntry | None]] | None,
-        chain: tuple[str, int | None] | None,
+        chain: tuple[str, int] | None,
         flight: _Flight,
         floor: dict[str, int],
         before: _Flight | None = None,
@@ -1142,21 +1151,23 @@ class NatsSink(Sink):
         send, flush = raw
         prefix = await self._ack_inbox(nc)
         cursors = self._cursors
-        if chain is None:
-            # No chain to follow: each subject's first message is anchored by the subject's
-            # own last sequence, so a cursor that lost it (the subject was written inside an
-            # earlier batch, not last) is read again. Never an unanchored batch.
-            for subject in subjects:
-                cursor = cursors.get(subject)
-                if cursor is not None and cursor.sequence is None:
-                    del cursors[subject]
+        # Every message expects its subject's last sequence: a cursor without one is read again.
+        for subject in subjects:
+            cursor = cursors.get(subject)
+            if cursor is not None and cursor.sequence is None:
+                del cursors[subject]
         missing = [subject for subject in subjects if subject not in cursors]
         if missing:
             read = await asyncio.gather(*(self._read_cursor(subject) for subject in missing))
             cursors.update(zip(missing, read, strict=True))
+        if chain is None:
+            # A new chain starts from the stream's last message, read after the positions (a
+            # message stored in between makes JetStream refuse the chain).
+            chain = await self._stream_end()
         try:
             # This batch's view of the positions (an earlier write may drop them meanwhile)
             mine = {subject: cursors[subject] for subject in subjects}
+            subject_last = {subject: mine[subject].sequence or 0 for subject in subjects}
         except KeyError:
             self._forget_batch(subjects)
             return _Outcome.UNCERTAIN  # dropped while they were read: read them again
@@ -1175,7 +1186,6 @@ class NatsSink(Sink):
         }
         started: set[str] = set()
         planned = 0
-        last_subject = ""
         plain = _plain(events)  # no date or uuid needs _header_value: no check per event
         parts: list[bytes] = [lease_read]
         append = parts.append
@@ -1184,6 +1194,7 @@ class NatsSink(Sink):
         common = f"NATS/1.0\r\n{EXPECTED_STREAM}: {self._stream}\r\n{MSG_ID_HEADER}: "
         described: dict[tuple[str, str], tuple[str, str]] = {}
         previous: str | None = None
+        at = chain[1]  # the stream's last sequence, as this chain plans it
         chunk = _CHUNK
         limit = nc.max_payload
         ack: asyncio.Future[tuple[int, bool]] | None = None
@@ -1214,23 +1225,19 @@ class NatsSink(Sink):
                     await asyncio.sleep(0)  # nats-py's flusher writes it out
                 last_id[subject] = replay_id
                 msg_id = f"{subject}:{replay_id}"
-                if previous is not None and subject in started:
-                    # The usual message: right after the one before it in this batch.
-                    expect = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n"
-                else:
-                    if previous is not None:
-                        expect = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n"
-                    elif chain is not None:
-                        expect = f"{EXPECTED_LAST_MSG_ID}: {chain[0]}\r\n"
-                        if chain[1] is not None:
-                            expect += f"{EXPECTED_LAST_SEQUENCE}: {chain[1]}\r\n"
-                    else:
-                        expect = ""
-                    if subject not in started:
-                        started.add(subject)
-                        known = mine[subject].sequence
-                        if known is not None:
-                            expect += f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {known}\r\n"
+                # Where JetStream stores it if the chain holds: right after the message before
+                # it, and right after the last message of its subject.
+                expect = (
+                    f"{EXPECTED_LAST_SEQUENCE}: {at}\r\n"
+                    f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {subject_last[subject]}\r\n"
+                )
+                if previous is not None:
+                    expect = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n{expect}"
+                elif chain[0]:
+                    expect = f"{EXPECTED_LAST_MSG_ID}: {chain[0]}\r\n{expect}"
+                at += 1
+                subject_last[subject] = at
+                started.add(subject)
                 if not plain:
                     date = _header_value(date).strip()
                     if uuid:
@@ -1252,7 +1259,6 @@ class NatsSink(Sink):
                 append(payload)
                 append(b"\r\n")
                 previous = msg_id
-                last_subject = subject
                 planned += 1
             sent = self._sent
             for subject in started:
@@ -1267,7 +1273,7 @@ class NatsSink(Sink):
                 self._next_check = (lease, issued, next_check)
                 # The stream's end is still the chain's, but a write chained on one in flight
                 # waits for this one's end: that one may yet be diverted.
-                flight.mark_sent(chain[0] if chain is not None and before is None else None)
+                flight.mark_sent(chain if before is None else None)
                 return _Outcome.STORED
             # The last message asks for an answer: its HPUB line gets a reply subject.
             self._ack_counter += 1
@@ -1285,13 +1291,13 @@ class NatsSink(Sink):
             await send(b"".join(parts))
             await flush()
             self._next_check = (lease, issued, next_check)
-            # The subjects' sequences change as JetStream stores these: a batch made before the
-            # answer relies on the chain for them, not on a stale sequence.
+            # Where JetStream stores these if the chain holds: a batch made before the answer
+            # expects them (and is refused with this one otherwise).
             for subject in started:
                 cursor = cursors.get(subject)
                 if cursor is not None:
-                    cursor.sequence = None
-            flight.mark_sent(previous)
+                    cursor.sequence = subject_last[subject]
+            flight.mark_sent((previous or "", at))
         except (nats.errors.Error, OSError) as exc:
             flight.diverted = True
             logger.debug("pipelined write of %d events not sent whole (%r)", planned, exc)
@@ -1331,7 +1337,7 @@ class NatsSink(Sink):
             # batch left are not known here.
             self._forget_batch(subjects)
             return _Outcome.UNCERTAIN
-        if duplicate:
+        if duplicate or sequence != at:
             # Stored already by someone (an ex-leader, a new leader, an earlier attempt): what
             # came before it in this batch is not known.
             self.stats.duplicates += 1
@@ -1347,8 +1353,7 @@ class NatsSink(Sink):
             if cursor is None:
                 continue  # read afresh before its next write
             cursor.replay_id = last_id[subject]
-            # Only the last message's sequence is known; the chain stands in for the others.
-            cursor.sequence = sequence if latest and subject == last_subject else None
+            cursor.sequence = subject_last[subject]
         self._chain = (previous or "", sequence) if latest else None
         return _Outcome.STORED
 
