@@ -268,18 +268,22 @@ class _Ended(enum.Enum):
 
 
 class _Flight:
-    """One write among those in flight (internal). ``sent``: the message id of the last
-    message it handed to the connection as a chain, which the next write's chain expects (None:
-    it sent no chain; the next write waits for its end). ``done``: how it ended. ``diverted``:
-    its chain was not stored whole (or may not be): it goes on another way (a new chain, one
-    message at a time), and from then on nothing may be sent chained on it.
+    """One write among those in flight (internal). ``sent``: the message id and the planned
+    stream sequence of the last message it handed to the connection as a chain, which the next
+    write's chain expects (None: it sent no chain; the next write waits for its end).
+    ``done``: how it ended. ``diverted``: its chain was not stored whole (or may not be): it
+    goes on another way (a new chain, one message at a time), and from then on nothing may be
+    sent chained on it.
 
     Why that suffices: a write chained on this one sends its messages before ``diverted`` is
     set (on the same connection, so JetStream takes them before anything this write sends
     afterwards), or not at all. Sent before, they follow this write's broken chain and are
     refused, unless that chain was stored whole after all; not sent, they wait for this write's
     end and start a new chain from the stored positions. So no message is ever stored after a
-    message id of this write that its other path stored before the rest of its events.
+    message id of this write that its other path stored before the rest of its events. (Each
+    message also expects the stream's and its subject's last sequence where its chain planned
+    them: JetStream checks nothing on a duplicate and keeps its last message id, so an id alone
+    could be matched by another writer's copy of that message.)
     """
 
     __slots__ = ("diverted", "done", "sent")
@@ -1113,26 +1117,25 @@ class NatsSink(Sink):
     ) -> _Outcome:
         """The fast path: publish the whole batch as a chain; STORED if all of it is stored.
 
-        Each message but the first expects, with ``Nats-Expected-Last-Msg-Id``, that the
-        stream's last message (with a message id: every relay's are) is the one before it in
-        this batch. The first message of the batch expects ``chain``: the end of this writer's
-        previous batch, when that one was stored whole (its message id, and its stream sequence
-        with ``Nats-Expected-Last-Sequence``: nothing at all was stored since), or when it is
-        still in flight (``before``: its message id only). Otherwise, and for a subject whose
-        position this writer has read since, the first message of each subject expects the
-        subject's last sequence as read. So a message is stored only right after its
-        predecessor, and the first one only after what this writer last saw (a batch chained
-        on one in flight only if that one is stored; its own answer is trusted only once that
-        one ended stored whole). Anything else
-        writing to the stream (another channel set, an ex-leader) breaks the chain: JetStream
-        refuses the rest.
+        Each message expects, with ``Nats-Expected-Last-Msg-Id``, that the stream's last message
+        is the one before it in this batch (the first: ``chain``, the end of this writer's
+        previous batch, stored whole or still in flight as ``before``), with
+        ``Nats-Expected-Last-Sequence`` that it lands at the sequence this chain planned for it
+        (from ``chain``'s sequence, or the stream's last sequence read for a new chain), and
+        with ``Nats-Expected-Last-Subject-Sequence`` that its subject's last message is where
+        the subject's previous event was planned (for its first: the subject's last sequence as
+        read, or as an earlier batch of this term planned it). So a message is stored only
+        right after its predecessor, and the first one only after what this writer last saw (a
+        batch chained on one in flight only if that one is stored; its own answer is trusted
+        only once that one ended stored whole). Anything else writing to the stream (another
+        channel set, an ex-leader) breaks the chain: JetStream refuses the rest. Events that
+        ``floor`` says a write of this term sent already are left out: JetStream checks nothing
+        on a duplicate, nor does it move the last message id for one.
 
-        Only the last message asks for an acknowledgement: stored (not a duplicate), it says
-        that the event before it was the stream's last message just before, and so on back to
-        the first, so every event of the batch is in the stream, in order. (A duplicate answer
-        skips JetStream's other checks: if another writer stored one of these very events a
-        moment before, an ex-leader in the race window, the chain goes on after that copy,
-        and this writer does not see it; the next batch's lease check does.) An error answer
+        Only the last message asks for an acknowledgement: stored (not a duplicate) at the
+        planned sequence, it says that the event before it was the stream's last message just
+        before, and so on back to the first, so every event of the batch is in the stream, in
+        order. An error answer
         (REFUSED), a duplicate, no answer in time, a lost connection or a lease that may expire
         before the batch is sent (UNCERTAIN): the caller reads the subjects' positions afresh.
         The messages are built here as protocol commands and handed to the connection in large
