@@ -522,18 +522,21 @@ async def test_pipeline_depth_is_checked(nats_server: NatsServer) -> None:
     assert NatsSink(nats_server.url, pipeline_depth=2).pipeline_depth == 2
 
 
-def slow_answers(sink: NatsSink, delay: float) -> None:
-    """Answers to batches (not lease reads) reach the sink ``delay`` seconds late."""
+def slow_answers(sink: NatsSink, delay: float, *later_ones: float) -> None:
+    """Answers to batches (not lease reads) reach the sink ``delay`` seconds late (the next
+    ones, ``later_ones`` seconds late, in turn)."""
     on_ack = sink._on_ack
     late: set[asyncio.Future[None]] = set()
+    delays = [delay, *later_ones]
 
     async def slow(message: Any) -> None:
         if message.subject.rpartition(".")[2].startswith("L"):
             await on_ack(message)
             return
+        wait = delays.pop(0) if len(delays) > 1 else delays[0]
 
         async def later() -> None:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(wait)
             await on_ack(message)
 
         task = asyncio.ensure_future(later())
@@ -762,3 +765,25 @@ async def test_an_ex_leaders_late_chain_cannot_pass_through_the_new_leaders_copy
     assert replay_ids(messages, SHIPMENTS) == [1, 2, 3]
     assert replay_ids(messages) == [1, 2]
     assert replay_ids(messages, cases) == [1, 2]
+
+
+async def test_an_answer_does_not_move_a_position_back_under_batches_sent_since(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """W1's answer comes while W2 and W3 are in flight: the subject's expected sequence stays
+    where W3 will leave it, and W4, chained behind W3, is stored as planned (a regression
+    made W4 expect W1's end, and every batch after it went on one message at a time)."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    slow_answers(sink, 0.05, 0.5, 0.5)
+    writes = []
+    for first in (1, 3, 5):
+        writes.append(asyncio.ensure_future(sink.write(lease, [event(first), event(first + 1)])))
+        await asyncio.sleep(0)
+    await writes[0]
+    assert not writes[2].done()
+    assert sink._cursors[channel_subject(ORG, ORDERS)].sequence == 6
+    writes.append(asyncio.ensure_future(sink.write(lease, [event(7), event(8)])))
+    await asyncio.gather(*writes)
+    assert sink.stats.conflicts == 0
+    assert replay_ids(await stored(nats_server.url)) == list(range(1, 9))

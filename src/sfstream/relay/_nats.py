@@ -1356,7 +1356,8 @@ class NatsSink(Sink):
             if cursor is None:
                 continue  # read afresh before its next write
             cursor.replay_id = last_id[subject]
-            cursor.sequence = subject_last[subject]
+            # (its sequence was set to the planned one when the batch was sent; a batch sent
+            # since may have moved it further)
         self._chain = (previous or "", sequence) if latest else None
         return _Outcome.STORED
 
