@@ -1229,27 +1229,23 @@ class NatsSink(Sink):
                 last_id[subject] = replay_id
                 msg_id = f"{subject}:{replay_id}"
                 # Where JetStream stores it if the chain holds: right after the message before
-                # it, and right after the last message of its subject.
-                expect = (
-                    f"{EXPECTED_LAST_SEQUENCE}: {at}\r\n"
-                    f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {subject_last[subject]}\r\n"
-                )
-                if previous is not None:
-                    expect = f"{EXPECTED_LAST_MSG_ID}: {previous}\r\n{expect}"
-                elif chain[0]:
-                    expect = f"{EXPECTED_LAST_MSG_ID}: {chain[0]}\r\n{expect}"
-                at += 1
-                subject_last[subject] = at
-                started.add(subject)
+                # it, at the next sequence, and right after the last message of its subject.
+                before_id = previous if previous is not None else chain[0]
                 if not plain:
                     date = _header_value(date).strip()
                     if uuid:
                         uuid = _header_value(uuid).strip()
+                id_line = f"{EXPECTED_LAST_MSG_ID}: {before_id}\r\n" if before_id else ""
                 uuid_line = f"{EVENT_UUID_HEADER}: {uuid}\r\n" if uuid else ""
                 header = (
                     f"{common}{msg_id}\r\n{REPLAY_ID_HEADER}: {replay_id}\r\n{middle}{date}\r\n"
-                    f"{expect}{uuid_line}\r\n"
+                    f"{EXPECTED_LAST_SEQUENCE}: {at}\r\n"
+                    f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {subject_last[subject]}\r\n"
+                    f"{id_line}{uuid_line}\r\n"
                 )
+                at += 1
+                subject_last[subject] = at
+                started.add(subject)
                 size = len(header)
                 total = size + len(payload)
                 if total > limit:
