@@ -42,6 +42,14 @@ def replay_ids(messages: list[tuple[str, int]], channel: str = ORDERS) -> list[i
     return [replay_id for s, replay_id in messages if s == subject]
 
 
+async def another_channel_set_writes(url: str, name: str, one: Any) -> None:
+    """Another channel set, ``name``, writes ``one`` into the same stream."""
+    async with NatsSink(url) as other:
+        other_lease = await other.acquire(name, "relay-b", 10)
+        assert other_lease is not None
+        await other.write(other_lease, [one])
+
+
 class Recorder:
     """Wraps the sink connection's raw command queue: records what is sent, and can act after
     the n-th piece of a batch (``after``)."""
@@ -130,10 +138,7 @@ async def test_another_writer_between_two_batches_breaks_the_chain_and_the_batch
     lease = await sink.acquire("orders", "relay-a", 10)
     assert lease is not None
     await sink.write(lease, [event(1), event(2)])
-    async with NatsSink(nats_server.url) as other:
-        other_lease = await other.acquire("shipments", "relay-b", 10)
-        assert other_lease is not None
-        await other.write(other_lease, [event(1, SHIPMENTS)])
+    await another_channel_set_writes(nats_server.url, "shipments", event(1, SHIPMENTS))
     recorder = Recorder(sink)
     await sink.write(lease, [event(3), event(4)])
     assert sink.stats.conflicts == 1
@@ -497,10 +502,7 @@ async def test_a_broken_chain_under_batches_in_flight_is_mended_in_order(
     lease = await sink.acquire("orders", "relay-a", 10)
     assert lease is not None
     await sink.write(lease, [event(1)])
-    async with NatsSink(nats_server.url) as other:
-        other_lease = await other.acquire("shipments", "relay-b", 10)
-        assert other_lease is not None
-        await other.write(other_lease, [event(1, SHIPMENTS)])
+    await another_channel_set_writes(nats_server.url, "shipments", event(1, SHIPMENTS))
     writes = [
         asyncio.ensure_future(sink.write(lease, [event(n) for n in range(first, first + 3)]))
         for first in (2, 5, 8)
@@ -621,10 +623,7 @@ async def test_positions_dropped_while_a_batch_reads_them(
     lease = await sink.acquire("orders", "relay-a", 10)
     assert lease is not None
     await sink.write(lease, [event(1)])
-    async with NatsSink(nats_server.url) as other:
-        other_lease = await other.acquire("other", "relay-b", 10)
-        assert other_lease is not None
-        await other.write(other_lease, [event(7, "/event/X__e")])
+    await another_channel_set_writes(nats_server.url, "other", event(7, "/event/X__e"))
     read_cursor = sink._read_cursor
     reads: list[str] = []
 
