@@ -802,3 +802,30 @@ async def test_a_frame_read_ahead_survives_a_new_socket_for_new_headers(site: Si
     # kernel's buffer when it closed are the server's to send again: CometD's ack does).
     assert got == list(range(len(got)))
     assert len(got) >= 9
+
+
+async def test_a_socket_that_drops_at_once_after_the_upgrade_falls_back_to_long_polling(
+    site: Site,
+) -> None:
+    # A proxy that lets the upgrade through and then cuts the socket: the upgrade succeeded,
+    # the socket failed before it carried a reply, so the client falls back as CometD's does.
+    fake = FakeBayeuxServer(connection_types=("websocket", "long-polling"))
+
+    async def cut(ws: web.WebSocketResponse, messages: list[JSON]) -> None:
+        await ws.close()
+
+    url = await site.start(cut, post=bayeux_post(fake))
+    statuses: list[Status] = []
+    async with ws_client(url, statuses) as client:
+        assert client.connection_type == "long-polling"
+        await client.subscribe("/a")
+        fake.publish("/a", 1)
+        assert (await receive(client))["data"] == 1
+    fallbacks = [s for s in statuses if s.kind is StatusKind.FALLBACK]
+    assert len(fallbacks) == 1
+    assert fallbacks[0].detail.startswith("websocket -> long-polling: ")
+    assert "closed the WebSocket" in fallbacks[0].detail
+    assert len(site.upgrades) == 1
+    # The handshake was made again over long polling, offering long polling only.
+    handshakes = [r for r in fake.requests if r.messages[0]["channel"] == "/meta/handshake"]
+    assert [h.messages[0]["supportedConnectionTypes"] for h in handshakes] == [["long-polling"]]
