@@ -62,13 +62,14 @@ class Site:
         post: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
         prepare: Callable[[web.WebSocketResponse], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        autoping: bool = True,
     ) -> str:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         if on_frame is not None:
 
             async def upgrade(request: web.Request) -> web.WebSocketResponse:
                 self.upgrades.append(request)
-                ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
+                ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, autoping=autoping)
                 if prepare is not None:
                     prepare(ws)
                 await ws.prepare(request)
@@ -829,3 +830,19 @@ async def test_a_socket_that_drops_at_once_after_the_upgrade_falls_back_to_long_
     # The handshake was made again over long polling, offering long polling only.
     handshakes = [r for r in fake.requests if r.messages[0]["channel"] == "/meta/handshake"]
     assert [h.messages[0]["supportedConnectionTypes"] for h in handshakes] == [["long-polling"]]
+
+
+async def test_a_server_that_stops_answering_pings_is_found_by_the_heartbeat(site: Site) -> None:
+    # A peer that no longer answers pings (a dead NAT entry, a frozen server): the heartbeat
+    # closes the socket and fails the held connect long before its own timeout.
+    url = await site.start(silent, autoping=False)
+    transport = WebSocketTransport(url, heartbeat=0.2)
+    connect = Request([{"channel": "/meta/connect", "id": "2"}], timeout=30, long_poll=True)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(TransportConnectionClosed):
+            await transport.send(connect)
+        assert loop.time() - started < 10  # the heartbeat, not the connect's 30 s timeout
+    finally:
+        await transport.close()
