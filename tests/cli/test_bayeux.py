@@ -201,20 +201,20 @@ def test_ws_urls_mean_the_same_http_endpoint() -> None:
 
 def test_secrets_in_the_url_are_never_printed(cli: CliRunner, org: EmulatorThread) -> None:
     token, args = token_args(org)
-    url = args[0] + "?access_token=query-secret-1&x=1"
+    url = args[0] + "?access_token=query-secret-1&x=1&api_key=k%2Fey-2"
     run = cli("bayeux", url, *args[1:], "--subscribe", GENERIC, "--trace", "--timeout", "0.5")
     assert run.code == 0, run.err
-    assert "access_token=[redacted]&x=1" in run.err
-    run.assert_no_secret(token, "query-secret-1")
+    assert "access_token=[redacted]&x=1&api_key=[redacted]" in run.err
+    run.assert_no_secret(token, "query-secret-1", "k%2Fey-2", "k/ey-2")
 
     # The URL's password is scrubbed too; with an Authorization header as well it is a usage
     # error (aiohttp refuses the pair), not an "unexpected error".
-    url = args[0].replace("http://", "http://ann:url-password-1@")
+    url = args[0].replace("http://", "http://ann:url%40password-1@")
     both = cli("bayeux", url, *args[1:], "--subscribe", GENERIC)
     both.assert_one_error_line(2, "both in the URL and in an Authorization header")
     alone = cli("bayeux", url, "--subscribe", GENERIC, "--timeout", "0.5")
     assert alone.code == ExitCode.AUTHENTICATION  # the emulator wants a token
-    alone.assert_no_secret(token, "url-password-1")
+    alone.assert_no_secret(token, "url@password-1", "url%40password-1")
 
 
 def test_json_makes_every_stderr_line_json_as_listen_does(

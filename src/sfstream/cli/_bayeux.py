@@ -236,9 +236,15 @@ def _add_secrets(console: Console, headers: dict[str, str], url: str) -> None:
     if parsed is None:
         return
     console.add_secret(parsed.password)
+    console.add_secret(parsed.raw_password)
     for name, value in parsed.query.items():
         if _secret_header(name):
             console.add_secret(value)
+    query = url.partition("?")[2].partition("#")[0]
+    for part in query.split("&"):  # as given too: the URL is printed as given
+        name, _, raw = part.partition("=")
+        if _secret_header(name):
+            console.add_secret(raw)
 
 
 def _parse_url(text: str) -> URL | None:
