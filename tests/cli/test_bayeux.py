@@ -126,6 +126,7 @@ def test_no_server_is_a_connection_error(cli: CliRunner) -> None:
         (["http://127.0.0.1:9/b", "--subscribe", "no-slash"], "no-slash"),
         (["http://127.0.0.1:9/b", "--publish", "/a", "{not json"], "not JSON"),
         (["http://127.0.0.1:9/b", "--publish", "/a/*", "1"], "/a/*"),
+        (["http://[::1/b", "--subscribe", "/a"], "not a Bayeux URL"),
     ],
 )
 def test_usage_errors(cli: CliRunner, argv: list[str], part: str) -> None:
@@ -196,3 +197,66 @@ def test_ws_urls_mean_the_same_http_endpoint() -> None:
     assert _bayeux._http_url("ws://127.0.0.1:8000/bayeux") == "http://127.0.0.1:8000/bayeux"
     assert _bayeux._http_url("wss://example.com/cometd") == "https://example.com/cometd"
     assert _bayeux._http_url("http://example.com/cometd") == "http://example.com/cometd"
+
+
+def test_secrets_in_the_url_are_never_printed(cli: CliRunner, org: EmulatorThread) -> None:
+    token, args = token_args(org)
+    url = args[0] + "?access_token=query-secret-1&x=1&api_key=k%2Fey-2"
+    run = cli("bayeux", url, *args[1:], "--subscribe", GENERIC, "--trace", "--timeout", "0.5")
+    assert run.code == 0, run.err
+    assert "access_token=[redacted]&x=1&api_key=[redacted]" in run.err
+    run.assert_no_secret(token, "query-secret-1", "k%2Fey-2", "k/ey-2")
+
+    # The URL's password is scrubbed too; with an Authorization header as well it is a usage
+    # error (aiohttp refuses the pair), not an "unexpected error".
+    url = args[0].replace("http://", "http://ann:url%40password-1@")
+    both = cli("bayeux", url, *args[1:], "--subscribe", GENERIC)
+    both.assert_one_error_line(2, "both in the URL and in an Authorization header")
+    alone = cli("bayeux", url, "--subscribe", GENERIC, "--timeout", "0.5")
+    assert alone.code == ExitCode.AUTHENTICATION  # the emulator wants a token
+    alone.assert_no_secret(token, "url@password-1", "url%40password-1")
+
+
+def test_json_makes_every_stderr_line_json_as_listen_does(
+    cli: CliRunner, org: EmulatorThread
+) -> None:
+    token, args = token_args(org)
+    publisher = publish_when_subscribed(org, GENERIC, ["j"])
+    run = cli(
+        "bayeux",
+        *args,
+        "--subscribe",
+        GENERIC,
+        "--json",
+        "--trace",
+        "--count",
+        "1",
+        "--timeout",
+        "20",
+    )
+    publisher.join()
+    assert run.code == 0, run.err
+    lines = json_lines(run.err)  # every line parses
+    notes = [line["note"] for line in lines if "note" in line]
+    assert any(note.startswith("connected to ") for note in notes)
+    assert f"subscribed to {GENERIC}" in notes
+    traced = [line for line in lines if "direction" in line]
+    assert {line["direction"] for line in traced} == {"out", "in"}
+    assert all(set(line) == {"note"} or line in traced for line in lines)
+    assert "\x1b[" not in run.err
+    run.assert_no_secret(token)
+
+    # An error is one JSON object too, with the exit code.
+    failed = cli("bayeux", "http://127.0.0.1:9/bayeux", "--subscribe", "/a", "--json", "-q")
+    assert failed.code == ExitCode.CONNECTION
+    [error] = json_lines(failed.err)
+    assert error["exitCode"] == ExitCode.CONNECTION
+    assert error["error"].startswith("connection failed")
+    usage = cli("bayeux", "ftp://host/b", "--subscribe", "/a", "--json")
+    assert json_lines(usage.err) == [
+        {
+            "error": "not a Bayeux URL: 'ftp://host/b'",
+            "hint": "e.g. http://127.0.0.1:8000/bayeux",
+            "exitCode": 2,
+        }
+    ]

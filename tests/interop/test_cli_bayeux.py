@@ -58,7 +58,12 @@ async def test_trace_and_json_deliveries_over_websocket(faye: FayeServer) -> Non
     deliveries = [json.loads(line) for line in out.decode().splitlines()]
     assert sorted(m["channel"] for m in deliveries) == ["/chat/general", "/chat/random/cats"]
 
-    trace = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    # With --json every stderr line is JSON (as `sfstream listen --json`): notes and the trace.
+    lines = [json.loads(line) for line in err.decode().splitlines()]
+    trace = [line for line in lines if "direction" in line]
+    notes = [line["note"] for line in lines if "note" in line]
+    assert len(trace) + len(notes) == len(lines)
+    assert any(note.endswith("over websocket") or " over websocket " in note for note in notes)
     connects = [t for t in trace if t["channel"] == "/meta/connect" and t["direction"] == "out"]
     assert connects
     assert {t["message"]["connectionType"] for t in connects} == {"websocket"}
@@ -113,7 +118,7 @@ async def test_ack_against_the_cometd_server(node_peers: None) -> None:
         await server.stop()
     assert process.returncode == 0, err.decode()
     assert json.loads(out.decode())["data"] == {"n": 1}
-    trace = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    trace = [t for t in map(json.loads, err.decode().splitlines()) if "direction" in t]
     handshake = next(t for t in trace if t["channel"] == "/meta/handshake")
     assert handshake["message"]["ext"] == {"ack": True}
     connects = [t for t in trace if t["channel"] == "/meta/connect" and t["direction"] == "out"]

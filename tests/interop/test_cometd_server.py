@@ -234,3 +234,106 @@ async def test_without_the_server_extension_acks_stay_off(cometd: CometdServer) 
     assert all(
         "ack" not in m.get("ext", {}) for m in recorder.sent if m["channel"] == "/meta/connect"
     )
+
+
+class CuttingRelay:
+    """A TCP relay on 127.0.0.1 in front of a server: bytes pass both ways until it is armed;
+    then the first chunk from the server that contains ``marker`` is never passed on, and both
+    sides of that connection are cut, as a network losing a reply does."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.marker: bytes | None = None
+        self.cut = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(
+            source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, watch: bool
+        ) -> None:
+            try:
+                while chunk := await source.read(65536):
+                    if watch and self.marker is not None and self.marker in chunk:
+                        self.marker = None
+                        self.cut += 1
+                        break
+                    sink.write(chunk)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+                up_writer.close()
+
+        task = asyncio.ensure_future(
+            asyncio.gather(
+                pipe(reader, up_writer, watch=False), pipe(up_reader, writer, watch=True)
+            )
+        )
+        self._tasks.add(task)
+        try:
+            await task
+        finally:
+            self._tasks.discard(task)
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.wait_closed()
+
+
+@pytest.mark.parametrize("with_ack", [True, False], ids=["with ack", "without ack"])
+async def test_a_reply_lost_on_the_network_is_sent_again_only_with_acks(
+    node_peers: None, with_ack: bool
+) -> None:
+    # A real loss, not a simulated one: the connect reply carrying n=2 is cut on its way by a
+    # relay. With AckExtension the next connect acknowledges the batch before it, so the CometD
+    # server sends n=2 again; without it, n=2 is gone and the next message is n=3.
+    server = CometdServer(timeout=HOLD, ack=True)
+    await server.start()
+    assert server.port is not None
+    relay = CuttingRelay(server.port)
+    port = await relay.start()
+    url = f"http://127.0.0.1:{port}/cometd"
+    extensions: list[Extension] = [AckExtension()] if with_ack else []
+    statuses: list[Status] = []
+    try:
+        async with BayeuxClient(
+            url,
+            extensions=extensions,
+            backoff=ConstantBackoff(0.2),
+            on_status=statuses.append,
+            connection_timeout=30.0,
+        ) as client:
+            await client.subscribe("/acked")
+            await server.wait_for_subscription("/acked")
+            await server.publish("/acked", {"n": 1})
+            assert (await receive(client))["data"] == {"n": 1}
+            await asyncio.sleep(0.2)  # the next connect is held by the server
+
+            relay.marker = b'"n":2'
+            await server.publish("/acked", {"n": 2})
+            async with asyncio.timeout(10):
+                while StatusKind.CONNECTION_LOST not in [s.kind for s in statuses]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            assert relay.cut == 1
+            await server.publish("/acked", {"n": 3})
+            received = [(await receive(client))["data"]["n"]]
+            if with_ack:
+                received.append((await receive(client))["data"]["n"])
+        assert received == ([2, 3] if with_ack else [3])
+        assert client.pending_count == 0
+    finally:
+        await relay.close()
+        await server.stop()

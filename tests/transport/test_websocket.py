@@ -62,13 +62,14 @@ class Site:
         post: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
         prepare: Callable[[web.WebSocketResponse], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        autoping: bool = True,
     ) -> str:
         app = web.Application(client_max_size=16 * 1024 * 1024)
         if on_frame is not None:
 
             async def upgrade(request: web.Request) -> web.WebSocketResponse:
                 self.upgrades.append(request)
-                ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
+                ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, autoping=autoping)
                 if prepare is not None:
                     prepare(ws)
                 await ws.prepare(request)
@@ -679,3 +680,169 @@ async def test_the_proxy_of_a_users_session_carries_both_transports(
     assert all(line.startswith(f"{method} {url} ") for line in proxy.request_lines)
     if connection_type == "websocket":
         assert len(site.upgrades) == 1  # the upgrade itself came through the proxy
+
+
+# -- audit of #12: what a pushed frame does when no request waits --------------------------------
+
+
+CONNECT = Request([{"channel": "/meta/connect", "id": "9"}], timeout=5, long_poll=True)
+
+
+async def test_a_malformed_pushed_frame_with_no_request_waiting_fails_the_next_connect(
+    site: Site,
+) -> None:
+    async def on_frame(ws: web.WebSocketResponse, messages: list[JSON]) -> None:
+        await answer_ok(ws, messages)
+        if messages[0]["channel"] == "/meta/handshake":
+            await ws.send_str(json.dumps([{"channel": "/a", "data": 1}]))
+            await ws.send_str("not json")  # answers nothing: no request waits for it
+
+    url = await site.start(on_frame)
+    transport = WebSocketTransport(url)
+    try:
+        await transport.send(HANDSHAKE)
+        async with asyncio.timeout(5):
+            # What came before the bad frame is delivered.
+            assert [m["data"] for m in await transport.receive_pushed()] == [1]
+        while transport._refused is None:  # noqa: ASYNC110 - the reader has not got there yet
+            await asyncio.sleep(0.01)
+        # A control request is not blamed for it; the next held connect is, once.
+        assert await transport.send(Request([{"channel": "/b", "id": "3"}], timeout=5)) == ok(
+            [{"channel": "/b", "id": "3"}]
+        )
+        with pytest.raises(ProtocolError, match="not valid JSON"):
+            await transport.send(CONNECT)
+        assert await transport.send(CONNECT) == ok([dict(CONNECT.messages[0])])
+    finally:
+        await transport.close()
+    assert transport.sockets_opened == 1
+
+
+async def test_a_pushed_frame_over_the_limit_with_no_request_waiting_fails_the_next_connect(
+    site: Site,
+) -> None:
+    async def on_frame(ws: web.WebSocketResponse, messages: list[JSON]) -> None:
+        await answer_ok(ws, messages)
+        if len(site.sockets) == 1:
+            await ws.send_str(json.dumps([{"channel": "/a", "data": "x" * 5000}]))
+
+    url = await site.start(on_frame)
+    transport = WebSocketTransport(url, max_response_size=1000)
+    try:
+        await transport.send(HANDSHAKE)
+        async with asyncio.timeout(5):
+            while transport._refused is None:  # noqa: ASYNC110 - waiting for the reader
+                await asyncio.sleep(0.01)
+        with pytest.raises(ProtocolError, match="larger than the limit of 1000 bytes"):
+            await transport.send(CONNECT)
+        assert await transport.send(CONNECT) == ok([dict(CONNECT.messages[0])])
+    finally:
+        await transport.close()
+    assert transport.sockets_opened == 2  # the socket closed with code 1009 and was reopened
+
+
+async def test_a_bad_frame_while_paused_by_backpressure_is_a_failed_connect_as_in_long_polling(
+    site: Site,
+) -> None:
+    # While the consumer is slow the client sends no connect, so no request waits on the
+    # socket: a bad frame must fail the next connect (reported, retried), as a bad long-polling
+    # reply does, never vanish without a word.
+    fake = FakeBayeuxServer(hold=30.0, connection_types=("websocket",))
+    url = await site.start(bayeux_site(fake))
+    statuses: list[Status] = []
+    async with ws_client(
+        url, statuses, connection_types=("websocket",), max_pending_count=1
+    ) as client:
+        await client.subscribe("/push")
+        ws = site.sockets[0]
+        await ws.send_str(json.dumps([{"channel": "/push", "data": 1}]))
+        async with asyncio.timeout(5):
+            while client.pending_count < 1:  # noqa: ASYNC110 - waiting for the delivery
+                await asyncio.sleep(0.01)
+            # The held connect ends: polling stays paused, nothing waits on the socket.
+            fake.publish("/push", 2)
+            while client.pending_count < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await ws.send_str("not json")
+        await asyncio.sleep(0.2)
+        assert [(await receive(client))["data"] for _ in range(2)] == [1, 2]
+        async with asyncio.timeout(5):
+            while StatusKind.CONNECTION_LOST not in [s.kind for s in statuses]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        lost = next(s for s in statuses if s.kind is StatusKind.CONNECTION_LOST)
+        assert "not valid JSON" in lost.detail
+        fake.publish("/push", 3)
+        assert (await receive(client))["data"] == 3
+
+
+async def test_a_frame_read_ahead_survives_a_new_socket_for_new_headers(site: Site) -> None:
+    # The reader holds a frame while the buffer of pushed frames is full; new headers then open
+    # a new socket (the old one is closed and its reader cancelled): that frame must not be lost.
+    count = 12
+
+    async def on_frame(ws: web.WebSocketResponse, messages: list[JSON]) -> None:
+        await answer_ok(ws, messages)
+        if len(site.sockets) == 1:
+            for n in range(count):
+                await ws.send_str(json.dumps([{"channel": "/a", "data": n}]))
+
+    url = await site.start(on_frame)
+    transport = WebSocketTransport(url)
+    try:
+        await transport.send(HANDSHAKE, {"Authorization": "old"})
+        await asyncio.sleep(0.3)  # the reader fills its buffer and waits with one more frame
+        await transport.send(HANDSHAKE, {"Authorization": "new"})
+        got: list[Any] = []
+        async with asyncio.timeout(5):
+            while len(got) < 9:
+                got += [m["data"] for m in await transport.receive_pushed()]
+    finally:
+        await transport.close()
+    assert transport.sockets_opened == 2
+    # Every frame read from the first socket is handed over, in order (those still in the
+    # kernel's buffer when it closed are the server's to send again: CometD's ack does).
+    assert got == list(range(len(got)))
+    assert len(got) >= 9
+
+
+async def test_a_socket_that_drops_at_once_after_the_upgrade_falls_back_to_long_polling(
+    site: Site,
+) -> None:
+    # A proxy that lets the upgrade through and then cuts the socket: the upgrade succeeded,
+    # the socket failed before it carried a reply, so the client falls back as CometD's does.
+    fake = FakeBayeuxServer(connection_types=("websocket", "long-polling"))
+
+    async def cut(ws: web.WebSocketResponse, messages: list[JSON]) -> None:
+        await ws.close()
+
+    url = await site.start(cut, post=bayeux_post(fake))
+    statuses: list[Status] = []
+    async with ws_client(url, statuses) as client:
+        assert client.connection_type == "long-polling"
+        await client.subscribe("/a")
+        fake.publish("/a", 1)
+        assert (await receive(client))["data"] == 1
+    fallbacks = [s for s in statuses if s.kind is StatusKind.FALLBACK]
+    assert len(fallbacks) == 1
+    assert fallbacks[0].detail.startswith("websocket -> long-polling: ")
+    assert "closed the WebSocket" in fallbacks[0].detail
+    assert len(site.upgrades) == 1
+    # The handshake was made again over long polling, offering long polling only.
+    handshakes = [r for r in fake.requests if r.messages[0]["channel"] == "/meta/handshake"]
+    assert [h.messages[0]["supportedConnectionTypes"] for h in handshakes] == [["long-polling"]]
+
+
+async def test_a_server_that_stops_answering_pings_is_found_by_the_heartbeat(site: Site) -> None:
+    # A peer that no longer answers pings (a dead NAT entry, a frozen server): the heartbeat
+    # closes the socket and fails the held connect long before its own timeout.
+    url = await site.start(silent, autoping=False)
+    transport = WebSocketTransport(url, heartbeat=0.2)
+    connect = Request([{"channel": "/meta/connect", "id": "2"}], timeout=30, long_poll=True)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(TransportConnectionClosed):
+            await transport.send(connect)
+        assert loop.time() - started < 10  # the heartbeat, not the connect's 30 s timeout
+    finally:
+        await transport.close()

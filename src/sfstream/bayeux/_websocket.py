@@ -17,6 +17,11 @@ heartbeat (a ping every ``heartbeat`` seconds) finds it sooner. Errors map to th
 :class:`~sfstream.exceptions.TransportError` tree as long polling (the mapping is
 :class:`~sfstream.bayeux.LongPollingTransport`'s own), and a refused upgrade is an
 :class:`~sfstream.exceptions.HTTPStatusError` with the status the server answered.
+
+A frame that is not valid Bayeux or over a size limit fails the requests waiting on the socket
+with a :class:`~sfstream.exceptions.ProtocolError`; when none waits (the driver paused polling
+for a slow consumer), the next ``/meta/connect`` fails with it instead, as the connect whose
+reply was bad would over long polling: the frame is never dropped without a word.
 """
 
 from __future__ import annotations
@@ -151,6 +156,8 @@ class WebSocketTransport(Transport):
         self._pushed: deque[list[Message]] = deque()
         self._pushed_ready = asyncio.Event()
         self._pushed_room = asyncio.Event()
+        #: A frame refused while no request waited: the next held connect fails with it.
+        self._refused: ProtocolError | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -216,6 +223,11 @@ class WebSocketTransport(Transport):
     ) -> list[Message]:
         if self._closed:
             raise TransportInvalidOperation("the transport is closed")
+        refused = self._refused
+        if refused is not None and request.long_poll:
+            # Reported as the failure of this connect, as a bad long-polling reply is.
+            self._refused = None
+            raise refused
         text = encode(request.messages, self._dumps).decode()
         idents = [m["id"] for m in request.messages if "id" in m]
         loop = asyncio.get_running_loop()
@@ -375,15 +387,20 @@ class WebSocketTransport(Transport):
                 if pending.waiting <= 0:
                     pending.future.set_result(pending.replies)
         elif others:
-            while len(self._pushed) >= _PUSH_BUFFER:
-                self._pushed_room.clear()
-                await self._pushed_room.wait()
+            # Queued before waiting for room: a reader cancelled meanwhile (the socket closed
+            # for new headers) loses nothing it has read.
             self._pushed.append(others)
             self._pushed_ready.set()
+            while len(self._pushed) > _PUSH_BUFFER:
+                self._pushed_room.clear()
+                await self._pushed_room.wait()
 
     def _fail_pending(self, error: TransportError) -> None:
         pendings = {id(p): p for p in self._pending.values()}.values()
         self._pending.clear()
+        if isinstance(error, ProtocolError) and not any(not p.future.done() for p in pendings):
+            logger.warning("refused a WebSocket frame from %s: %s", self.url, error)
+            self._refused = error
         for pending in pendings:
             if not pending.future.done():
                 pending.future.set_exception(error)

@@ -4,8 +4,10 @@ Subscribes (``--subscribe``, wildcards allowed), publishes (``--publish CHANNEL 
 prints deliveries on stdout (one line each, or JSON lines with ``--json``). ``--trace`` prints
 every message in both directions on stderr: a timestamp, the direction, the channel, the
 round-trip time of a reply (from the message with the same id), and the message itself, with
-the values of secret-looking keys and every ``--header`` secret scrubbed. Exit codes and errors
-are those of ``sfstream listen``.
+the values of secret-looking keys, every ``--header`` secret and the secrets of the URL (its
+password, secret-looking query parameters) scrubbed. Exit codes and errors are those of
+``sfstream listen``: with ``--json``, stderr is JSON lines too (``{"note": ...}``,
+``{"error": ..., "hint": ..., "exitCode": ...}`` and the trace's objects).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from sfstream.exceptions import ServerError
 
 from ._args import positive_int, seconds
 from ._errors import CliError, ExitCode, to_cli_error
-from ._output import Console, json_line, redact
+from ._output import Console, Style, json_line, redact
 from ._trace import Direction, TraceExtension
 
 __all__ = ["add_arguments", "parse_header", "run", "status_line", "wire_tracer"]
@@ -188,16 +190,14 @@ def wire_tracer(
                     rtt = (moment - start) * 1000
         stamp = now().isoformat(timespec="milliseconds")
         if as_json:
-            console.note(
-                json_line(
-                    {
-                        "time": stamp,
-                        "direction": direction,
-                        "channel": channel,
-                        "rtt_ms": None if rtt is None else round(rtt, 1),
-                        "message": redact(message),
-                    }
-                )
+            console.note_json(
+                {
+                    "time": stamp,
+                    "direction": direction,
+                    "channel": channel,
+                    "rtt_ms": None if rtt is None else round(rtt, 1),
+                    "message": redact(message),
+                }
             )
             return
         arrow = (
@@ -223,11 +223,50 @@ def _secret_header(name: str) -> bool:
     return any(part in lowered for part in _SECRET_HEADER_PARTS)
 
 
+def _add_secrets(console: Console, headers: dict[str, str], url: str) -> None:
+    """Never print the secrets the command line carries: the values of secret-looking
+    headers, the URL's password and its secret-looking query parameters
+    (``?access_token=...``)."""
+    for name, value in headers.items():
+        if _secret_header(name):
+            console.add_secret(value)
+            # "Bearer <token>": the token alone may show up elsewhere too
+            console.add_secret(value.rpartition(" ")[2])
+    parsed = _parse_url(url)
+    if parsed is None:
+        return
+    console.add_secret(parsed.password)
+    console.add_secret(parsed.raw_password)
+    for name, value in parsed.query.items():
+        if _secret_header(name):
+            console.add_secret(value)
+    query = url.partition("?")[2].partition("#")[0]
+    for part in query.split("&"):  # as given too: the URL is printed as given
+        name, _, raw = part.partition("=")
+        if _secret_header(name):
+            console.add_secret(raw)
+
+
+def _parse_url(text: str) -> URL | None:
+    try:
+        return URL(text)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+
+
 def _check(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    url = URL(args.url)
-    if url.scheme not in ("http", "https", "ws", "wss") or not url.host:
+    url = _parse_url(args.url)
+    if url is None or url.scheme not in ("http", "https", "ws", "wss") or not url.host:
         raise CliError(
             f"not a Bayeux URL: {args.url!r}", ExitCode.USAGE, "e.g. http://127.0.0.1:8000/bayeux"
+        )
+    if (url.user is not None or url.password is not None) and any(
+        name.lower() == "authorization" for name, _ in args.header
+    ):
+        raise CliError(
+            "credentials both in the URL and in an Authorization header",
+            ExitCode.USAGE,
+            "give one of them",
         )
     if not args.subscribe and not args.publish:
         raise CliError(
@@ -296,15 +335,13 @@ async def _session(
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
-    publishes = _check(args)
+    if args.json and not console.json:
+        # As `sfstream listen --json`: notes and errors on stderr are JSON lines too.
+        console.json = True
+        console.err_style = Style(False)
     headers = dict(args.header)
-    for name, value in headers.items():
-        if _secret_header(name):
-            console.add_secret(value)
-            # "Bearer <token>": the token alone may show up elsewhere too
-            console.add_secret(value.rpartition(" ")[2])
-    password = URL(args.url).password
-    console.add_secret(password)
+    _add_secrets(console, headers, args.url)
+    publishes = _check(args)
     extensions: list[Extension] = [AckExtension()] if args.ack else []
     if args.trace:
         extensions.append(TraceExtension(wire_tracer(console, as_json=args.json)))
