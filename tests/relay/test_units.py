@@ -448,3 +448,43 @@ async def test_the_relay_keeps_up_to_pipeline_depth_writes_in_flight(
     assert all(isinstance(events, RelayBatch) is batches for events in sink.got)
     assert all(isinstance(events, list) is not batches for events in sink.got)
     assert [e.replay_id for events in sink.got for e in events] == list(range(1, 201))
+
+
+def test_a_batch_is_serialised_in_one_call_as_each_message_alone() -> None:
+    import orjson
+
+    from sfstream.relay import _runner
+
+    each = _runner._compact_each
+    assert each is not None  # orjson (with Fragment) is in the test environment
+    tricky: Any = {  # a NUL byte and the split marker in a string, non-ASCII, a nested list
+        "channel": "/event/Order__e",
+        "data": {
+            "payload": {
+                "CreatedDate": "2026-01-01T00:00:00.000Z",
+                "Note__c": 'a,\x00,b \x00 "é" 😀',
+                "Items__c": [1, {"x": None}],
+            },
+            "event": {"replayId": 12},
+        },
+    }
+    huge: Any = {  # orjson cannot write an integer above 64 bits: the standard library does
+        "channel": "/event/Order__e",
+        "data": {
+            "payload": {"CreatedDate": "2026-01-01T00:00:00.000Z", "Big__c": 2**70},
+            "event": {"replayId": 13},
+        },
+    }
+    messages: list[Any] = [PLATFORM, tricky, CDC, TOPIC]
+    assert each(messages) == [orjson.dumps(m) for m in messages]
+    assert each([tricky]) == [orjson.dumps(tricky)]
+    assert each([]) == []
+    mixed = each([PLATFORM, huge, tricky])  # type: ignore[list-item]
+    assert mixed[0] == orjson.dumps(PLATFORM)
+    assert mixed[2] == orjson.dumps(tricky)
+    import json
+
+    assert mixed[1] == json.dumps(huge, separators=(",", ":")).encode()
+    batch = to_relay_batch("org", [PLATFORM, huge, tricky])  # type: ignore[list-item]
+    assert batch.payloads == mixed
+    assert [json.loads(p) for p in batch.payloads] == [PLATFORM, huge, tricky]

@@ -1187,16 +1187,22 @@ class NatsSink(Sink):
             subject: _highest(cursor.replay_id, floor.get(subject))
             for subject, cursor in mine.items()
         }
-        started: set[str] = set()
         planned = 0
         plain = _plain(events)  # no date or uuid needs _header_value: no check per event
         parts: list[bytes] = [lease_read]
         append = parts.append
         # Every piece of a header is printable ASCII (subjects, ids, _header_value), so a
-        # string's length is its length in bytes.
+        # string's length is its length in bytes. The pieces that do not change from one
+        # message to the next are made once: for all, and per (org, channel).
         common = f"NATS/1.0\r\n{EXPECTED_STREAM}: {self._stream}\r\n{MSG_ID_HEADER}: "
-        described: dict[tuple[str, str], tuple[str, str]] = {}
-        previous: str | None = None
+        replay_line = f"\r\n{REPLAY_ID_HEADER}: "
+        sequence_line = f"\r\n{EXPECTED_LAST_SEQUENCE}: "
+        subject_line = f"\r\n{EXPECTED_LAST_SUBJECT_SEQUENCE}: "
+        id_line = f"\r\n{EXPECTED_LAST_MSG_ID}: "
+        uuid_line = f"\r\n{EVENT_UUID_HEADER}: "
+        described: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        first = dict(subject_last)
+        previous = chain[0]  # the id of the message before the next one ("": none)
         at = chain[1]  # the stream's last sequence, as this chain plans it
         chunk = _CHUNK
         limit = nc.max_payload
@@ -1206,13 +1212,16 @@ class NatsSink(Sink):
                 key = (org, channel)
                 fixed = described.get(key)
                 if fixed is None:
+                    subject = self.subject(*key)
                     fixed = described[key] = (
-                        self.subject(*key),
-                        f"{ORG_HEADER}: {_header_value(org).strip()}\r\n"
-                        f"{CHANNEL_HEADER}: {_header_value(channel).strip()}\r\n"
-                        f"{DATE_HEADER}: ",
+                        subject,
+                        f"HPUB {subject} ",
+                        f"{common}{subject}:",
+                        f"\r\n{ORG_HEADER}: {_header_value(org).strip()}"
+                        f"\r\n{CHANNEL_HEADER}: {_header_value(channel).strip()}"
+                        f"\r\n{DATE_HEADER}: ",
                     )
-                subject, middle = fixed
+                subject, command, head, middle = fixed
                 stored = last_id[subject]
                 if stored is not None and replay_id <= stored:
                     continue  # counted as skipped below, or by the careful path
@@ -1227,25 +1236,20 @@ class NatsSink(Sink):
                     del parts[:-3]
                     await asyncio.sleep(0)  # nats-py's flusher writes it out
                 last_id[subject] = replay_id
-                msg_id = f"{subject}:{replay_id}"
-                # Where JetStream stores it if the chain holds: right after the message before
-                # it, at the next sequence, and right after the last message of its subject.
-                before_id = previous if previous is not None else chain[0]
                 if not plain:
                     date = _header_value(date).strip()
                     if uuid:
                         uuid = _header_value(uuid).strip()
-                id_line = f"{EXPECTED_LAST_MSG_ID}: {before_id}\r\n" if before_id else ""
-                uuid_line = f"{EVENT_UUID_HEADER}: {uuid}\r\n" if uuid else ""
+                # Where JetStream stores it if the chain holds: right after the message before
+                # it, at the next sequence, and right after the last message of its subject.
                 header = (
-                    f"{common}{msg_id}\r\n{REPLAY_ID_HEADER}: {replay_id}\r\n{middle}{date}\r\n"
-                    f"{EXPECTED_LAST_SEQUENCE}: {at}\r\n"
-                    f"{EXPECTED_LAST_SUBJECT_SEQUENCE}: {subject_last[subject]}\r\n"
-                    f"{id_line}{uuid_line}\r\n"
+                    f"{head}{replay_id}{replay_line}{replay_id}{middle}{date}"
+                    f"{sequence_line}{at}{subject_line}{subject_last[subject]}"
+                    f"{id_line if previous else ''}{previous}"
+                    f"{uuid_line if uuid else ''}{uuid or ''}\r\n\r\n"
                 )
                 at += 1
                 subject_last[subject] = at
-                started.add(subject)
                 size = len(header)
                 total = size + len(payload)
                 if total > limit:
@@ -1254,11 +1258,12 @@ class NatsSink(Sink):
                         f"an event of {subject} (replay id {replay_id}) is {len(payload)} bytes "
                         f"long: more than the NATS server takes in a message ({limit} bytes)"
                     )
-                append(f"HPUB {subject} {size} {total}\r\n{header}".encode())
+                append(f"{command}{size} {total}\r\n{header}".encode())
                 append(payload)
                 append(b"\r\n")
-                previous = msg_id
+                previous = f"{subject}:{replay_id}"
                 planned += 1
+            started = [subject for subject, seq in subject_last.items() if seq != first[subject]]
             sent = self._sent
             for subject in started:
                 highest = last_id[subject]  # an event's replay id: it was planned
@@ -1280,8 +1285,8 @@ class NatsSink(Sink):
             ack = loop.create_future()
             self._acks[token] = ack
             ack.add_done_callback(functools.partial(self._forget_ack, token))
-            head = parts[-3].split(b" ", 2)
-            parts[-3] = b" ".join((head[0], head[1], f"{prefix}.{token}".encode(), head[2]))
+            hpub, subject_name, rest = parts[-3].split(b" ", 2)
+            parts[-3] = b" ".join((hpub, subject_name, f"{prefix}.{token}".encode(), rest))
             if self._must_stop(nc, until, before):
                 ack.cancel()
                 self._forget_batch(subjects)
