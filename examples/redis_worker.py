@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -119,4 +120,10 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        # Ctrl-C cancelled main(): the entry being processed was not acknowledged (another
+        # worker gets it after --claim-after), and the connection was closed on the way out.
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        sys.exit(130)

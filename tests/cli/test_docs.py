@@ -39,3 +39,15 @@ def test_every_variable_and_exit_code_is_documented() -> None:
     for code in ExitCode:
         assert f"\n| {int(code)} |" in PAGE, code
     assert "`NO_COLOR`" in PAGE
+
+
+@pytest.mark.parametrize("argv", [["lsten"], ["listen", "/event/Order__e", "--jsn"]])
+def test_the_usage_errors_shown_are_what_the_command_prints(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sfstream.cli import main
+
+    assert main(argv) == ExitCode.USAGE
+    [line] = capsys.readouterr().err.splitlines()
+    assert "did you mean" in line
+    assert f"\n{line}\n" in PAGE, f"docs/cli.md shows another text for: {line}"

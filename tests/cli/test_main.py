@@ -179,6 +179,32 @@ def test_unreachable_hosts_exit_4(cli: CliRunner) -> None:
     ).assert_one_error_line(4, "127.0.0.1:9")
 
 
+@pytest.mark.parametrize(
+    ("arm", "detail"),
+    [
+        (
+            lambda org: org.http_error(503, target="token"),
+            "the token endpoint answered HTTP 503 with a body that is not JSON (text/html)",
+        ),
+        (
+            lambda org: org.invalid_json(target="token"),
+            "the token endpoint answered HTTP 200 with a body that is not JSON",
+        ),
+    ],
+)
+def test_a_failing_login_server_is_not_blamed_on_the_credentials(
+    cli: CliRunner, org: EmulatorThread, arm: Any, detail: str
+) -> None:
+    """The library raises AuthenticationTransportError (issue #14): the command line says the
+    server failed, exit status 4 like an unreachable host, not 3 with "check the credentials"."""
+    org.call(arm, org.emulator)
+    line = cli("listen", EVENT, *password_args(org)).assert_one_error_line(
+        4, f"no token from 127.0.0.1:{org.emulator.port}: {detail}", "not the credentials"
+    )
+    assert "check the credentials" not in line
+    assert "authentication failed" not in line
+
+
 def test_debug_shows_the_traceback_and_logs(cli: CliRunner, org: EmulatorThread) -> None:
     logger = logging.getLogger("sfstream")
     handlers, level = list(logger.handlers), logger.level

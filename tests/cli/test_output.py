@@ -150,7 +150,7 @@ def test_backlog_progress() -> None:
     old = event_at(since - timedelta(minutes=5))
     progress.seen(old)
     assert err.getvalue() == (
-        "\r\x1b[2Kreplaying the backlog: 1 events (1,000,000/s), 5 min 0 s behind"
+        "\r\x1b[2Kreplaying the backlog: 1 event (1,000,000/s), 5 min 0 s behind"
     )
     now[0] += 0.05
     progress.seen(old)  # not redrawn within 0.1 s
@@ -180,12 +180,12 @@ def test_backlog_progress_shows_how_far_behind_and_an_interruption() -> None:
     )
     assert not progress.shares_terminal  # stdout is a file: events never erase the line
     progress.seen(event_at(since - timedelta(hours=3, minutes=12)))
-    assert err.getvalue().endswith("1 events (1,000,000/s), 3 h 12 min behind")
+    assert err.getvalue().endswith("1 event (1,000,000/s), 3 h 12 min behind")
     progress.before_output()
     assert err.getvalue().endswith("behind")  # not erased
     progress.finish(interrupted=True)
     assert err.getvalue().endswith(
-        "\r\x1b[2Kinterrupted after 1 backlog events in 0.0 s (1,000,000/s); "
+        "\r\x1b[2Kinterrupted after 1 backlog event in 0.0 s (1,000,000/s); "
         "the last one was 3 h 12 min behind\n"
     )
     caught_up = BacklogProgress(
@@ -197,7 +197,7 @@ def test_backlog_progress_shows_how_far_behind_and_an_interruption() -> None:
     )
     assert caught_up.shares_terminal
     caught_up.seen(event_at(since - timedelta(milliseconds=10)))
-    assert err.getvalue().endswith("1 events (1,000,000/s), caught up")
+    assert err.getvalue().endswith("1 event (1,000,000/s), caught up")
     caught_up.before_output()
     assert err.getvalue().endswith("\r\x1b[2K")  # the same terminal: erased for the event
     caught_up.seen(event_at(since - timedelta(milliseconds=5)))  # drawn again at once
@@ -205,6 +205,38 @@ def test_backlog_progress_shows_how_far_behind_and_an_interruption() -> None:
     nothing = BacklogProgress(console, enabled=True, since=since, clock=lambda: 0.0)
     nothing.finish(interrupted=True)
     assert err.getvalue().endswith("interrupted after 0 backlog events in 0.0 s\n")
+
+
+def test_the_summary_times_the_replay_not_the_idle_second_after_it() -> None:
+    """The backlog ends when a second passes with nothing to receive: that second (or the wait
+    for the live event that ended it) is not part of the replay's time or rate. Ctrl-C counts
+    until the interruption."""
+    since = datetime(2024, 1, 1, tzinfo=UTC)
+    clock = [10.0]
+    err = Terminal()
+    console = Console(io.StringIO(), err, color="never")
+    progress = BacklogProgress(
+        console, enabled=True, since=since, clock=lambda: clock[0], now=lambda: since
+    )
+    old = event_at(since - timedelta(minutes=1))
+    for _ in range(4):
+        clock[0] += 0.5
+        progress.seen(old)  # 4 events over 2 s
+    clock[0] += 1.0  # the idle second that ends the backlog
+    progress.finish()
+    assert err.getvalue().endswith("replayed 4 backlog events in 2.0 s (2/s)\n")
+    assert "1 events" not in err.getvalue()
+
+    interrupted = BacklogProgress(
+        console, enabled=True, since=since, clock=lambda: clock[0], now=lambda: since
+    )
+    clock[0] += 1.0
+    interrupted.seen(old)
+    clock[0] += 2.0
+    interrupted.finish(interrupted=True)
+    assert err.getvalue().endswith(
+        "interrupted after 1 backlog event in 3.0 s (0/s); the last one was 1 min 0 s behind\n"
+    )
 
 
 @pytest.mark.parametrize(

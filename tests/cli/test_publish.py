@@ -123,6 +123,26 @@ def test_publish_errors(cli: CliRunner, org: EmulatorThread) -> None:
     ).assert_one_error_line(4, "cannot reach 127.0.0.1")
 
 
+def test_a_channel_the_org_does_not_have_gets_the_closest_it_has(
+    cli: CliRunner, org: EmulatorThread
+) -> None:
+    creds = password_args(org)
+    cli("publish", "/event/Ordr__e", "{}", *creds).assert_one_error_line(
+        1, "NOT_FOUND", "did you mean /event/Order__e? (channel names are case-sensitive)"
+    )
+    cli("publish", "/event/order__e", "{}", *creds).assert_one_error_line(
+        1, "did you mean /event/Order__e?"
+    )
+    cli("publish", "/u/Note", "x", *creds).assert_one_error_line(
+        1, "there is no StreamingChannel named /u/Note", "did you mean /u/Notes?"
+    )
+    # Nothing close: the hint says what to check, as before.
+    line = cli("publish", "/event/Nope__e", "{}", *creds).assert_one_error_line(
+        1, "is the platform event Nope__e defined"
+    )
+    assert "did you mean" not in line
+
+
 def test_rest_error_from_replies() -> None:
     error = RestError.from_reply(400, [{"errorCode": "X", "message": "bad"}])
     assert (error.status, error.code, error.message, str(error)) == (400, "X", "bad", "X: bad")

@@ -255,6 +255,46 @@ async def test_ctrl_c_closes_the_client_and_saves_the_store(
         assert amounts(again) == [3]  # the markers of 1 and 2 were on disk
 
 
+async def test_ctrl_c_stops_the_redis_worker_cleanly(
+    sfstream_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The worker waits for entries (XREADGROUP) until Ctrl-C: then it says so, with no
+    traceback, and exits with status 130."""
+    import redis.asyncio as aioredis
+
+    from tests.relay._engines import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        process = await start(
+            "redis_worker.py",
+            "--redis",
+            server.url,
+            "--channel",
+            CHANNEL,
+            org=sfstream_emulator,
+            cwd=tmp_path,
+        )
+        redis = aioredis.Redis.from_url(server.url)
+        try:
+            for _ in range(int(TIMEOUT / 0.05)):
+                if await redis.exists(f"sfstream:{{sfstream}}:{CHANNEL}"):
+                    break  # the worker made its group: it is waiting for entries
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the worker never made its consumer group")
+        finally:
+            await redis.aclose()
+        await asyncio.sleep(0.2)  # into XREADGROUP (Ctrl-C anywhere must end cleanly anyway)
+        process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(TIMEOUT):
+            _, stderr = await process.communicate()
+    finally:
+        server.stop()
+    assert stderr.decode() == "stopped (Ctrl-C)\n"
+    assert process.returncode == 130
+
+
 def test_every_example_has_a_scenario() -> None:
     scripts = {path.name for path in EXAMPLES.glob("*.py")}
     assert scripts == set(SCENARIOS), "add a scenario for each script in examples/"

@@ -71,19 +71,31 @@ class Org:
         self.created: list[str] = []
 
     async def request(self, method: str, path: str, body: Any = None) -> Any:
+        """``method`` on ``path`` of the REST API; its JSON reply.
+
+        A 401 means a new login and one more try: Salesforce may hand this helper the same
+        access token as the client under test (one user, one connected app), and the
+        re-authentication test revokes that token.
+        """
         if self.auth.access_token is None:
             await self.auth.authenticate()
-        base = f"{self.auth.instance_url}/services/data/v{self.api_version}"
-        async with self.session.request(
-            method,
-            f"{base}/{path}",
-            json=body,
-            headers={"Authorization": self.auth.authorization_header()},
-            timeout=aiohttp.ClientTimeout(total=30),
-        ) as response:
-            text = await response.text()
-            assert response.status < 300, f"{method} {path}: HTTP {response.status} {text[:300]}"
-            return await response.json() if text else None
+        for attempt in (1, 2):
+            base = f"{self.auth.instance_url}/services/data/v{self.api_version}"
+            async with self.session.request(
+                method,
+                f"{base}/{path}",
+                json=body,
+                headers={"Authorization": self.auth.authorization_header()},
+                timeout=aiohttp.ClientTimeout(total=30),
+            ) as response:
+                text = await response.text()
+                status = response.status
+                if status == 401 and attempt == 1:
+                    await self.auth.authenticate()
+                    continue
+                assert status < 300, f"{method} {path}: HTTP {status} {text[:300]}"
+                return await response.json() if text else None
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def publish_event(self, text: str) -> str:
         """Publish the test platform event with ``text``; returns its id."""

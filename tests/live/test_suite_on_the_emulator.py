@@ -10,10 +10,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from sfstream.emulator import Emulator, EmulatorThread
-from tests.live._config import not_run_reason
+from tests.live._config import live_config, not_run_reason
+from tests.live.conftest import Org
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +96,27 @@ def test_not_run_reason() -> None:
     assert not_run_reason({**base, "SFSTREAM_LIVE_USERNAME": "u"}) is not None
     both = {**base, "SFSTREAM_LIVE_USERNAME": "u", "SFSTREAM_LIVE_PASSWORD": "p"}
     assert not_run_reason(both) is None
+
+
+async def test_the_org_helper_logs_in_again_when_its_token_is_revoked() -> None:
+    """On a real org the helper that publishes may hold the very token the re-authentication
+    test revokes (Salesforce can answer two logins of one user and one connected app with one
+    token): it logs in again instead of failing with HTTP 401."""
+    async with Emulator(events={"Sfstream_Test__e": ["Text__c"]}) as emulator:
+        live = live_config(
+            {
+                "SFSTREAM_LIVE_LOGIN_URL": emulator.login_url,
+                "SFSTREAM_LIVE_CONSUMER_KEY": emulator.consumer_key,
+                "SFSTREAM_LIVE_CONSUMER_SECRET": emulator.consumer_secret,
+                "SFSTREAM_LIVE_USERNAME": emulator.username,
+                "SFSTREAM_LIVE_PASSWORD": emulator.password,
+            }
+        )
+        async with aiohttp.ClientSession() as session:
+            helper = Org(live, session)
+            await helper.publish_event("before")
+            token = helper.auth.access_token
+            assert token is not None
+            await helper.revoke(token)
+            await helper.publish_event("after")
+            assert helper.auth.access_token not in (None, token)

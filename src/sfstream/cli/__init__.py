@@ -50,7 +50,7 @@ exit status:
   1    runtime error (a subscription or publish refused, the demo lost events)
   2    usage error (bad option, missing credentials)
   3    authentication failed
-  4    a host could not be reached, or the connection was lost
+  4    a host could not be reached or failed, or the connection was lost
   5    listen --count N --timeout S: fewer than N events within S seconds
   130  interrupted (Ctrl-C)
 """

@@ -16,6 +16,7 @@ from yarl import URL
 
 from sfstream.exceptions import (
     AuthenticationError,
+    AuthenticationTransportError,
     ClientError,
     ReplayError,
     ServerError,
@@ -40,7 +41,8 @@ class ExitCode(enum.IntEnum):
     #: Authentication failed: the token endpoint refused the credentials, or no credentials
     #: could be obtained (e.g. ``sf`` is missing).
     AUTHENTICATION = 3
-    #: A host could not be reached, or the connection was lost for too long.
+    #: A host could not be reached or failed (the login server answered an HTTP 5xx or no
+    #: token), or the connection was lost for too long.
     CONNECTION = 4
     #: ``listen --count N --timeout S``: fewer than N events arrived within S seconds.
     TIMEOUT = 5
@@ -139,6 +141,15 @@ def _authentication(exc: AuthenticationError, login_url: str | None) -> CliError
             f"cannot reach {_host(login_url)}: {_reason(cause)}",
             ExitCode.CONNECTION,
             "check --login-url (or SFSTREAM_LOGIN_URL) and the network",
+        )
+    if isinstance(exc, AuthenticationTransportError):
+        # The login server failed (HTTP 5xx, a reply that is not a token), not the credentials.
+        detail = str(exc).removeprefix("Network request failed: ")
+        return CliError(
+            f"no token from {_host(login_url)}: {detail}",
+            ExitCode.CONNECTION,
+            "the login server failed, not the credentials: try again later, and check "
+            "--login-url (or SFSTREAM_LOGIN_URL)",
         )
     if "cannot get a new one" in str(exc):
         return CliError(

@@ -101,8 +101,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replay.add_argument(
         "--fallback",
         choices=("new", "all"),
-        help="when Salesforce refuses a replay id (too old), start from new or all events "
-        "instead of failing",
+        help="when Salesforce refuses a replay id (too old, or not one this channel issued), "
+        "start from new or all events instead of failing",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -318,19 +318,22 @@ class BacklogProgress:
         self.now = now
         self.count = 0
         self.started = clock()
+        #: When the last backlog event arrived (the summary's end: not the idle second after).
+        self.last_event = self.started
         self.latest: datetime | None = None
         #: Events go to the terminal the line is drawn on: erase it before each one.
         self.shares_terminal = _isatty(console.out) and _isatty(console.err)
         self._drawn = False
         self._last_draw = 0.0
 
-    def _rate(self) -> tuple[float, float]:
-        elapsed = max(self.clock() - self.started, 1e-6)
+    def _rate(self, until: float | None = None) -> tuple[float, float]:
+        end = self.clock() if until is None else until
+        elapsed = max(end - self.started, 1e-6)
         return elapsed, self.count / elapsed
 
     def _line(self) -> str:
         _, rate = self._rate()
-        line = f"replaying the backlog: {self.count:,} events ({rate:,.0f}/s)"
+        line = f"replaying the backlog: {_events(self.count)} ({rate:,.0f}/s)"
         if self.latest is not None:
             behind = (self.now() - self.latest).total_seconds()
             line += f", {_duration(behind)} behind" if behind >= 1 else ", caught up"
@@ -367,6 +370,7 @@ class BacklogProgress:
             self.finish()
             return
         self.count += 1
+        self.last_event = self.clock()
         if created is not None:
             self.latest = created
         # Erased for the event just printed: draw it again at once, or it is never seen.
@@ -380,11 +384,14 @@ class BacklogProgress:
         self.clear()
         if not self.count and not interrupted:
             return
-        elapsed, rate = self._rate()
+        # Replayed: from the subscription to the last backlog event, not to the live event or
+        # the idle second that ended it. Interrupted: until now.
+        elapsed, rate = self._rate(None if interrupted else self.last_event)
+        backlog = _events(self.count, "backlog ")
         if interrupted:
-            text = f"interrupted after {self.count:,} backlog events in {elapsed:.1f} s"
+            text = f"interrupted after {backlog} in {elapsed:.1f} s"
         else:
-            text = f"replayed {self.count:,} backlog events in {elapsed:.1f} s"
+            text = f"replayed {backlog} in {elapsed:.1f} s"
         if self.count:
             text += f" ({rate:,.0f}/s)"
         if interrupted and self.latest is not None:
@@ -392,6 +399,11 @@ class BacklogProgress:
             if behind >= 1:
                 text += f"; the last one was {_duration(behind)} behind"
         self.console.note(self.console.err_style(text, "dim"))
+
+
+def _events(count: int, kind: str = "") -> str:
+    """``1 event``, ``2,000 events`` (``kind``: a word before ``event``)."""
+    return f"{count:,} {kind}event" + ("" if count == 1 else "s")
 
 
 def _isatty(stream: Any) -> bool:

@@ -28,6 +28,7 @@ from sfstream._http import describe, read_limited, safe_cause
 from sfstream.exceptions import AuthenticationError
 from sfstream.salesforce import DEFAULT_API_VERSION, AuthenticatorBase
 
+from ._channels import known_channels, suggest_channel
 from ._credentials import (
     add_credential_arguments,
     build_authenticator,
@@ -334,10 +335,11 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     auth = build_authenticator(credentials)
     console.add_secret(lambda: auth.access_token)
     console.add_secret(lambda: auth.refresh_token)
+    api_version = credentials.api_version or DEFAULT_API_VERSION
     try:
         async with aiohttp.ClientSession() as session:
             auth.session = session
-            rest = RestClient(auth, session, credentials.api_version or DEFAULT_API_VERSION)
+            rest = RestClient(auth, session, api_version)
             if fields is not None:
                 assert event is not None
                 result = await rest.publish_event(event, fields)
@@ -346,7 +348,10 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 else:
                     console.print(result.event_uuid or result.id or "")
                 return ExitCode.OK
-            channel_id = await rest.streaming_channel_id(channel)
+            try:
+                channel_id = await rest.streaming_channel_id(channel)
+            except CliError as missing:
+                raise await _did_you_mean(missing, channel, auth, api_version) from None
             results = await rest.push(channel_id, _push_text(text), args.user_ids)
             if args.json:
                 console.print(json_line(results))
@@ -354,7 +359,10 @@ async def run(args: argparse.Namespace, console: Console) -> int:
                 console.print(_describe_fanout(channel, results))
             return ExitCode.OK
     except RestError as exc:
-        raise _rest_error(exc, event, channel) from exc
+        refused = _rest_error(exc, event, channel)
+        if event is not None and exc.status == 404:
+            refused = await _did_you_mean(refused, channel, auth, api_version)
+        raise refused from exc
     except Exception as exc:
         error = to_cli_error(exc, login_url=auth.login_url)
         if error is None:
@@ -376,6 +384,22 @@ def _describe_fanout(channel: str, results: list[Any]) -> str:
     else:
         who = "the channel"
     return f"pushed to {channel}: {who}"
+
+
+async def _did_you_mean(
+    error: CliError, channel: str, auth: AuthenticatorBase, api_version: str
+) -> CliError:
+    """``error`` (the org has no ``channel``) with the org's closest channel one can publish to
+    as its hint, when there is one close enough."""
+    known = await known_channels(auth, api_version)
+    suggestion = suggest_channel(channel, [c for c in known if c.startswith(("/event/", "/u/"))])
+    if suggestion is None:
+        return error
+    return CliError(
+        error.message,
+        error.code,
+        f"did you mean {suggestion}? (channel names are case-sensitive)",
+    )
 
 
 def _rest_error(exc: RestError, event: str | None, channel: str) -> CliError:
