@@ -260,3 +260,11 @@ def test_json_makes_every_stderr_line_json_as_listen_does(
             "exitCode": 2,
         }
     ]
+
+
+def test_a_usage_error_with_json_is_json(cli: CliRunner) -> None:
+    run = cli("bayeux", "http://127.0.0.1:9/b", "--subscribe", "/a", "--json", "--jsn")
+    assert run.code == ExitCode.USAGE
+    [error] = json_lines(run.err)
+    assert error["exitCode"] == ExitCode.USAGE
+    assert "--jsn" in error["error"]
