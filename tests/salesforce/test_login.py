@@ -222,14 +222,19 @@ async def test_the_streaming_client_takes_simple_salesforce_parameters() -> None
             assert message["channel"] == "/event/Order__e"
             token = client.auth.access_token
         assert token is not None
-        async with SalesforceStreamingClient(
-            instance_url=org.instance_url, session_id=token
-        ) as held:
-            assert isinstance(held.auth, AccessTokenAuthenticator)
-            await held.subscribe("/event/Order__e")
-            await org.publish("/event/Order__e", {})
-            [message] = await receive_messages(held, 1)
-            assert message["channel"] == "/event/Order__e"
+        # simple-salesforce's session_id, and the same token under its OAuth name
+        for held in (
+            SalesforceStreamingClient(instance_url=org.instance_url, session_id=token),
+            SalesforceStreamingClient(instance_url=org.instance_url, access_token=token),
+        ):
+            async with held:
+                assert isinstance(held.auth, AccessTokenAuthenticator)
+                assert held.auth.access_token == token
+                await held.subscribe("/event/Order__e")
+                await org.publish("/event/Order__e", {"N__c": 1})
+                [message] = await receive_messages(held, 1)
+                assert message["channel"] == "/event/Order__e"
+                assert message["data"]["payload"]["N__c"] == 1
 
 
 def test_the_streaming_client_refuses_parameters_that_make_no_login() -> None:
