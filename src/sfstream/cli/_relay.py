@@ -113,8 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     relay.add_argument(
         "--fallback",
         choices=("new", "all"),
-        help="when Salesforce refuses the engine's replay id (too old), start there instead "
-        "of failing",
+        help="when Salesforce refuses the engine's replay id (too old, or not one this channel "
+        "issued), start there instead of failing",
     )
     relay.add_argument(
         "--lease-ttl",
