@@ -33,6 +33,7 @@ import pytest
 from sfstream import AccessTokenAuthenticator, AuthenticationError, PasswordAuthenticator
 from sfstream.bayeux import LongPollingTransport, Request, WebSocketTransport
 from sfstream.cli import main
+from sfstream.cli._channels import known_channels
 from sfstream.cli._errors import CliError
 from sfstream.cli._publish import RestClient
 from sfstream.emulator import Emulator
@@ -416,6 +417,17 @@ async def test_a_gzip_bomb_from_rest_publishing(chunked: bool, memory: None) -> 
         with pytest.raises(CliError, match="larger than the limit of 4194304 bytes"):
             await rest.publish_event("Order__e", {"Amount__c": 1})
     assert peak_mib() < 24, f"peak {peak_mib():.1f} MiB for a 4 MiB limit"
+
+
+async def test_a_gzip_bomb_from_the_channel_listing(memory: None) -> None:
+    """The CLI's "did you mean" listing (REST describe global and queries): no suggestion,
+    bounded memory."""
+    async with HostileServer(bomb()) as server:
+        auth = AccessTokenAuthenticator("00Dtoken", server.url)
+        await auth.authenticate()
+        assert await known_channels(auth, "62.0") == ["/data/ChangeEvents"]
+        assert server.requests, "the listing asked the server"
+    assert peak_mib() < 48, f"peak {peak_mib():.1f} MiB for an 8 MiB limit"
 
 
 async def test_a_large_rest_reply_is_read_whole() -> None:
