@@ -326,12 +326,6 @@ async def test_open_cancelled_after_the_handshake_ends_the_session(org: Emulator
     assert client.closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: open() cancelled while its handshake is in flight leaves the session the "
-    "server already made (fix: proposals/open-cancelled-during-handshake.patch, in "
-    "bayeux/_client.py)",
-)
 async def test_open_cancelled_at_any_point_leaves_no_session(org: Emulator) -> None:
     """Cancel ``open()`` after 0, 1, 2, ... turns of the event loop: through the token
     request, the handshake (in flight: the server has made the session, its reply is not read
