@@ -6,7 +6,6 @@ import asyncio
 import json
 from typing import Any
 
-import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
@@ -84,11 +83,6 @@ async def test_no_channels_when_the_org_cannot_be_asked(aiohttp_server: AiohttpS
     assert await known_channels(not_logged_in, "62.0") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP: cli/_channels.py reads one buffered chunk (content.read(n)), not the whole "
-    "reply (fix: proposals/channels-read-whole-reply.patch)",
-)
 async def test_known_channels_from_a_large_describe_global(aiohttp_server: AiohttpServer) -> None:
     """A real org's describe global runs to megabytes (about 1 KB per sobject): it is read
     whole, however the server cuts it into chunks."""
