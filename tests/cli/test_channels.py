@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 from aiohttp import web
@@ -79,6 +81,33 @@ async def test_no_channels_when_the_org_cannot_be_asked(aiohttp_server: AiohttpS
     assert await known_channels(unreachable, "62.0") == ["/data/ChangeEvents"]
     not_logged_in = PasswordAuthenticator("k", "s", "u", "p")
     assert await known_channels(not_logged_in, "62.0") == []
+
+
+async def test_known_channels_from_a_large_describe_global(aiohttp_server: AiohttpServer) -> None:
+    """A real org's describe global runs to megabytes (about 1 KB per sobject): it is read
+    whole, however the server cuts it into chunks."""
+    padding = {f"attribute{n}": "x" * 40 for n in range(20)}
+    sobjects = [{"name": f"Object{n}__c", **padding} for n in range(1500)]
+    sobjects.append({"name": "Order__e", **padding})
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.match_info["kind"] == "query":
+            return web.json_response({"records": []})
+        body = json.dumps({"sobjects": sobjects}).encode()
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(body)
+        await response.prepare(request)
+        for start in range(0, len(body), 16 * 1024):
+            await response.write(body[start : start + 16 * 1024])
+            await asyncio.sleep(0)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/services/data/v62.0/{kind}", handle)
+    server = await aiohttp_server(app)
+    auth = AccessTokenAuthenticator("token-1234", str(server.make_url("")).rstrip("/"))
+    assert "/event/Order__e" in await known_channels(auth, "62.0")
 
 
 def test_suggest_channel() -> None:

@@ -582,21 +582,11 @@ def _loops_until_stopped(block: Block) -> bool:
     )
 
 
-#: Looping programs on pages outside issue #14's audit that still let Ctrl-C print a
-#: traceback (the fix for them is proposed, not made here).
-CTRL_C_TRACEBACK_KNOWN = {"docs/guide.md"}
-
-
 def _ctrl_c_params() -> list[Any]:
-    params = []
-    for param in _blocks_where(_loops_until_stopped):
-        [block] = param.values
-        known = str(block.page.relative_to(ROOT)) in CTRL_C_TRACEBACK_KNOWN
-        marks = (
-            [pytest.mark.xfail(strict=True, reason="Ctrl-C prints a traceback")] if known else []
-        )
-        params.append(pytest.param(block, id=block.name, marks=marks))
-    return params
+    return [
+        pytest.param(block, id=block.name)
+        for [block] in (param.values for param in _blocks_where(_loops_until_stopped))
+    ]
 
 
 @docs_org_marker()

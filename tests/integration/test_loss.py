@@ -11,8 +11,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import shelve
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +25,10 @@ from sfstream import (
     Client,
     DefaultMappingStorage,
     ReplayMarker,
+    ReplayMarkerStorage,
     ReplayOption,
     SalesforceStreamingClient,
+    SqliteStorage,
     StatusKind,
 )
 from sfstream.bayeux import ConstantBackoff, Extension, Message
@@ -99,17 +105,44 @@ async def test_two_filtered_subscriptions_resume_each_after_its_own_last_event(
         assert client.stats[StatusKind.SESSION_LOST] >= 5
 
 
+@contextlib.asynccontextmanager
+async def durable_storage(kind: str, path: Path) -> AsyncIterator[ReplayMarkerStorage]:
+    """The replay storage a restarted process opens again: the same file each time."""
+    if kind == "shelve":
+        with shelve.open(str(path / "replay.db")) as shelf:
+            yield DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
+    else:
+        async with SqliteStorage(
+            path / "replay.sqlite3", default_id=ReplayOption.ALL_EVENTS
+        ) as storage:
+            yield storage
+
+
+async def stored_keys(kind: str, path: Path) -> set[str]:
+    if kind == "shelve":
+        with shelve.open(str(path / "replay.db")) as shelf:
+            return set(shelf)
+    async with durable_storage(kind, path) as storage:
+        return {
+            channel
+            for channel in (PARTNER, CUSTOMER, TOPIC)
+            if await storage.get_replay_marker(channel) is not None
+        }
+
+
+@pytest.mark.parametrize("kind", ["shelve", "sqlite"])
 async def test_two_filtered_subscriptions_resume_across_restarts(
-    accounts: tuple[Emulator, dict[str, set[str]]],
+    accounts: tuple[Emulator, dict[str, set[str]]], kind: str, tmp_path: Path
 ) -> None:
     org, ids = accounts
-    shelf: dict[str, ReplayMarker] = {}
     seen: dict[str, set[str]] = {PARTNER: set(), CUSTOMER: set()}
     for _run in range(8):  # each run takes 35 events, then the process "restarts"
         if seen == ids:
             break
-        storage = DefaultMappingStorage(shelf, ReplayOption.ALL_EVENTS)
-        async with make_client(org, replay=storage) as client:
+        async with (
+            durable_storage(kind, tmp_path) as storage,
+            make_client(org, replay=storage) as client,
+        ):
             await client.subscribe(PARTNER)
             await client.subscribe(CUSTOMER)
             for _ in range(35):
@@ -117,8 +150,8 @@ async def test_two_filtered_subscriptions_resume_across_restarts(
                     break
                 record(seen, await receive(client))
     assert seen == ids
-    # one marker per subscription, under its full name
-    assert set(shelf) == {PARTNER, CUSTOMER}
+    # one marker per subscription, under its full name (none under the plain topic)
+    assert await stored_keys(kind, tmp_path) == {PARTNER, CUSTOMER}
 
 
 async def test_the_emulator_refuses_a_replay_map_keyed_by_the_filtered_name(
@@ -181,6 +214,34 @@ async def test_a_401_on_the_users_subscribe_reauthenticates(org: Emulator) -> No
     assert statuses.kinds.count(StatusKind.REAUTHENTICATED) == 1
 
 
+async def test_a_401_on_the_users_subscribe_fetches_one_token_only(org: Emulator) -> None:
+    from sfstream.exceptions import ServerError
+
+    statuses = StatusRecorder()
+    async with make_client(org, on_status=statuses) as client:
+        org.authentication_invalid(2, channel="/meta/subscribe")  # refused twice
+        with pytest.raises(ServerError, match="401::Authentication invalid"):
+            await client.subscribe(EVENT)
+        assert client.subscriptions == set()
+    assert statuses.kinds.count(StatusKind.REAUTHENTICATED) == 1
+
+
+async def test_a_401_on_a_resubscription_twice_fetches_one_token_and_reports_it(
+    org: Emulator,
+) -> None:
+    from sfstream.exceptions import ServerError
+
+    statuses = StatusRecorder()
+    async with make_client(org, on_status=statuses) as client:
+        await client.subscribe(EVENT)
+        org.authentication_invalid(2, channel="/meta/subscribe")
+        org.expire_sessions()
+        with pytest.raises(ServerError, match="401::Authentication invalid"):
+            await receive(client)
+    assert statuses.kinds.count(StatusKind.REAUTHENTICATED) == 1
+    assert [s.channel for s in statuses.of(StatusKind.RESUBSCRIBE_FAILED)] == [EVENT]
+
+
 # -- 3. the org's clock, not the local one ---------------------------------------------------
 
 
@@ -192,12 +253,13 @@ async def test_gap_safe_resubscription_uses_the_orgs_clock(
 ) -> None:
     caplog.set_level(logging.INFO, "sfstream.salesforce")
     statuses = StatusRecorder()
-    clock = SystemClock(skew)
+    clock = SystemClock(skew - 600)
     async with Emulator(
         events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2, clock=clock
     ) as org:
         await org.publish(EVENT, {"N__c": -1})  # retained, long before the subscription
-        org.advance_clock(600)
+        org.advance_clock(600)  # from now on the org's clock is `skew` seconds off ours
+        assert abs(org.clock.time() - time.time() - skew) < 5
         async with make_client(org, on_status=statuses) as client:  # NEW_EVENTS
             await client.subscribe(EVENT)
             org.expire_sessions()  # lost before its first event
@@ -224,7 +286,10 @@ class Relabel(Extension):
         return None
 
 
-async def test_a_delivery_on_an_unsubscribed_channel_is_dropped_and_not_stored() -> None:
+async def test_a_delivery_on_an_unsubscribed_channel_is_dropped_and_not_stored(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "sfstream.salesforce")
     async with Emulator(
         events={"Order__e": ["Amount__c", "N__c"], "Shipment__e": ["Amount__c", "N__c"]},
         hold_time=0.2,
@@ -240,6 +305,9 @@ async def test_a_delivery_on_an_unsubscribed_channel_is_dropped_and_not_stored()
             assert number(message) == 2
             assert client.stats[StatusKind.DELIVERY_DROPPED] == 1
         assert set(shelf) == {EVENT}
+    assert any(
+        r.levelno == logging.DEBUG and "/event/Never__e" in r.getMessage() for r in caplog.records
+    )
 
 
 # -- 7. open() cancelled after the handshake ---------------------------------------------------
@@ -256,6 +324,28 @@ async def test_open_cancelled_after_the_handshake_ends_the_session(org: Emulator
         await opening
     await wait_until(lambda: org.session_count == 0, 2.5, "the disconnect")
     assert client.closed
+
+
+async def test_open_cancelled_at_any_point_leaves_no_session(org: Emulator) -> None:
+    """Cancel ``open()`` after 0, 1, 2, ... turns of the event loop: through the token
+    request, the handshake (in flight: the server has made the session, its reply is not read
+    yet), the subscriptions and the first connect. No session may be left on the server."""
+    left: list[int] = []
+    for turns in range(120):
+        client = make_client(org)
+        opening = asyncio.create_task(client.open())
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        await client.close()  # a no-op after a cancelled open(), a disconnect after one done
+        with contextlib.suppress(pytest.fail.Exception):
+            await wait_until(lambda: org.session_count == 0, 2.5, "the disconnect")
+        if org.session_count:
+            left.append(turns)
+            org.expire_sessions()
+    assert left == [], f"sessions left on the server when cancelled after {left} turns"
 
 
 async def test_a_401_on_a_resubscription_without_a_new_token_is_reported(org: Emulator) -> None:

@@ -603,6 +603,8 @@ async def _two_filtered_subscriptions(rng: random.Random) -> ScenarioReport:
                 5.0,
                 every,
             )
+            if not client.stats[StatusKind.SESSION_LOST]:
+                report.error = "no session was lost"
     _finish(report, expected, seen)
     return report
 
@@ -622,8 +624,9 @@ async def _401_on_resubscription(rounds: int) -> ScenarioReport:
     ):
         await client.subscribe(channel)
         number = 0
+        faults = []
         for _round in range(rounds):
-            org.authentication_invalid(channel="/meta/subscribe")
+            faults.append(org.authentication_invalid(channel="/meta/subscribe"))
             org.expire_sessions()
             for _ in range(10):
                 await org.publish(channel, {"N__c": number})
@@ -642,6 +645,11 @@ async def _401_on_resubscription(rounds: int) -> ScenarioReport:
             except SfstreamError as error:
                 report.error = f"{type(error).__name__}: {error}"
                 break
+        fired = sum(fault.fired for fault in faults)
+        reauthenticated = client.stats[StatusKind.REAUTHENTICATED]
+        if report.error is None and (fired != rounds or reauthenticated != rounds):
+            # the scenario is only worth its verdict if each round really met a 401
+            report.error = f"{fired} of {rounds} 401s fired, {reauthenticated} re-authentications"
     _finish(report, expected, seen)
     return report
 
@@ -660,7 +668,7 @@ async def _org_clock(skew: float, rounds: int) -> ScenarioReport:
         events={"Order__e": ["Amount__c", "N__c"]}, hold_time=0.2, clock=SystemClock(skew)
     ) as org:
         number = 0
-        for _round in range(rounds):
+        for round_number in range(rounds):
             async with _loss_client(org) as client:
                 await client.subscribe(channel)
                 org.expire_sessions()
@@ -678,7 +686,13 @@ async def _org_clock(skew: float, rounds: int) -> ScenarioReport:
                     lambda m: (m["channel"], str(int(m["data"]["payload"]["N__c"]))),
                     5.0,
                 )
+                # an event of an earlier round delivered again: created before this round's
+                # subscription, it should have been skipped
+                report.duplicated += len(round_seen[channel] & seen.get(channel, set()))
                 seen.setdefault(channel, set()).update(round_seen[channel])
+                skipped = client.stats[StatusKind.EVENTS_SKIPPED]
+                if round_number and not skipped and report.error is None:
+                    report.error = f"round {round_number + 1}: no EVENTS_SKIPPED status"
             org.advance_clock(60)  # the next round's subscription starts well after these
     _finish(report, expected, seen)
     return report

@@ -8,14 +8,17 @@ are specified with ``xfail(strict=True)``.
 Compressed replies: every limit counts *decoded* bytes. A 520 KB gzip body that inflates to
 512 MiB is refused on every HTTP path of the project (the CometD transport, the token endpoint,
 REST publishing and ``sfstream publish``, the emulator's request bodies), with the memory peak
-a small multiple of the limit, not of the inflated size.
+a small multiple of the limit, not of the inflated size. The CometD WebSocket transport
+negotiates no compression: a deflated frame of 512 MiB is refused without being inflated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import gzip
+import hashlib
 import json
 import threading
 import time
@@ -28,8 +31,9 @@ import aiohttp
 import pytest
 
 from sfstream import AccessTokenAuthenticator, AuthenticationError, PasswordAuthenticator
-from sfstream.bayeux import LongPollingTransport, Request
+from sfstream.bayeux import LongPollingTransport, Request, WebSocketTransport
 from sfstream.cli import main
+from sfstream.cli._channels import known_channels
 from sfstream.cli._errors import CliError
 from sfstream.cli._publish import RestClient
 from sfstream.emulator import Emulator
@@ -318,6 +322,70 @@ async def test_a_gzip_bomb_stops_at_the_default_transport_limit(memory: None) ->
     assert peak_mib() < 200, f"peak {peak_mib():.1f} MiB for a 64 MiB limit"
 
 
+@functools.cache
+def deflate_bomb_frame(inflated: int = BOMB_SIZE) -> bytes:
+    """A server-to-client WebSocket text frame, compressed with permessage-deflate (RFC 7692),
+    whose payload (about 520 KB) inflates to ``inflated`` NUL characters (valid UTF-8)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = bytes(MiB)
+    payload = b"".join(compressor.compress(block) for _ in range(inflated // MiB))
+    payload += compressor.flush(zlib.Z_SYNC_FLUSH)
+    assert payload.endswith(b"\x00\x00\xff\xff")
+    payload = payload[:-4]
+    # FIN + RSV1 (compressed) + text; unmasked; 64-bit length
+    return bytes([0xC1, 127]) + len(payload).to_bytes(8, "big") + payload
+
+
+async def websocket_bomb(request: Received, writer: asyncio.StreamWriter) -> None:
+    """Accepts the WebSocket upgrade claiming permessage-deflate (whether or not the client
+    offered it), then sends the bomb frame."""
+    key = request.headers["sec-websocket-key"]
+    accept = base64.b64encode(
+        hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()  # noqa: S324 - RFC 6455
+    ).decode()
+    head = [
+        "HTTP/1.1 101 Switching Protocols",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Accept: {accept}",
+        "Sec-WebSocket-Extensions: permessage-deflate",
+    ]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+    frame = deflate_bomb_frame()
+    for start in range(0, len(frame), 64 * 1024):
+        writer.write(frame[start : start + 64 * 1024])
+        await writer.drain()
+    await asyncio.sleep(30)  # keep the socket open: the client must give up by itself
+
+
+def test_the_websocket_bomb_frame_inflates_to_512_mib() -> None:
+    frame = deflate_bomb_frame()
+    assert len(frame) < 600 * 1024
+    inflater = zlib.decompressobj(-15)
+    total = 0
+    data = frame[10:] + b"\x00\x00\xff\xff"
+    while data:
+        total += len(inflater.decompress(data, MiB))
+        data = inflater.unconsumed_tail
+    assert total == BOMB_SIZE
+
+
+async def test_a_deflate_bomb_over_the_websocket_is_refused(memory: None) -> None:
+    """The CometD WebSocket transport offers no compression (no ``permessage-deflate``), so a
+    compressed frame is a protocol violation, refused without inflating it."""
+    async with HostileServer(websocket_bomb) as server:
+        transport = WebSocketTransport(server.url + "/cometd/67.0", max_response_size=4 * MiB)
+        try:
+            with pytest.raises(TransportError) as refused:
+                await transport.send(CONNECT)
+        finally:
+            await transport.close()
+        offered = server.requests[0].headers.get("sec-websocket-extensions", "")
+    assert "permessage-deflate" not in offered
+    assert not isinstance(refused.value, TransportTimeoutError), repr(refused.value)
+    assert peak_mib() < 16, f"peak {peak_mib():.1f} MiB for a 4 MiB limit"
+
+
 async def test_a_compressed_reply_within_the_limit_is_decoded() -> None:
     messages = [{"channel": "/x", "data": "y" * 1000, "id": str(n)} for n in range(100)]
     body = gzip.compress(json.dumps(messages).encode())
@@ -349,6 +417,17 @@ async def test_a_gzip_bomb_from_rest_publishing(chunked: bool, memory: None) -> 
         with pytest.raises(CliError, match="larger than the limit of 4194304 bytes"):
             await rest.publish_event("Order__e", {"Amount__c": 1})
     assert peak_mib() < 24, f"peak {peak_mib():.1f} MiB for a 4 MiB limit"
+
+
+async def test_a_gzip_bomb_from_the_channel_listing(memory: None) -> None:
+    """The CLI's "did you mean" listing (REST describe global and queries): no suggestion,
+    bounded memory."""
+    async with HostileServer(bomb()) as server:
+        auth = AccessTokenAuthenticator("00Dtoken", server.url)
+        await auth.authenticate()
+        assert await known_channels(auth, "62.0") == ["/data/ChangeEvents"]
+        assert server.requests, "the listing asked the server"
+    assert peak_mib() < 48, f"peak {peak_mib():.1f} MiB for an 8 MiB limit"
 
 
 async def test_a_large_rest_reply_is_read_whole() -> None:

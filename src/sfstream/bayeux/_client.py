@@ -582,7 +582,18 @@ class BayeuxClient:
         self._transport.new_session()
         request = self._engine.handshake()
         logger.debug("handshake with %s", self.url)
-        events = await self._exchange(request, raise_errors=False)
+        exchange = asyncio.ensure_future(self._exchange(request, raise_errors=False))
+        try:
+            events = await asyncio.shield(exchange)
+        except asyncio.CancelledError:
+            # Cancelled with the handshake in flight (open() or close() cancelled): the server
+            # may have made the session already. Read its reply (within _DISCONNECT_TIMEOUT)
+            # so that the clientId is known and the shutdown can end that session.
+            try:
+                await asyncio.wait_for(exchange, _DISCONNECT_TIMEOUT)
+            except (Exception, asyncio.CancelledError) as exc:
+                logger.debug("the handshake reply did not come after a cancellation: %r", exc)
+            raise
         if any(isinstance(event, HandshakeSucceeded) for event in events):
             chosen = self._engine.connection_type
             if chosen != self._transport.connection_type and self._owns_transport:

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import aiohttp
 
+from sfstream._http import read_limited
 from sfstream.salesforce import AuthenticatorBase
 
 __all__ = ["known_channels", "suggest_channel"]
@@ -41,7 +42,10 @@ async def _get(
     ) as response:
         if response.status != 200:
             return None
-        return json.loads(await response.content.read(_MAX_BODY))
+        body = await read_limited(
+            response, _MAX_BODY, lambda _size: ValueError("the reply is too large")
+        )
+        return json.loads(body)
 
 
 def _names(reply: Any, key: str) -> list[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import errno
 import json
 import logging
@@ -20,7 +21,7 @@ import sys
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, NoReturn, TextIO
 
 from sfstream.emulator._clock import SystemClock
 from sfstream.emulator._config import (
@@ -450,13 +451,15 @@ async def run(
         try:
             await org.start()
         except OSError as exc:
-            print(f"sfstream emulator: cannot listen: {exc}", file=sys.stderr)
             if exc.errno == errno.EADDRINUSE:
                 print(
-                    f"sfstream emulator: port {org.config.port} is taken (another emulator?): "
-                    "use --port 0 for a free port, or --port N for another one",
+                    f"sfstream emulator: cannot listen: port {org.config.port} is taken "
+                    "(another emulator?) — use --port 0 for a free port, or --port N for "
+                    "another one",
                     file=sys.stderr,
                 )
+            else:
+                print(f"sfstream emulator: cannot listen: {exc}", file=sys.stderr)
             return 2
         print(banner(org), file=output, flush=True)
         try:
@@ -470,9 +473,27 @@ async def run(
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line, with "did you mean" for a mistyped option (not argparse's
+    usage block): as ``sfstream emulator`` reports it."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f"{self.prog} --help shows every option"
+        unknown = message.removeprefix("unrecognized arguments: ")
+        if unknown != message:
+            options = [word.split("=")[0] for word in unknown.split() if word.startswith("-")]
+            known = [o for action in self._actions for o in action.option_strings]
+            matches = [m for o in options for m in difflib.get_close_matches(o, known, n=1)]
+            if options:
+                message = f"unknown option {' '.join(options)}"
+            if matches:
+                hint = f"did you mean {' '.join(matches)}? ({hint})"
+        self.exit(2, f"{self.prog}: {message} — {hint}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m sfstream.emulator [options]``."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m sfstream.emulator",
         description="Serve a Salesforce org on loopback for Streaming API clients.",
     )
