@@ -329,6 +329,10 @@ def _highest(a: int | None, b: int | None) -> int | None:
     return a if b is None or a >= b else b
 
 
+#: the bytes of printable ASCII but the space
+_VISIBLE = bytes(range(0x21, 0x7F))
+
+
 def _plain(events: Sequence[RelayEvent]) -> bool:
     """Whether every date and event uuid of ``events`` can be a header value as it is:
     printable ASCII, no space (one check of the whole batch, not one per event)."""
@@ -338,7 +342,9 @@ def _plain(events: Sequence[RelayEvent]) -> bool:
         dates = [event.date for event in events]
         uuids = [event.event_uuid for event in events]
     text = "".join(dates) + "".join(filter(None, uuids))
-    return text.isascii() and text.isprintable() and " " not in text
+    # ASCII, and nothing left once the visible characters (! to ~) are taken out: a few times
+    # faster than str.isprintable()
+    return text.isascii() and not text.encode("ascii").translate(None, _VISIBLE)
 
 
 def _keys(events: Sequence[RelayEvent]) -> set[tuple[str, str]]:
