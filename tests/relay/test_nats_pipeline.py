@@ -11,6 +11,7 @@ goes on from the stored positions, and the stream holds every event once, in ord
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any, cast
 
@@ -340,14 +341,16 @@ async def test_without_raw_commands_the_sink_goes_one_by_one(
     assert replay_ids(messages, SHIPMENTS) == [1]
 
 
+@pytest.mark.parametrize("as_run", [False, True])
 async def test_an_event_larger_than_the_server_takes_is_a_clear_sink_error(
-    sink: NatsSink, nats_server: NatsServer
+    sink: NatsSink, nats_server: NatsServer, as_run: bool
 ) -> None:
     lease = await sink.acquire("orders", "relay-a", 10)
     assert lease is not None
     nc: Any = sink._nc
-    with pytest.raises(EventRefused, match="more than the NATS server takes"):
-        await sink.write(lease, [event(1), event(2, size=nc.max_payload)])
+    events = [event(1), event(2, size=nc.max_payload), event(3)]
+    with pytest.raises(EventRefused, match=r"\(replay id 2\) .* more than the NATS server takes"):
+        await sink.write(lease, RelayBatch.of(ORG, events) if as_run else events)
     assert nc.is_connected  # nothing the server would refuse by closing the connection
     await sink.write(lease, [event(1)])
     assert replay_ids(await stored(nats_server.url)) == [1]
@@ -786,3 +789,50 @@ async def test_an_answer_does_not_move_a_position_back_under_batches_sent_since(
     await asyncio.gather(*writes)
     assert sink.stats.conflicts == 0
     assert replay_ids(await stored(nats_server.url)) == list(range(1, 9))
+
+
+def platform_event(replay_id: int, uuid: bool) -> Any:
+    """An event of ORDERS, with an event uuid (a platform event) or none (a PushTopic)."""
+    made = event(replay_id)
+    return made if uuid else dataclasses.replace(made, event_uuid=None)
+
+
+@pytest.mark.parametrize("uuids", [True, False])
+async def test_a_run_is_sent_as_the_same_bytes_as_event_by_event(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, uuids: bool
+) -> None:
+    """A batch of one channel with rising replay ids (a run) is made column by column; it must
+    be byte for byte what the sink makes one event at a time, and stored the same."""
+    history = [
+        [event(1)],  # a chain to go on from
+        [platform_event(i, uuids) for i in range(2, 40)],  # a run: after the stream's end
+        [platform_event(i, uuids) for i in (40, 41, 45, 46)],  # another run, chained on it
+        [platform_event(i, uuids) for i in (46, 47, 48)],  # 46 sent already: not a run
+    ]
+    sent: dict[bool, list[bytes]] = {}
+    kept: dict[bool, list[tuple[str, int, bytes]]] = {}
+    for runs in (True, False):
+        if not runs:
+            monkeypatch.setattr(_nats, "_is_run", lambda events, chunk: False)
+        folder = tmp_path / f"runs-{runs}"
+        folder.mkdir()
+        with NatsServer(folder) as server:
+            async with NatsSink(server.url) as sink:
+                lease = await sink.acquire("orders", "relay-a", 10)
+                assert lease is not None
+                recorder = Recorder(sink)
+                for batch in history:
+                    await sink.write(lease, RelayBatch.of(ORG, batch))
+                # the reply subject of each batch's last message is the connection's own
+                sent[runs] = [
+                    b" ".join(words[:1] + words[-2:]) + b"\r\n" + rest
+                    for command in recorder.commands
+                    for words, rest in [
+                        (part.split(b"\r\n", 1)[0].split(b" "), part.split(b"\r\n", 1)[1])
+                        for part in command.split(b"HPUB ")[1:]
+                    ]
+                ]
+                kept[runs] = await stored_messages(server.url)
+    assert sent[True] == sent[False]
+    assert kept[True] == kept[False]
+    assert [replay_id for _s, replay_id, _d in kept[True]] == [*range(1, 42), 45, 46, 47, 48]

@@ -488,3 +488,25 @@ def test_a_batch_is_serialised_in_one_call_as_each_message_alone() -> None:
     batch = to_relay_batch("org", [PLATFORM, huge, tricky])  # type: ignore[list-item]
     assert batch.payloads == mixed
     assert [json.loads(p) for p in batch.payloads] == [PLATFORM, huge, tricky]
+
+
+@pytest.mark.parametrize(
+    ("date", "uuid", "plain"),
+    [
+        ("2026-01-01T00:00:00.000Z", "4f7a0c1e-9d2b", True),
+        ("2026-01-01T00:00:00.000Z", None, True),
+        ("1767225600000", "a~!{}", True),
+        ("2026-01-01 00:00:00", None, False),  # a space
+        ("2026-01-01T00:00:00.000Z", "é", False),  # not ASCII
+        ("2026-01-01T00:00:00\t", None, False),  # a control character
+        ("2026-01-01T00:00:00\x7f", None, False),
+        ("", "\r\n", False),
+    ],
+)
+def test_nats_headers_take_dates_and_uuids_as_they_are_only_when_plain(
+    date: str, uuid: str | None, plain: bool
+) -> None:
+    from sfstream.relay._nats import _plain
+
+    batch = RelayBatch("org", ["/e/A"] * 2, [1, 2], ["2026", date], [b"{}"] * 2, [None, uuid])
+    assert _plain(batch) is plain
