@@ -328,3 +328,48 @@ def test_two_key_messages_that_are_not_plain_deliveries_get_the_full_check() -> 
         decode('[{"channel": 5, "data": 1}]')
     with pytest.raises(ProtocolError, match="invalid channel 'x'"):
         decode('[{"channel": "x", "data": 1}]')
+
+
+# -- the usual busy reply, checked per reply (#13) ------------------------------------------
+
+RUN = [{"channel": "/event/A__e", "data": {"n": n}} for n in range(3)]
+CONNECT = {"channel": "/meta/connect", "id": "7", "successful": True}
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        RUN,
+        [*RUN, CONNECT],
+        [*RUN, {"channel": "/event/B__e", "data": 1}],  # a last delivery on another channel
+        [*RUN, {"channel": "/event/A__e", "data": 1, "id": 9}],  # an id, normalised
+        [CONNECT, *RUN],  # the connect answer first: message by message
+        [RUN[0], {"channel": "/event/B__e", "data": 1}, *RUN],  # mixed channels
+        [*RUN, {"channel": "/event/A__e", "other": 1}],  # two keys, no data
+        [{"channel": "/event/A__e", "data": 1, "id": "3"}, *RUN],  # a third key in the run
+        [{"channel": "/event/A__e", "other": 1}, *RUN],
+    ],
+)
+def test_usual_and_nearly_usual_replies_decode_as_they_came(messages: list[Message]) -> None:
+    decoded = decode(json.dumps(messages))
+    assert [m["channel"] for m in decoded] == [m["channel"] for m in messages]
+    assert [m.get("data") for m in decoded] == [m.get("data") for m in messages]
+    assert all(type(m.get("id", "")) is str for m in decoded)
+
+
+@pytest.mark.parametrize(
+    ("messages", "fragment"),
+    [
+        ([*RUN, {"channel": "/meta/connect", "successful": "yes"}], "message 3 (/meta/connect)"),
+        ([*RUN, {"data": 1}], "message 3 of the reply has no channel"),
+        ([*RUN, [1, 2]], "message 3 of the reply is a list"),
+        ([*RUN, "text"], "message 3 of the reply is a str"),
+        ([{"channel": 5, "data": 1}, *RUN], "message 0 of the reply has an invalid channel 5"),
+        ([{"channel": "x", "data": 1}, *RUN], "message 0 of the reply has an invalid channel"),
+        ([*RUN[:2], {"channel": "/event/A__e", "data": 1, "id": []}], "message 2 (/event/A__e)"),
+        ([*RUN, {"channel": "/x", "data": 1, "ext": 3}], "message 3 (/x) has a field 'ext'"),
+    ],
+)
+def test_a_bad_message_after_or_in_a_run_is_named(messages: list[Any], fragment: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(fragment)):
+        decode(json.dumps(messages))
