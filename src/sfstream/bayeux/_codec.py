@@ -57,6 +57,10 @@ _ADVICE_TYPES: Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
 )
 
 
+#: Replies of at least this many messages are first checked for the usual busy shape (#13);
+#: shorter ones (a long poll answered with an event or two) cost less message by message.
+RUN_MIN: Final = 8
+
 #: Advice numbers are milliseconds: anything beyond 2**53 is not a number a server means.
 _MAX_ADVICE_NUMBER: Final = 2**53
 
@@ -104,7 +108,7 @@ def decode(
         raise ProtocolError(
             f"the reply carries {len(payload)} messages, more than the limit of {max_messages}"
         )
-    checked = _plain_run(payload) if len(payload) > 1 else 0
+    checked = _plain_run(payload) if len(payload) >= RUN_MIN else 0
     for index, message in enumerate(payload[checked:] if checked else payload, checked):
         # The usual event delivery is exactly {"channel": "/x/y", "data": ...}: nothing more
         # to check. Everything else takes the full check.

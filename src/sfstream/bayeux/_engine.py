@@ -29,6 +29,7 @@ from sfstream.bayeux._advice import (
     decide,
 )
 from sfstream.bayeux._channels import matches, validate_channel, validate_subscription
+from sfstream.bayeux._codec import RUN_MIN
 from sfstream.bayeux._events import (
     Deliveries,
     Event,
@@ -405,7 +406,7 @@ class BayeuxEngine:
                 illegal transition); the engine is then failed.
         """
         events = None
-        if type(messages) is list and len(messages) > 1:
+        if type(messages) is list and len(messages) >= RUN_MIN:
             events = self._receive_run(messages)
         if events is None:
             events = self._receive_each(messages)

@@ -34,11 +34,11 @@ class Extension:
         """Optional: take a run of deliveries on one channel at once, instead of
         :meth:`incoming` for each of them (#13).
 
-        The engine calls it for the usual busy reply: deliveries (messages with ``data``) all
-        on ``channel``, in order, maybe followed by the ``/meta/connect`` answer, which goes to
-        :meth:`incoming` afterwards. Return the messages kept, in order (``messages`` itself
-        when none is dropped), with the same effects :meth:`incoming` would have had on each;
-        or None, having changed nothing, to have :meth:`incoming` called for each of them.
-        The default returns None.
+        The engine calls it for the usual busy reply, of 8 messages or more: deliveries
+        (messages with ``data``) all on ``channel``, in order, maybe followed by the
+        ``/meta/connect`` answer, which goes to :meth:`incoming` afterwards. Return the
+        messages kept, in order (``messages`` itself when none is dropped), with the same
+        effects :meth:`incoming` would have had on each; or None, having changed nothing, to
+        have :meth:`incoming` called for each of them. The default returns None.
         """
         return None
