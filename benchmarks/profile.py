@@ -89,6 +89,8 @@ async def run(options: argparse.Namespace) -> None:
                 print(out.read_text())
             else:
                 print(summarise_py_spy(out, options.top))
+                if options.keep:
+                    shutil.copy(out, options.keep)
     finally:
         await server.stop()
 
@@ -100,6 +102,7 @@ def main() -> None:
     parser.add_argument("--tool", choices=["pyinstrument", "py-spy"], default="py-spy")
     parser.add_argument("--top", type=int, default=20)
     parser.add_argument("--max-batch", type=int, default=1000, help="events per reply")
+    parser.add_argument("--keep", help="copy py-spy's raw samples (every stack) to this file")
     asyncio.run(run(parser.parse_args()))
 
 

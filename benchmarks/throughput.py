@@ -128,7 +128,7 @@ async def run_batch(
     options: argparse.Namespace, peers: list[_peers.Peer], batch: int
 ) -> dict[str, Any]:
     """Every client drains both backlogs from an emulator that puts ``batch`` events a reply."""
-    libs = list(_loaders())
+    libs = [lib for lib in _loaders() if lib in (options.json_libs or _loaders())]
     specs = [ClientSpec.sfstream(lib) for lib in libs]
     if options.receive_many:
         many = ClientSpec.sfstream("json", name="receive_many")
@@ -363,6 +363,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="also drain with sfstream (json) calling receive_many(N) instead of async for",
+    )
+    parser.add_argument(
+        "--json-libs",
+        type=lambda s: [lib for lib in s.split(",") if lib],
+        metavar="LIB[,LIB...]",
+        help="the JSON libraries sfstream drains with (default: json, orjson, msgspec)",
     )
     parser.add_argument(
         "--compare-src",

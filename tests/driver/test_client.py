@@ -966,3 +966,50 @@ async def test_receive_many_returns_what_waits_in_order(server: FakeBayeuxServer
         server.publish("/a", "late")
         async with asyncio.timeout(2):
             assert [m["data"] for m in await task] == ["late"]
+
+
+def queued_client(length: int, limit: int, until_yield: int, paused: bool) -> BayeuxClient:
+    """A client whose queue holds ``length`` messages, in a given serving state (no server)."""
+    client = BayeuxClient(
+        "http://127.0.0.1:1/cometd", transport=MockTransport(lambda r: []), max_pending_count=limit
+    )
+    client._capacity = asyncio.Event()
+    if paused:
+        client._paused = True
+    else:
+        client._capacity.set()
+    client._queue.extend({"channel": "/a", "data": n} for n in range(length))
+    client._until_yield = until_yield
+    return client
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 12])
+@pytest.mark.parametrize("limit", [0, 5, 20])
+@pytest.mark.parametrize("until_yield", [0, 3, 16])
+@pytest.mark.parametrize("paused", [False, True])
+async def test_a_batch_takes_what_receive_nowait_would_one_by_one(
+    length: int, limit: int, until_yield: int, paused: bool
+) -> None:
+    for count in (1, 4, 100):
+        batch = queued_client(length, limit, until_yield, paused)
+        single = queued_client(length, limit, until_yield, paused)
+        taken = batch._take_waiting(count)
+        one_by_one: list[Message] = []
+        while len(one_by_one) < count and (message := single.receive_nowait()) is not None:
+            one_by_one.append(message)
+        assert taken == one_by_one
+        for client in (batch, single):
+            assert client._capacity is not None
+            assert client._paused is not client._capacity.is_set()
+        assert (batch._paused, batch._until_yield, len(batch._queue)) == (
+            single._paused,
+            single._until_yield,
+            len(single._queue),
+        )
+
+
+async def test_a_batch_waits_for_a_pending_error() -> None:
+    client = queued_client(5, 0, 16, False)
+    client._errors.append(ServerError("resubscription refused"))
+    assert client._take_waiting(10) == []
+    assert len(client._queue) == 5

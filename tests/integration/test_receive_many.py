@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from sfstream import DefaultMappingStorage, ReplayOption
+from sfstream import DefaultMappingStorage, ReplayMarkerStoragePolicy, ReplayOption
 from sfstream.emulator import Emulator
-from sfstream.exceptions import InvalidArgumentError
+from sfstream.exceptions import InvalidArgumentError, ReplayError
 
 from .conftest import WAIT, ClientFactory, payload_values
 
@@ -39,3 +39,36 @@ async def test_receive_many_batches_in_order_and_stores_markers(
     assert len(sizes) < 250  # batches, not one event at a time
     # the marker of the last event handed out was stored before its batch was returned
     assert markers[CHANNEL].replay_id == published[-1].replay_id
+
+
+@pytest.mark.parametrize("replay", [ReplayOption.ALL_EVENTS, "manual"])
+async def test_receive_many_without_markers_to_store_hands_out_the_driver_batches(
+    org: Emulator, client_factory: ClientFactory, replay: Any
+) -> None:
+    await org.publish_many(CHANNEL, [{"Amount__c": n} for n in range(250)])
+    if replay == "manual":  # a storage, but the application stores the markers itself
+        markers: dict[str, Any] = {}
+        client = client_factory(
+            replay=DefaultMappingStorage(markers, ReplayOption.ALL_EVENTS),
+            replay_storage_policy=ReplayMarkerStoragePolicy.MANUAL,
+        )
+    else:
+        markers = {}
+        client = client_factory(replay=replay)
+    await client.open()
+    await client.subscribe(CHANNEL)
+    seen: list[Any] = []
+    sizes: list[int] = []
+    while len(seen) < 250:
+        async with asyncio.timeout(WAIT):
+            batch = await client.receive_many(50)
+        sizes.append(len(batch))
+        seen += payload_values(batch)
+    assert seen == list(range(250))
+    assert max(sizes) <= 50
+    assert len(sizes) < 250
+    assert markers == {}  # nothing stored by the client
+    # a storage failure recorded earlier is raised before anything is handed out
+    client._storage_errors.append(ReplayError("the storage failed"))
+    with pytest.raises(ReplayError, match="the storage failed"):
+        await client.receive_many(10)

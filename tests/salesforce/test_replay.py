@@ -1102,3 +1102,71 @@ def test_positions_never_go_back_on_the_short_way_or_the_long_one() -> None:
     assert extension.incoming(event(other, 9)) is None  # type: ignore[arg-type]
     assert extension.last_received(other) == 9
     assert extension.incoming(event(customer, 30)) is False  # type: ignore[arg-type]
+
+
+# -- a run of deliveries at once (#13) ---------------------------------------------------------
+
+
+def state(extension: ReplayExtension) -> tuple[Any, ...]:
+    return (
+        dict(extension._received),
+        dict(extension._started),
+        dict(extension._skip_before),
+        dict(extension._repeats_until),
+        dict(extension.dropped),
+    )
+
+
+def one_by_one(extension: ReplayExtension, messages: list[Message]) -> list[Message]:
+    return [message for message in messages if extension.incoming(message) is not False]
+
+
+def test_a_run_moves_the_position_to_its_highest_id_as_one_by_one_would() -> None:
+    runs = [[20, 25, 22], [3, 4], [30]]
+    at_once, single = ReplayExtension(), ReplayExtension()
+    for extension in (at_once, single):
+        subscribe(extension, "/topic/A")
+        extension.mark_subscribed("/topic/A", datetime(2024, 1, 1, tzinfo=UTC))
+    for ids in runs:
+        messages: list[Message] = [event("/topic/A", i) for i in ids]  # type: ignore[misc]
+        assert at_once.incoming_deliveries("/topic/A", messages) is messages
+        assert one_by_one(single, copy.deepcopy(messages)) == messages
+        assert state(at_once) == state(single)
+    assert at_once.last_received("/topic/A") == 30
+    assert not at_once._started  # the first event ended the wait for it
+
+
+def test_a_run_declined_changes_nothing() -> None:
+    extension = ReplayExtension()
+    subscribe(extension, "/topic/A", "/topic/F?x=1", "/topic/F?x=2")
+    extension.incoming(event("/topic/A", 5))  # type: ignore[arg-type]
+    before = state(extension)
+    unusual: list[list[dict[str, Any]]] = [
+        [event("/topic/A", 6), {"channel": "/topic/A", "data": {"event": {}}}],  # no id
+        [event("/topic/A", 6), {"channel": "/topic/A", "data": "plain"}],  # not an object
+        [event("/topic/A", 6), event("/topic/A", True)],  # a bool is no replay id  # type: ignore[arg-type]
+        [event("/topic/A", 6), {"channel": "/topic/A", "data": {"event": {"replayId": "7"}}}],
+    ]
+    for messages in unusual:
+        assert extension.incoming_deliveries("/topic/A", messages) is None  # type: ignore[arg-type]
+    # a channel no subscription is made for
+    assert extension.incoming_deliveries("/topic/B", [event("/topic/B", 1)]) is None  # type: ignore[list-item]
+    assert state(extension) == before
+
+
+def test_a_run_during_a_resubscription_goes_one_by_one() -> None:
+    # a gap-safe resubscription in progress: deliveries created before it are skipped
+    skipping = ReplayExtension()
+    subscribe(skipping, "/topic/A")
+    skipping.mark_subscribed("/topic/A", datetime(2024, 6, 1, tzinfo=UTC))
+    subscribe(skipping, "/topic/A")  # the session was lost before any event
+    assert skipping._skip_before
+    assert skipping.incoming_deliveries("/topic/A", [event("/topic/A", 1)]) is None  # type: ignore[list-item]
+    # a shared topic resumed from a lower position: repeats are dropped
+    repeating = ReplayExtension()
+    subscribe(repeating, "/topic/F?x=1", "/topic/F?x=2")
+    repeating.incoming(event("/topic/F?x=1", 10))  # type: ignore[arg-type]
+    repeating.incoming(event("/topic/F?x=2", 4))  # type: ignore[arg-type]
+    subscribe(repeating, "/topic/F?x=1")
+    assert repeating._repeats_until
+    assert repeating.incoming_deliveries("/topic/F?x=1", [event("/topic/F?x=1", 9)]) is None  # type: ignore[list-item]

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, decode, encode
+from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, RUN_MIN, decode, encode
 from sfstream.bayeux._messages import Message
 from sfstream.exceptions import ProtocolError
 
@@ -328,3 +328,53 @@ def test_two_key_messages_that_are_not_plain_deliveries_get_the_full_check() -> 
         decode('[{"channel": 5, "data": 1}]')
     with pytest.raises(ProtocolError, match="invalid channel 'x'"):
         decode('[{"channel": "x", "data": 1}]')
+
+
+# -- the usual busy reply, checked per reply (#13) ------------------------------------------
+
+RUN = [{"channel": "/event/A__e", "data": {"n": n}} for n in range(RUN_MIN)]
+CONNECT = {"channel": "/meta/connect", "id": "7", "successful": True}
+LAST = len(RUN)  # the index of a message after the run
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        RUN,
+        [*RUN, CONNECT],
+        [*RUN, {"channel": "/event/B__e", "data": 1}],  # a last delivery on another channel
+        [*RUN, {"channel": "/event/A__e", "data": 1, "id": 9}],  # an id, normalised
+        [CONNECT, *RUN],  # the connect answer first: message by message
+        [RUN[0], {"channel": "/event/B__e", "data": 1}, *RUN],  # mixed channels
+        [*RUN, {"channel": "/event/A__e", "other": 1}],  # two keys, no data
+        [{"channel": "/event/A__e", "data": 1, "id": "3"}, *RUN],  # a third key in the run
+        [{"channel": "/event/A__e", "other": 1}, *RUN],
+        RUN[:2],  # a short reply: message by message
+    ],
+)
+def test_usual_and_nearly_usual_replies_decode_as_they_came(messages: list[Message]) -> None:
+    decoded = decode(json.dumps(messages))
+    assert [m["channel"] for m in decoded] == [m["channel"] for m in messages]
+    assert [m.get("data") for m in decoded] == [m.get("data") for m in messages]
+    assert all(type(m.get("id", "")) is str for m in decoded)
+
+
+@pytest.mark.parametrize(
+    ("messages", "fragment"),
+    [
+        ([*RUN, {"channel": "/meta/connect", "successful": "yes"}], f"message {LAST} (/meta/"),
+        ([*RUN, {"data": 1}], f"message {LAST} of the reply has no channel"),
+        ([*RUN, [1, 2]], f"message {LAST} of the reply is a list"),
+        ([*RUN, "text"], f"message {LAST} of the reply is a str"),
+        ([{"channel": 5, "data": 1}, *RUN], "message 0 of the reply has an invalid channel 5"),
+        ([{"channel": "x", "data": 1}, *RUN], "message 0 of the reply has an invalid channel"),
+        (
+            [*RUN[:-1], {"channel": "/event/A__e", "data": 1, "id": []}],
+            f"message {LAST - 1} (/event/A__e)",
+        ),
+        ([*RUN, {"channel": "/x", "data": 1, "ext": 3}], f"message {LAST} (/x) has a field 'ext'"),
+    ],
+)
+def test_a_bad_message_after_or_in_a_run_is_named(messages: list[Any], fragment: str) -> None:
+    with pytest.raises(ProtocolError, match=re.escape(fragment)):
+        decode(json.dumps(messages))

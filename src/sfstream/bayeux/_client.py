@@ -234,6 +234,9 @@ class BayeuxClient:
         # Created in open(), inside the running loop.
         self._activity: asyncio.Event | None = None
         self._capacity: asyncio.Event | None = None
+        #: True while ``_capacity`` is cleared (polling paused for backpressure): read per
+        #: message, where ``Event.is_set()`` would be a call
+        self._paused = False
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._retry_channels: list[str] = []
         #: automatic resubscriptions refused with a 401: re-authenticate, then subscribe again
@@ -491,6 +494,7 @@ class BayeuxClient:
             while True:
                 limit = self.max_pending_count
                 while limit > 0 and len(self._queue) >= limit:
+                    self._paused = True
                     self._capacity.clear()
                     await self._capacity.wait()
                 room = limit - len(self._queue) if limit > 0 else None
@@ -572,6 +576,7 @@ class BayeuxClient:
         logger.info("%d messages wait for the consumer: polling paused", len(self._queue))
         self.report_status(StatusKind.PAUSED, f"{len(self._queue)} messages wait")
         while len(self._queue) >= limit:
+            self._paused = True
             self._capacity.clear()
             await self._capacity.wait()
         logger.info("the consumer caught up: polling resumed")
@@ -886,8 +891,7 @@ class BayeuxClient:
                 # always *before* taking a message (a cancellation then loses nothing).
                 if self._until_yield <= 0:
                     self._until_yield = _YIELD_EVERY
-                    capacity = self._capacity
-                    if capacity is None or capacity.is_set():
+                    if not self._paused:
                         # (while polling is paused for backpressure, nothing waits for the
                         # loop: no yield then)
                         await asyncio.sleep(0)
@@ -932,12 +936,27 @@ class BayeuxClient:
         if max_count < 1:
             raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
         messages = [await self.receive()]
-        take = self.receive_nowait
-        while len(messages) < max_count:
-            message = take()
-            if message is None:
-                break
-            messages.append(message)
+        if max_count > 1:
+            messages += self._take_waiting(max_count - 1)
+        return messages
+
+    def _take_waiting(self, count: int) -> list[Message]:
+        """At most ``count`` messages, those :meth:`receive_nowait` would return one after
+        the other, taken at once (#13)."""
+        queue = self._queue
+        count = min(count, self._until_yield, len(queue))
+        if count <= 0 or self._errors:
+            return []
+        paused = self._paused
+        if paused:
+            # the message that brings the queue under the limit resumes polling: the batch
+            # ends with it, as it would message by message
+            count = min(count, max(len(queue) - self.max_pending_count + 1, 1))
+        popleft = queue.popleft
+        messages = [popleft() for _ in range(count)]
+        self._until_yield -= count
+        if paused and len(queue) < self.max_pending_count:
+            self._resume_polling()
         return messages
 
     def receive_nowait(self) -> Message | None:
@@ -947,19 +966,31 @@ class BayeuxClient:
         turn to run (the queue is served in slices, so that the next long poll goes out while
         the consumer works): then ``await receive()``. Never raises.
         """
-        if self._errors or not self._queue or self._until_yield <= 0:
+        # _take() inlined (#13): this is the per-message path of ``async for`` and batches
+        queue = self._queue
+        if self._until_yield <= 0 or self._errors or not queue:
             return None
-        return self._take()
+        self._until_yield -= 1
+        message = queue.popleft()
+        if self._paused and len(queue) < self.max_pending_count:
+            self._resume_polling()
+        return message
 
     def _take(self) -> Message:
         self._until_yield -= 1
         queue = self._queue
         message = queue.popleft()
-        capacity = self._capacity
-        if capacity is not None and len(queue) < self.max_pending_count and not capacity.is_set():
-            capacity.set()
-            self._until_yield = 0  # the next receive() lets the poller send first (#13)
+        if self._paused and len(queue) < self.max_pending_count:
+            self._resume_polling()
         return message
+
+    def _resume_polling(self) -> None:
+        """The consumer caught up: wake the paused poller; the next receive() lets it send
+        first (#13)."""
+        assert self._capacity is not None
+        self._paused = False
+        self._capacity.set()
+        self._until_yield = 0
 
     def _time_left(self) -> float | None:
         if self._down_since is None or self.connection_timeout is None:
@@ -972,7 +1003,7 @@ class BayeuxClient:
 
     async def __anext__(self) -> Message:
         # the usual case first: a message waits and nothing else is due (#13)
-        if not self._errors and self._queue and self._until_yield > 0:
+        if self._until_yield > 0 and self._queue and not self._errors:
             return self._take()
         try:
             return await self.receive()

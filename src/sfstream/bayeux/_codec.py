@@ -13,6 +13,8 @@ import math
 import re
 import sys
 from collections.abc import Callable, Sequence
+from itertools import repeat
+from operator import itemgetter
 from typing import Any, Final, cast
 
 from sfstream.bayeux._messages import Message
@@ -54,6 +56,10 @@ _ADVICE_TYPES: Final[tuple[tuple[str, type | tuple[type, ...]], ...]] = (
     ("maxInterval", (int, float)),
 )
 
+
+#: Replies of at least this many messages are first checked for the usual busy shape (#13);
+#: shorter ones (a long poll answered with an event or two) cost less message by message.
+RUN_MIN: Final = 8
 
 #: Advice numbers are milliseconds: anything beyond 2**53 is not a number a server means.
 _MAX_ADVICE_NUMBER: Final = 2**53
@@ -102,7 +108,8 @@ def decode(
         raise ProtocolError(
             f"the reply carries {len(payload)} messages, more than the limit of {max_messages}"
         )
-    for index, message in enumerate(payload):
+    checked = _plain_run(payload) if len(payload) >= RUN_MIN else 0
+    for index, message in enumerate(payload[checked:] if checked else payload, checked):
         # The usual event delivery is exactly {"channel": "/x/y", "data": ...}: nothing more
         # to check. Everything else takes the full check.
         if type(message) is dict and len(message) == 2 and "data" in message:
@@ -125,6 +132,42 @@ def decode(
                     f"message {index} of the reply is nested deeper than {max_depth} levels"
                 )
     return cast("list[Message]", payload)
+
+
+#: A message's channel (raises for a message without one, or that is no object).
+_CHANNEL_OF: Final = itemgetter("channel")
+
+
+def _plain_run(payload: list[Any]) -> int:
+    """How many messages the usual busy reply starts with that need no further check (#13).
+
+    The usual reply is a run of plain deliveries, each exactly ``{"channel": "/x/y", "data":
+    ...}`` on one channel, then maybe one other message (the ``/meta/connect`` answer). The
+    run is checked by C loops (the channels read and counted, the sizes and ``data`` keys
+    checked), not a Python step per message; 0 when the reply is not of that shape (each
+    message is then checked on its own).
+    """
+    try:
+        channels = list(map(_CHANNEL_OF, payload))
+    except (KeyError, TypeError):
+        return 0  # a message that is no object or has no channel: the full check names it
+    first = channels[0]
+    if type(first) is not str or first[:1] != "/" or first[:6] == "/meta/":
+        return 0
+    count = channels.count(first)
+    if count == len(payload):
+        run = payload
+    elif count == len(payload) - 1 and channels[-1] != first:
+        run = payload[:-1]  # the last one is checked on its own
+    else:
+        return 0
+    if set(map(len, run)) != _TWO_KEYS or not all(map(dict.__contains__, run, repeat("data"))):
+        return 0
+    return count
+
+
+#: The sizes of plain deliveries (``channel`` and ``data``).
+_TWO_KEYS: Final = frozenset({2})
 
 
 def _deeper_than(value: object, limit: int) -> bool:

@@ -500,6 +500,16 @@ class Client:
         """
         if max_count < 1:
             raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
+        storage = self.replay_storage
+        if self._bayeux is not None and (
+            storage is None
+            or self.replay_storage_policy is not _AUTOMATIC
+            or type(storage).extract_replay_id is _STORES_NOTHING
+        ):
+            # no marker to store (#13): the driver's batch as it is
+            if self._storage_errors:
+                raise self._storage_errors.pop(0)
+            return await self._bayeux.receive_many(max_count)
         messages = [await self.receive()]
         bayeux = self._bayeux
         while bayeux is not None and len(messages) < max_count and not self._storage_errors:
@@ -549,8 +559,14 @@ class Client:
         if bayeux is not None and not self._storage_errors:
             message = bayeux.receive_nowait()
             if message is not None:
-                storage = self._storage_for(message)
-                if storage is not None:
+                # _storage_for() inlined: a call less per event
+                storage = self.replay_storage
+                if (
+                    storage is not None
+                    and self.replay_storage_policy is _AUTOMATIC
+                    and type(storage).extract_replay_id is not _STORES_NOTHING
+                    and self._replay.attributed(message.get("channel", ""))
+                ):
                     await self._store_marker(storage, message)
                 return message
         try:

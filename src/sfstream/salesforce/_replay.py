@@ -818,6 +818,29 @@ class ReplayExtension(Extension):
             return True
         return self._wildcards and any(matches(pattern, channel) for pattern in self._subscribed)
 
+    def incoming_deliveries(self, channel: str, messages: list[Message]) -> list[Message] | None:
+        """A run of deliveries on one channel (#13): the usual case at once, else None.
+
+        The usual case is :meth:`incoming`'s short way for every message: a subscribed
+        channel, no resubscription in progress, an int replay id in each event. The position
+        moves to the highest of them, as it would one event at a time; nothing is dropped.
+        """
+        if channel not in self._subscribed or self._repeats_until or self._skip_before:
+            return None
+        try:
+            replay_ids = [message["data"]["event"]["replayId"] for message in messages]
+        except (KeyError, TypeError):
+            return None
+        if set(map(type, replay_ids)) != _INT_ONLY:
+            return None
+        highest = max(replay_ids)
+        last = self._received.get(channel)
+        if last is None or highest > last:
+            self._received[channel] = highest
+        if self._started:
+            self._started.pop(channel, None)
+        return messages
+
     def incoming(self, message: Message) -> bool | None:
         """Record the replay id of a delivered event for its subscription.
 
@@ -885,6 +908,9 @@ class ReplayExtension(Extension):
             self._started.pop(channel, None)
         return None
 
+
+#: The types of a run's replay ids when all of them are ints (bools excluded).
+_INT_ONLY: Final = frozenset({int})
 
 #: ``since`` unknown: a gap-safe resubscription skips nothing.
 _NOT_KNOWN: Final = datetime.min.replace(tzinfo=UTC)
