@@ -1,7 +1,7 @@
 """Log in with the JWT bearer flow (a private key, no password) and print events.
 
-Needs the ``jwt`` extra: ``pip install "sfstream[jwt]"``. The connected app holds the
-certificate of your key and the user is pre-authorised for it. To try it against the
+Needs the ``jwt`` extra: ``pip install ".[jwt]"`` in the sfstream checkout. The connected app
+holds the certificate of your key and the user is pre-authorised for it. To try it against the
 emulator, make a key pair and start the emulator with the certificate::
 
     openssl req -x509 -newkey rsa:2048 -nodes -days 365 -subj /CN=sfstream \\

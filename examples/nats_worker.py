@@ -17,7 +17,7 @@ Try it with a relay writing into a local ``nats-server -js``::
     sfstream relay --sink nats://127.0.0.1:4222 …   # in one terminal (see docs/scaling.md)
     python examples/nats_worker.py --count 3        # in another
 
-Requires ``pip install 'sfstream[nats]'``.
+Requires ``pip install '.[nats]'`` in the sfstream checkout.
 """
 
 from __future__ import annotations

@@ -208,10 +208,12 @@ def test_refused_values_are_usage_errors(tmp_path: Path) -> None:
 
 def test_jwt_without_its_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def missing(*_args: Any, **_kwargs: Any) -> Any:
-        raise ImportError("JwtBearerAuthenticator needs PyJWT: pip install 'sfstream[jwt]'")
+        raise ImportError(
+            "JwtBearerAuthenticator needs PyJWT: pip install '.[jwt]' in the sfstream checkout"
+        )
 
     monkeypatch.setattr(_credentials, "JwtBearerAuthenticator", missing)
-    with pytest.raises(CliError, match="sfstream\\[jwt\\]") as info:
+    with pytest.raises(CliError, match=r"'\.\[jwt\]' in the sfstream checkout") as info:
         build_authenticator(
             resolve("--consumer-key", "k", "--username", "u", "--jwt-key", str(tmp_path / "k.pem"))
         )

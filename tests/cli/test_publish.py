@@ -64,6 +64,19 @@ def test_publish_json_prints_the_whole_reply(cli: CliRunner, org: EmulatorThread
     assert reply["errors"][0]["statusCode"] == "OPERATION_ENQUEUED"
 
 
+def test_publish_json_gives_errors_as_json_too(cli: CliRunner, org: EmulatorThread) -> None:
+    refused = cli("publish", EVENT, '{"Nope__c": 3}', "--json", *password_args(org))
+    assert refused.code == 1
+    assert refused.out == ""
+    [error] = json_lines(refused.err)
+    assert error["exitCode"] == 1
+    assert "Nope__c" in error["error"]
+    mistyped = cli("publish", EVENT, "{}", "--json", "--jsno", *password_args(org))
+    assert mistyped.code == 2
+    [usage] = json_lines(mistyped.err)
+    assert "--jsno" in usage["error"]
+
+
 def test_publish_reads_stdin(
     cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:

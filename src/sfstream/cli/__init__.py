@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else ExitCode.USAGE
     except UsageError as error:
-        wants_json = ("listen" in words or "bayeux" in words) and "--json" in words
+        wants_json = bool({"listen", "bayeux", "publish"} & set(words)) and "--json" in words
         message, hint = usage_message(error, parser, words)
         Console(json=wants_json).error(message, hint=hint, code=int(ExitCode.USAGE))
         return ExitCode.USAGE
@@ -374,7 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return ExitCode.USAGE
     console = Console(
         color=getattr(args, "color", "auto"),
-        json=args.command in ("listen", "bayeux") and bool(getattr(args, "json", False)),
+        json=args.command in ("listen", "bayeux", "publish") and bool(getattr(args, "json", False)),
     )
     debug: bool = getattr(args, "debug", False)
     with _logging(debug, console):

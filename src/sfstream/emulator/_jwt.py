@@ -1,7 +1,8 @@
 """The JWT bearer flow's checks: an RS256 signature against the connected app's certificate.
 
 ``cryptography`` is imported only here and only when a key is configured or generated, so the
-emulator runs without it unless the JWT flow is used (``pip install 'sfstream[jwt]'``).
+emulator runs without it unless the JWT flow is used (``pip install '.[jwt]'`` in the sfstream
+checkout).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def _cryptography() -> Any:
         from cryptography.hazmat.primitives.asymmetric import padding, rsa
     except ImportError:  # pragma: no cover - depends on the environment
         raise RuntimeError(
-            "the JWT bearer flow needs the 'cryptography' package: pip install 'sfstream[jwt]'"
+            "the JWT bearer flow needs the 'cryptography' package: "
+            "pip install '.[jwt]' in the sfstream checkout"
         ) from None
     return x509, hashes, serialization, padding, rsa
 

@@ -361,7 +361,8 @@ def make_sink(
             module = importlib.import_module("sfstream.relay._nats")
         except ImportError as exc:
             raise ImportError(
-                f"the NATS sink is not available ({exc}): pip install 'sfstream[nats]'"
+                f"the NATS sink is not available ({exc}): "
+                "pip install '.[nats]' in the sfstream checkout"
             ) from None
         servers, options = module._parse_url(url)
         replicas = None if "replicas" in options else (3 if len(servers) >= 3 else 1)

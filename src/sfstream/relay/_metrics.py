@@ -37,7 +37,8 @@ class RelayMetrics:
             from prometheus_client import CollectorRegistry, Counter, Gauge
         except ImportError:  # pragma: no cover - depends on the environment
             raise ImportError(
-                "relay metrics need prometheus-client: pip install 'sfstream[relay]'"
+                "relay metrics need prometheus-client: "
+                "pip install '.[relay]' in the sfstream checkout"
             ) from None
         self.registry = CollectorRegistry()
         r = self.registry

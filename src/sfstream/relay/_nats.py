@@ -24,8 +24,8 @@ Retries: a publish whose acknowledgement was lost (a node killed, a leader elect
 reconnect) is sent again with the same ``Nats-Msg-Id`` and expected sequence; JetStream answers
 a duplicate with the original sequence, so a retry never stores an event twice.
 
-nats-py is an optional dependency (``pip install 'sfstream[nats]'``): this module is only imported
-by whoever uses the NATS sink.
+nats-py is an optional dependency (``pip install '.[nats]'`` in the sfstream checkout): this
+module is only imported by whoever uses the NATS sink.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ try:
     from nats.js import JetStreamContext
     from nats.js.api import DiscardPolicy, RawStreamMsg, RetentionPolicy, StorageType, StreamConfig
 except ImportError as error:  # pragma: no cover - exercised only without the extra
-    raise ImportError("the NATS sink needs nats-py: pip install 'sfstream[nats]'") from error
+    raise ImportError(
+        "the NATS sink needs nats-py: pip install '.[nats]' in the sfstream checkout"
+    ) from error
 
 from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay._sink import (

@@ -280,7 +280,8 @@ class RedisSink(Sink):
             import redis.asyncio as aioredis
         except ImportError:  # pragma: no cover - depends on the environment
             raise SinkError(
-                "the Redis sink needs the redis package: pip install 'sfstream[redis]'"
+                "the Redis sink needs the redis package: "
+                "pip install '.[redis]' in the sfstream checkout"
             ) from None
         options: dict[str, Any] = {
             "socket_timeout": self.timeout,

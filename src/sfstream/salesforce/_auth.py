@@ -809,7 +809,7 @@ def _require_jwt() -> None:
     except ImportError as exc:
         raise ImportError(
             "JwtBearerAuthenticator needs PyJWT with cryptography: "
-            "install the extra with  pip install 'sfstream[jwt]'"
+            "install the extra with pip install '.[jwt]' in the sfstream checkout"
         ) from exc
 
 
@@ -862,7 +862,8 @@ class JwtBearerAuthenticator(AuthenticatorBase):
 
     The connected app holds the certificate of ``private_key`` and the user must be
     pre-authorised for it (otherwise Salesforce answers ``invalid_grant`` / ``user hasn't
-    approved this consumer``). Needs the ``jwt`` extra: ``pip install 'sfstream[jwt]'``.
+    approved this consumer``). Needs the ``jwt`` extra: ``pip install '.[jwt]'`` in the sfstream
+    checkout.
 
     Each :meth:`token_request` signs a fresh assertion with the claims ``iss`` (the consumer
     key), ``sub`` (the user name), ``aud`` (:attr:`audience`) and ``exp`` (now plus

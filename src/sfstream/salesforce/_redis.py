@@ -101,7 +101,7 @@ class RedisStorage(ReplayMarkerStorage):
             async with Client(auth, replay=replay) as client:
                 ...
 
-    Needs the ``redis`` package: ``pip install 'sfstream[redis]'``.
+    Needs the ``redis`` package: ``pip install '.[redis]'`` in the sfstream checkout.
 
     Args:
         redis: a ``redis://`` (or ``rediss://``, ``unix://``) URL, or a ``redis.asyncio.Redis``
@@ -140,7 +140,8 @@ class RedisStorage(ReplayMarkerStorage):
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover - the test environment has redis
             raise ImportError(
-                "RedisStorage needs the redis package: pip install 'sfstream[redis]'"
+                "RedisStorage needs the redis package: "
+                "pip install '.[redis]' in the sfstream checkout"
             ) from exc
         self.prefix = prefix
         self.default_id = default_id
