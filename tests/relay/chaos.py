@@ -530,13 +530,33 @@ class Campaign:
 
     async def leader(self, timeout: float = 60.0) -> RelayProcess:
         deadline = time.monotonic() + timeout
+        roles: list[str | None] = []
         while time.monotonic() < deadline:
+            self.restart_exited()  # also before watch() runs: a relay that exits at its start
             roles = [await relay.role(self.session) for relay in self.relays]
             leaders = [r for r, role in zip(self.relays, roles, strict=True) if role == "leader"]
             if len(leaders) == 1:
                 return leaders[0]
             await asyncio.sleep(0.1)
-        raise RuntimeError("no single leader within the timeout")
+        tails = "; ".join(
+            f"{relay.holder} ({role}): {self.log_tail(relay)}"
+            for relay, role in zip(self.relays, roles, strict=True)
+        )
+        raise RuntimeError(f"no single leader within the timeout: {tails}")
+
+    def log_tail(self, relay: RelayProcess) -> str:
+        log = (self.logs / f"{relay.holder}.log").read_text(errors="replace")
+        return " | ".join(log.strip().splitlines()[-2:])
+
+    def restart_exited(self) -> None:
+        """Start again the relays that exited on their own (and report them)."""
+        for relay in self.relays:
+            code = relay.exited()
+            if code is not None and code != -9:
+                tail = self.log_tail(relay)
+                self.report.unexpected_exits.append(f"{relay.holder} exit {code}: {tail}")
+                self.say(f"{relay.holder} exited with {code}: {tail}")
+                relay.start(self.org_or_fail(), self.engine.sink_url(), self.config, self.channels)
 
     async def publish(self) -> None:
         """Publish round-robin at a pace that spreads the events over the kills; go on until
@@ -595,16 +615,7 @@ class Campaign:
     async def watch(self) -> None:
         """Restart relays that exited on their own (and report them)."""
         while not self.stopping:
-            for relay in self.relays:
-                code = relay.exited()
-                if code is not None and code != -9:
-                    log = (self.logs / f"{relay.holder}.log").read_text(errors="replace")
-                    tail = " | ".join(log.strip().splitlines()[-2:])
-                    self.report.unexpected_exits.append(f"{relay.holder} exit {code}: {tail}")
-                    self.say(f"{relay.holder} exited with {code}: {tail}")
-                    relay.start(
-                        self.org_or_fail(), self.engine.sink_url(), self.config, self.channels
-                    )
+            self.restart_exited()
             await asyncio.sleep(0.2)
 
     async def emulator_faults(self) -> None:
