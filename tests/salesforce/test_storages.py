@@ -16,6 +16,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -237,7 +238,9 @@ async def test_concurrent_processes_never_move_a_marker_backwards(
     ]
     for writer in writers:  # all open, then all go
         assert writer.stdout is not None
-        assert await writer.stdout.readline() == b"READY\n"
+        assert writer.stderr is not None
+        line = await writer.stdout.readline()
+        assert line == b"READY\n", (await writer.stderr.read()).decode(errors="replace")
     for writer in writers:
         assert writer.stdin is not None
         writer.stdin.write(b"go\n")
@@ -395,6 +398,42 @@ def test_sqlite_open_errors_say_what_is_wrong(tmp_path: Path) -> None:
         SqliteStorage(tmp_path / "x", default_id="all")  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError, match="synchronous"):
         SqliteStorage(tmp_path / "x", synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_sqlite_opens_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    """Opening needs to upgrade its lock (to put the file in WAL mode, to make the table); while
+    another connection holds the write lock, SQLite refuses that at once instead of waiting with
+    the busy timeout (it could deadlock). The storage waits (up to ``timeout``) and opens."""
+
+    def rollback_mode_file(name: str) -> tuple[Path, sqlite3.Connection]:
+        path = tmp_path / name
+        with sqlite3.connect(path) as seed:
+            seed.execute("PRAGMA user_version = 1")  # a database file in rollback mode, no table
+        seed.close()
+        holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")  # another writer, in the middle of a transaction
+        return path, holder
+
+    path, holder = rollback_mode_file("markers.db")
+    try:
+        release = threading.Timer(0.3, holder.execute, ("COMMIT",))
+        release.start()
+        SqliteStorage(path, timeout=10).close()
+        release.join()
+    finally:
+        holder.close()
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    check.close()
+    # held for longer than the timeout: a clear error, once the timeout is over
+    path, holder = rollback_mode_file("other.db")
+    try:
+        with pytest.raises(
+            ReplayError, match=r"cannot open the replay store .*: database is locked"
+        ):
+            SqliteStorage(path, timeout=0.2)
+    finally:
+        holder.close()
 
 
 async def test_sqlite_write_errors_are_replay_errors(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import concurrent.futures
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -352,6 +353,53 @@ def _connect_inline(path: Path) -> sqlite3.Connection:
     return connection
 
 
+def _set_up(connection: sqlite3.Connection, path: Path, synchronous: str, until: float) -> None:
+    """Check that the database holds replay markers (or nothing yet), put it in WAL mode and
+    make the table.
+
+    Another process may be doing the same, or writing. SQLite's busy timeout does not cover
+    every wait here: a connection that must upgrade its lock while another one holds the write
+    lock gets "database is locked" at once (waiting could deadlock), which is what two processes
+    opening a new file together, or one opening while another writes in rollback mode, run
+    into. Such a refusal is retried, from the start, until ``until`` (monotonic).
+    """
+    delay = 0.002
+    while True:
+        try:
+            tables = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            if tables and TABLE not in tables:
+                raise ReplayError(
+                    f"{path} is an SQLite database without replay markers "
+                    f"(it has the tables {', '.join(sorted(tables))})"
+                )
+            # WAL: readers never wait for the writer, and a commit is one append to the WAL
+            # file. A property of the file: once set, reading it takes no write lock.
+            (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+                if str(mode).lower() != "wal":  # refused without an error: the file is busy
+                    raise sqlite3.OperationalError("database is locked (journal mode)")
+            connection.execute(f"PRAGMA synchronous = {synchronous}")
+            connection.execute(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc) or time.monotonic() + delay > until:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether ``exc`` is a lock held by another connection (SQLITE_BUSY or SQLITE_LOCKED)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _BUSY_CODES
+    return "locked" in str(exc)
+
+
 def _connect(path: Path, synchronous: str, timeout: float) -> sqlite3.Connection:
     """Open (or create) the database at ``path`` and check that it holds replay markers."""
     where = f"cannot open the replay store {path}"
@@ -368,19 +416,7 @@ def _connect(path: Path, synchronous: str, timeout: float) -> sqlite3.Connection
     except sqlite3.Error as exc:
         raise ReplayError(f"{where}: {exc}") from exc
     try:
-        tables = {
-            row[0]
-            for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-        if tables and TABLE not in tables:
-            raise ReplayError(
-                f"{path} is an SQLite database without replay markers "
-                f"(it has the tables {', '.join(sorted(tables))})"
-            )
-        # WAL: readers never wait for the writer, and a commit is one append to the WAL file.
-        connection.execute("PRAGMA journal_mode = WAL").fetchone()
-        connection.execute(f"PRAGMA synchronous = {synchronous}")
-        connection.execute(_SCHEMA)
+        _set_up(connection, path, synchronous, time.monotonic() + timeout)
     except sqlite3.DatabaseError as exc:
         connection.close()
         if "not a database" in str(exc):
