@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benchmarks._server import platform_payloads
 from sfstream import PasswordAuthenticator, ReplayOption
 from sfstream.bayeux import BayeuxClient, MockTransport
 from sfstream.bayeux._codec import decode
@@ -39,18 +40,14 @@ CHANNEL = "/event/Bench__e"
 
 
 def reply(first: int, count: int) -> bytes:
+    fields = platform_payloads(count)
     messages: list[dict[str, Any]] = [
         {
             "channel": CHANNEL,
             "data": {
                 "schema": "7Lt0z_xuqKnaHxjN0ZQpHw",
                 "payload": {
-                    "Order_Number__c": f"ORD-{n:08d}",
-                    "Amount__c": 1000 + (n % 997) * 1.25,
-                    "Currency__c": "EUR",
-                    "Status__c": "Created",
-                    "Account_Id__c": "001Hs00003DGb2AIAT",
-                    "Description__c": "Order placed through the web shop, standard delivery",
+                    **payload,
                     "CreatedDate": "2026-12-07T10:00:00.000Z",
                     "CreatedById": "005Hs00000ABCDEFGH",
                 },
@@ -61,7 +58,7 @@ def reply(first: int, count: int) -> bytes:
                 },
             },
         }
-        for n in range(first, first + count)
+        for n, payload in enumerate(fields, first)
     ]
     messages.append(
         {

@@ -16,6 +16,21 @@ from .conftest import WAIT, ClientFactory, payload_values
 CHANNEL = "/event/Order__e"
 
 
+async def drain_in_batches(client: Any, count: int, most: int) -> None:
+    """``receive_many(most)`` until ``count`` events came: Amount__c 0, 1, ... in order, in
+    batches of ``most`` at most, and batches, not one event at a time."""
+    seen: list[Any] = []
+    sizes: list[int] = []
+    while len(seen) < count:
+        async with asyncio.timeout(WAIT):
+            batch = await client.receive_many(most)
+        sizes.append(len(batch))
+        seen += payload_values(batch)
+    assert seen == list(range(count))
+    assert max(sizes) <= most
+    assert len(sizes) < count
+
+
 async def test_receive_many_batches_in_order_and_stores_markers(
     org: Emulator, client_factory: ClientFactory
 ) -> None:
@@ -27,16 +42,7 @@ async def test_receive_many_batches_in_order_and_stores_markers(
     with pytest.raises(InvalidArgumentError, match="max_count"):
         await client.receive_many(0)
     await client.subscribe(CHANNEL)
-    seen: list[Any] = []
-    sizes: list[int] = []
-    while len(seen) < 250:
-        async with asyncio.timeout(WAIT):
-            batch = await client.receive_many(50)
-        sizes.append(len(batch))
-        seen += payload_values(batch)
-    assert seen == list(range(250))
-    assert max(sizes) <= 50
-    assert len(sizes) < 250  # batches, not one event at a time
+    await drain_in_batches(client, 250, 50)
     # the marker of the last event handed out was stored before its batch was returned
     assert markers[CHANNEL].replay_id == published[-1].replay_id
 
@@ -57,16 +63,7 @@ async def test_receive_many_without_markers_to_store_hands_out_the_driver_batche
         client = client_factory(replay=replay)
     await client.open()
     await client.subscribe(CHANNEL)
-    seen: list[Any] = []
-    sizes: list[int] = []
-    while len(seen) < 250:
-        async with asyncio.timeout(WAIT):
-            batch = await client.receive_many(50)
-        sizes.append(len(batch))
-        seen += payload_values(batch)
-    assert seen == list(range(250))
-    assert max(sizes) <= 50
-    assert len(sizes) < 250
+    await drain_in_batches(client, 250, 50)
     assert markers == {}  # nothing stored by the client
     # a storage failure recorded earlier is raised before anything is handed out
     client._storage_errors.append(ReplayError("the storage failed"))

@@ -21,7 +21,9 @@ from sfstream.bayeux._messages import Message
 from sfstream.exceptions import ProtocolError
 
 __all__ = [
+    "CHANNEL_OF",
     "DEFAULT_MAX_MESSAGES",
+    "RUN_MIN",
     "JSONDumps",
     "JSONLoads",
     "decode",
@@ -135,7 +137,10 @@ def decode(
 
 
 #: A message's channel (raises for a message without one, or that is no object).
-_CHANNEL_OF: Final = itemgetter("channel")
+CHANNEL_OF: Final = itemgetter("channel")
+
+#: The sizes of plain deliveries (``channel`` and ``data``).
+_TWO_KEYS: Final = frozenset({2})
 
 
 def _plain_run(payload: list[Any]) -> int:
@@ -148,7 +153,7 @@ def _plain_run(payload: list[Any]) -> int:
     message is then checked on its own).
     """
     try:
-        channels = list(map(_CHANNEL_OF, payload))
+        channels = list(map(CHANNEL_OF, payload))
     except (KeyError, TypeError):
         return 0  # a message that is no object or has no channel: the full check names it
     first = channels[0]
@@ -164,10 +169,6 @@ def _plain_run(payload: list[Any]) -> int:
     if set(map(len, run)) != _TWO_KEYS or not all(map(dict.__contains__, run, repeat("data"))):
         return 0
     return count
-
-
-#: The sizes of plain deliveries (``channel`` and ``data``).
-_TWO_KEYS: Final = frozenset({2})
 
 
 def _deeper_than(value: object, limit: int) -> bool:

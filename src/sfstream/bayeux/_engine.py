@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from itertools import repeat
-from operator import itemgetter
 from typing import Any, Final
 
 from sfstream.bayeux._advice import (
@@ -29,7 +28,7 @@ from sfstream.bayeux._advice import (
     decide,
 )
 from sfstream.bayeux._channels import matches, validate_channel, validate_subscription
-from sfstream.bayeux._codec import RUN_MIN
+from sfstream.bayeux._codec import CHANNEL_OF, RUN_MIN
 from sfstream.bayeux._events import (
     Deliveries,
     Event,
@@ -67,9 +66,6 @@ from sfstream.exceptions import (
 __all__ = ["LONG_POLLING", "WEBSOCKET", "BayeuxEngine"]
 
 logger = logging.getLogger(__name__)
-
-#: A message's channel (the codec guarantees every message has one).
-_CHANNEL_OF: Final = itemgetter("channel")
 
 #: The Bayeux connection type of HTTP long polling (the default).
 LONG_POLLING: Final = "long-polling"
@@ -423,7 +419,7 @@ class BayeuxEngine:
         the run at once (:meth:`Extension.incoming_deliveries`), and the connect answer goes
         the general way after it, as it would in reply order.
         """
-        channels = list(map(_CHANNEL_OF, messages))
+        channels = list(map(CHANNEL_OF, messages))
         if channels[-1] == META_CONNECT:
             run = messages[:-1]
             tail = messages[-1:]

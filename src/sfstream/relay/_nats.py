@@ -393,11 +393,10 @@ def _run_commands(
     subject, command, head, middle = fixed
     replay_line, sequence_line, subject_line, id_line, uuid_line = lines
     ids = list(map(str, run.replay_ids))
-    later = islice(ids, 1, None)
     sequences = list(map(str, range(at, at + len(ids) - 1)))
     columns: list[Iterable[str]] = [
         repeat(head),
-        later,
+        islice(ids, 1, None),
         repeat(replay_line),
         islice(ids, 1, None),
         repeat(middle),

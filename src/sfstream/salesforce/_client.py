@@ -500,12 +500,7 @@ class Client:
         """
         if max_count < 1:
             raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
-        storage = self.replay_storage
-        if self._bayeux is not None and (
-            storage is None
-            or self.replay_storage_policy is not _AUTOMATIC
-            or type(storage).extract_replay_id is _STORES_NOTHING
-        ):
+        if self._bayeux is not None and self._automatic_storage() is None:
             # no marker to store (#13): the driver's batch as it is
             if self._storage_errors:
                 raise self._storage_errors.pop(0)
@@ -522,17 +517,24 @@ class Client:
             messages.append(message)
         return messages
 
-    def _storage_for(self, message: Message) -> ReplayMarkerStorage | None:
-        """The storage that must store ``message``'s marker before it is returned, if any."""
+    def _automatic_storage(self) -> ReplayMarkerStorage | None:
+        """The storage that stores each event's marker before the event is returned (the
+        AUTOMATIC policy), if any."""
         storage = self.replay_storage
         if (
             storage is not None
             and self.replay_storage_policy is _AUTOMATIC
             # ConstantReplayId stores nothing: skip two coroutines per event
             and type(storage).extract_replay_id is not _STORES_NOTHING
-            # a delivery no single subscription can claim moves no stored position
-            and self._replay.attributed(message.get("channel", ""))
         ):
+            return storage
+        return None
+
+    def _storage_for(self, message: Message) -> ReplayMarkerStorage | None:
+        """The storage that must store ``message``'s marker before it is returned, if any."""
+        storage = self._automatic_storage()
+        # a delivery no single subscription can claim moves no stored position
+        if storage is not None and self._replay.attributed(message.get("channel", "")):
             return storage
         return None
 
@@ -559,14 +561,8 @@ class Client:
         if bayeux is not None and not self._storage_errors:
             message = bayeux.receive_nowait()
             if message is not None:
-                # _storage_for() inlined: a call less per event
-                storage = self.replay_storage
-                if (
-                    storage is not None
-                    and self.replay_storage_policy is _AUTOMATIC
-                    and type(storage).extract_replay_id is not _STORES_NOTHING
-                    and self._replay.attributed(message.get("channel", ""))
-                ):
+                storage = self._storage_for(message)
+                if storage is not None:
                     await self._store_marker(storage, message)
                 return message
         try:

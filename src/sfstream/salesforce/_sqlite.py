@@ -127,7 +127,8 @@ class SqliteStorage(ReplayMarkerStorage):
         synchronous: ``"NORMAL"`` (the default) survives the process being killed;
             ``"FULL"`` also survives an OS crash or power loss, at the cost of an fsync per
             marker.
-        timeout: seconds to wait for another process's write lock before failing.
+        timeout: seconds to wait for another process's write lock before failing, when
+            opening the file (a new file is put in WAL mode) as when writing.
 
     Raises:
         ReplayError: the file cannot be opened or created (the message says why), or it is
@@ -192,7 +193,7 @@ class SqliteStorage(ReplayMarkerStorage):
             try:
                 return function(inline)
             except sqlite3.OperationalError as exc:
-                if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY_CODES:
+                if not _busy(exc):
                     raise
                 # locked by another writer (or a checkpoint): wait for it off the event loop
         try:
@@ -366,38 +367,42 @@ def _set_up(connection: sqlite3.Connection, path: Path, synchronous: str, until:
     delay = 0.002
     while True:
         try:
-            tables = {
-                row[0]
-                for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
-            if tables and TABLE not in tables:
-                raise ReplayError(
-                    f"{path} is an SQLite database without replay markers "
-                    f"(it has the tables {', '.join(sorted(tables))})"
-                )
-            # WAL: readers never wait for the writer, and a commit is one append to the WAL
-            # file. A property of the file: once set, reading it takes no write lock.
-            (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
-            if str(mode).lower() != "wal":
-                (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-                if str(mode).lower() != "wal":  # refused without an error: the file is busy
-                    raise sqlite3.OperationalError("database is locked (journal mode)")
-            connection.execute(f"PRAGMA synchronous = {synchronous}")
-            connection.execute(_SCHEMA)
-            return
+            if _set_up_once(connection, path, synchronous):
+                return
         except sqlite3.OperationalError as exc:
-            if not _busy(exc) or time.monotonic() + delay > until:
+            if not _busy(exc):
                 raise
+        if time.monotonic() + delay > until:
+            raise sqlite3.OperationalError("database is locked")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
 
 
+def _set_up_once(connection: sqlite3.Connection, path: Path, synchronous: str) -> bool:
+    """One try of :func:`_set_up`: False if the file could not be put in WAL mode now."""
+    tables = {
+        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    if tables and TABLE not in tables:
+        raise ReplayError(
+            f"{path} is an SQLite database without replay markers "
+            f"(it has the tables {', '.join(sorted(tables))})"
+        )
+    # WAL: readers never wait for the writer, and a commit is one append to the WAL file. A
+    # property of the file: once set, reading it takes no write lock.
+    (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+    if str(mode).lower() != "wal":
+        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":  # refused without an error: the file is busy
+            return False
+    connection.execute(f"PRAGMA synchronous = {synchronous}")
+    connection.execute(_SCHEMA)
+    return True
+
+
 def _busy(exc: sqlite3.OperationalError) -> bool:
     """Whether ``exc`` is a lock held by another connection (SQLITE_BUSY or SQLITE_LOCKED)."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in _BUSY_CODES
-    return "locked" in str(exc)
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _BUSY_CODES
 
 
 def _connect(path: Path, synchronous: str, timeout: float) -> sqlite3.Connection:
