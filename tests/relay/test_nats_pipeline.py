@@ -471,6 +471,50 @@ async def test_batches_in_flight_are_chained_on_each_other_and_stored_in_order(
     assert replay_ids(await stored(nats_server.url)) == list(range(1, 8))
 
 
+def message_headers(command: bytes) -> list[bytes]:
+    """The header block of each HPUB message in ``command``, in order."""
+    blocks = []
+    at = command.find(b"HPUB ")
+    while at != -1:
+        line_end = command.index(b"\r\n", at)
+        words = command[at:line_end].split(b" ")
+        header_size, total = int(words[-2]), int(words[-1])
+        blocks.append(command[line_end + 2 : line_end + 2 + header_size])
+        at = command.find(b"HPUB ", line_end + 2 + total)
+    return blocks
+
+
+async def test_a_message_after_one_of_its_subject_leaves_the_implied_expectations_out(
+    sink: NatsSink, nats_server: NatsServer
+) -> None:
+    """Right after a message of its own subject, a message's chain (last message id and
+    sequence) implies its subject's last sequence and the stream: those two headers, a lookup
+    each in JetStream per message, go only on a subject's first message and on a message after
+    another subject's."""
+    lease = await sink.acquire("orders", "relay-a", 10)
+    assert lease is not None
+    recorder = Recorder(sink)
+    batch = [event(1), event(2), event(1, SHIPMENTS), event(3), event(4)]
+    await sink.write(lease, RelayBatch.of(ORG, batch))
+    await sink.write(lease, RelayBatch.of(ORG, [event(5), event(6), event(7)]))  # a run
+    blocks = [block for command in recorder.commands for block in message_headers(command)]
+    assert len(blocks) == 8
+    expects = [
+        (b"Nats-Expected-Stream: " in block, b"Nats-Expected-Last-Subject-Sequence: " in block)
+        for block in blocks
+    ]
+    full, chained = (True, True), (False, False)
+    assert expects == [full, chained, full, full, chained, full, chained, chained]
+    assert all(b"Nats-Expected-Last-Sequence: " in block for block in blocks)
+    assert all(b"Nats-Expected-Last-Msg-Id: " in block for block in blocks[1:])
+    # Orders 3 follows Shipments 1 (sequence 3): it expects Orders 2 at sequence 2.
+    assert b"Nats-Expected-Last-Subject-Sequence: 2\r\n" in blocks[3]
+    assert sink.stats.conflicts == 0
+    messages = await stored(nats_server.url)
+    assert replay_ids(messages) == [1, 2, 3, 4, 5, 6, 7]
+    assert replay_ids(messages, SHIPMENTS) == [1]
+
+
 async def test_the_writes_after_a_failed_one_write_nothing(
     sink: NatsSink, nats_server: NatsServer
 ) -> None:

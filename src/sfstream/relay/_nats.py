@@ -376,8 +376,8 @@ def _is_run(events: Sequence[RelayEvent], chunk: int) -> TypeGuard[RelayBatch]:
 
 
 def _run_commands(
-    fixed: tuple[str, str, str, str],
-    lines: tuple[str, str, str, str, str],
+    fixed: tuple[str, str, str, str, str],
+    lines: tuple[str, str, str, str],
     run: RelayBatch,
     at: int,
     limit: int,
@@ -386,12 +386,13 @@ def _run_commands(
     ``fixed``, before ``at``, the sequence the second expects last), as _write_pipelined makes
     them one by one: the same bytes, made column by column in C loops.
 
-    In a run, each event expects the one before it as the stream's last message and as its
-    subject's, at the sequence before its own. Returns the commands (three pieces per event),
-    or the index of the first event too large for the server (``limit``) and no commands.
+    In a run, each event expects the one before it, of its subject, as the stream's last
+    message, at the sequence before its own (so it is its subject's last message too: see
+    :meth:`NatsSink._write_pipelined`). Returns the commands (three pieces per event), or the
+    index of the first event too large for the server (``limit``) and no commands.
     """
-    subject, command, head, middle = fixed
-    replay_line, sequence_line, subject_line, id_line, uuid_line = lines
+    subject, command, _, head, middle = fixed
+    replay_line, sequence_line, id_line, uuid_line = lines
     ids = list(map(str, run.replay_ids))
     sequences = list(map(str, range(at, at + len(ids) - 1)))
     columns: list[Iterable[str]] = [
@@ -402,8 +403,6 @@ def _run_commands(
         repeat(middle),
         islice(run.dates, 1, None),
         repeat(sequence_line),
-        sequences,
-        repeat(subject_line),
         sequences,
         repeat(f"{id_line}{subject}:"),
         ids,  # the one before each (zip stops at the shortest column)
@@ -1220,6 +1219,14 @@ class NatsSink(Sink):
         ``floor`` says a write of this term sent already are left out: JetStream checks nothing
         on a duplicate, nor does it move the last message id for one.
 
+        A message that follows one of its own subject in the batch carries neither the subject
+        expectation nor ``Nats-Expected-Stream`` (each costs JetStream a lookup per message):
+        stored, it was stored right after the message of the id it expects, at the sequence it
+        expects, and that id names its subject (``<subject>:<replay id>``), so its subject's
+        last message was the one the subject expectation would name, in the stream where that
+        one landed, which is this stream (a message of these ids lands nowhere else: the first
+        of a chain, and each one after another subject's, expects the stream).
+
         Only the last message asks for an acknowledgement: stored (not a duplicate) at the
         planned sequence, it says that the event before it was the stream's last message just
         before, and so on back to the first, so every event of the batch is in the stream, in
@@ -1283,14 +1290,16 @@ class NatsSink(Sink):
         # string's length is its length in bytes. The pieces that do not change from one
         # message to the next are made once: for all, and per (org, channel).
         common = f"NATS/1.0\r\n{EXPECTED_STREAM}: {self._stream}\r\n{MSG_ID_HEADER}: "
+        after = f"NATS/1.0\r\n{MSG_ID_HEADER}: "  # for a message after one of its subject
         replay_line = f"\r\n{REPLAY_ID_HEADER}: "
         sequence_line = f"\r\n{EXPECTED_LAST_SEQUENCE}: "
         subject_line = f"\r\n{EXPECTED_LAST_SUBJECT_SEQUENCE}: "
         id_line = f"\r\n{EXPECTED_LAST_MSG_ID}: "
         uuid_line = f"\r\n{EVENT_UUID_HEADER}: "
-        described: dict[tuple[str, str], tuple[str, str, str, str]] = {}
+        described: dict[tuple[str, str], tuple[str, str, str, str, str]] = {}
         first = dict(subject_last)
         previous = chain[0]  # the id of the message before the next one ("": none)
+        previous_subject = ""  # its subject, if it is in this batch
         at = chain[1]  # the stream's last sequence, as this chain plans it
         chunk = _CHUNK
         limit = nc.max_payload
@@ -1312,11 +1321,12 @@ class NatsSink(Sink):
                         subject,
                         f"HPUB {subject} ",
                         f"{common}{subject}:",
+                        f"{after}{subject}:",
                         f"\r\n{ORG_HEADER}: {_header_value(org).strip()}"
                         f"\r\n{CHANNEL_HEADER}: {_header_value(channel).strip()}"
                         f"\r\n{DATE_HEADER}: ",
                     )
-                subject, command, head, middle = fixed
+                subject, command, head, head_after, middle = fixed
                 stored = last_id[subject]
                 if stored is not None and replay_id <= stored:
                     continue  # counted as skipped below, or by the careful path
@@ -1337,12 +1347,21 @@ class NatsSink(Sink):
                         uuid = _header_value(uuid).strip()
                 # Where JetStream stores it if the chain holds: right after the message before
                 # it, at the next sequence, and right after the last message of its subject.
-                header = (
-                    f"{head}{replay_id}{replay_line}{replay_id}{middle}{date}"
-                    f"{sequence_line}{at}{subject_line}{subject_last[subject]}"
-                    f"{id_line if previous else ''}{previous}"
-                    f"{uuid_line if uuid else ''}{uuid or ''}\r\n\r\n"
-                )
+                if subject == previous_subject:
+                    # Right after the message before it, which is of its subject: so the
+                    # subject's last message is that one, in this stream (see above).
+                    header = (
+                        f"{head_after}{replay_id}{replay_line}{replay_id}{middle}{date}"
+                        f"{sequence_line}{at}{id_line}{previous}"
+                        f"{uuid_line if uuid else ''}{uuid or ''}\r\n\r\n"
+                    )
+                else:
+                    header = (
+                        f"{head}{replay_id}{replay_line}{replay_id}{middle}{date}"
+                        f"{sequence_line}{at}{subject_line}{subject_last[subject]}"
+                        f"{id_line if previous else ''}{previous}"
+                        f"{uuid_line if uuid else ''}{uuid or ''}\r\n\r\n"
+                    )
                 at += 1
                 subject_last[subject] = at
                 size = len(header)
@@ -1357,6 +1376,7 @@ class NatsSink(Sink):
                 append(payload)
                 append(b"\r\n")
                 previous = f"{subject}:{replay_id}"
+                previous_subject = subject
                 planned += 1
             if run and planned:
                 assert isinstance(events, RelayBatch)
@@ -1364,7 +1384,7 @@ class NatsSink(Sink):
                 ids = events.replay_ids
                 commands, too_large = _run_commands(
                     fixed,
-                    (replay_line, sequence_line, subject_line, id_line, uuid_line),
+                    (replay_line, sequence_line, id_line, uuid_line),
                     events,
                     at,
                     limit,
