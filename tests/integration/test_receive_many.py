@@ -69,3 +69,47 @@ async def test_receive_many_without_markers_to_store_hands_out_the_driver_batche
     client._storage_errors.append(ReplayError("the storage failed"))
     with pytest.raises(ReplayError, match="the storage failed"):
         await client.receive_many(10)
+
+
+async def test_storage_and_policy_set_later_apply_from_the_next_event(
+    org: Emulator, client_factory: ClientFactory
+) -> None:
+    """#13: the client works out once whether it stores markers, and again whenever
+    ``replay_storage`` or ``replay_storage_policy`` is set: ``async for``, ``receive()`` and
+    ``receive_many()`` follow the new setting from the next event on."""
+    published = await org.publish_many(CHANNEL, [{"Amount__c": n} for n in range(6)])
+    first: dict[str, Any] = {}
+    client = client_factory(replay=DefaultMappingStorage(first, ReplayOption.ALL_EVENTS))
+    await client.open()
+    await client.subscribe(CHANNEL)
+
+    async def next_event() -> Any:
+        async with asyncio.timeout(WAIT):
+            return await anext(aiter(client))
+
+    assert payload_values([await next_event()]) == [0]
+    assert first[CHANNEL].replay_id == published[0].replay_id  # AUTOMATIC: stored
+
+    client.replay_storage_policy = ReplayMarkerStoragePolicy.MANUAL
+    assert client.replay_storage_policy is ReplayMarkerStoragePolicy.MANUAL
+    assert payload_values([await next_event()]) == [1]
+    async with asyncio.timeout(WAIT):
+        assert payload_values([await client.receive()]) == [2]
+    assert first[CHANNEL].replay_id == published[0].replay_id  # MANUAL: nothing stored
+
+    second: dict[str, Any] = {}
+    storage = DefaultMappingStorage(second, ReplayOption.ALL_EVENTS)
+    client.replay_storage = storage
+    client.replay_storage_policy = ReplayMarkerStoragePolicy.AUTOMATIC
+    assert client.replay_storage is storage
+    assert payload_values([await next_event()]) == [3]
+    assert second[CHANNEL].replay_id == published[3].replay_id  # the new storage
+    async with asyncio.timeout(WAIT):
+        assert payload_values([await client.receive()]) == [4]
+    assert second[CHANNEL].replay_id == published[4].replay_id
+
+    client.replay_storage = None  # nothing to store any more
+    async with asyncio.timeout(WAIT):
+        assert payload_values(await client.receive_many(10)) == [5]
+    assert second[CHANNEL].replay_id == published[4].replay_id
+    assert first[CHANNEL].replay_id == published[0].replay_id

@@ -177,11 +177,12 @@ class Client:
             replay_fallback = _replay_option(replay_fallback)
         #: The authenticator that supplies the access token.
         self.auth = authenticator
-        #: Where replay markers are stored (None: nothing is stored).
-        self.replay_storage: ReplayMarkerStorage | None = self.create_replay_storage(replay)
+        # The storage that stores each event's marker before it is handed out, if any: kept
+        # up to date by the two properties below, read once per event (#13).
+        self._automatic: ReplayMarkerStorage | None = None
+        self._replay_storage = self.create_replay_storage(replay)
         #: Replay option used when Salesforce refuses a replay id.
         self.replay_fallback = replay_fallback
-        #: When markers of received messages are stored.
         self.replay_storage_policy = ReplayMarkerStoragePolicy(replay_storage_policy)
         self.connection_timeout = connection_timeout
         self.max_pending_count = max_pending_count
@@ -196,6 +197,26 @@ class Client:
         self._bayeux: BayeuxClient | None = None
         self._closed_before_open = False
         self._storage_errors: list[ReplayError] = []
+
+    @property
+    def replay_storage(self) -> ReplayMarkerStorage | None:
+        """Where replay markers are stored (None: nothing is stored)."""
+        return self._replay_storage
+
+    @replay_storage.setter
+    def replay_storage(self, storage: ReplayMarkerStorage | None) -> None:
+        self._replay_storage = storage
+        self._automatic = self._find_automatic_storage()
+
+    @property
+    def replay_storage_policy(self) -> ReplayMarkerStoragePolicy:
+        """When markers of received messages are stored."""
+        return self._replay_storage_policy
+
+    @replay_storage_policy.setter
+    def replay_storage_policy(self, policy: ReplayMarkerStoragePolicy) -> None:
+        self._replay_storage_policy = policy
+        self._automatic = self._find_automatic_storage()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -484,9 +505,10 @@ class Client:
         if bayeux is None:
             bayeux = self._require_open()  # raises
         message = await bayeux.receive()
-        storage = self._storage_for(message)
-        if storage is not None:
-            await self._store_marker(storage, message)
+        if self._automatic is not None:
+            storage = self._storage_for(message)
+            if storage is not None:
+                await self._store_marker(storage, message)
         return message
 
     async def receive_many(self, max_count: int = 100) -> list[Message]:
@@ -500,7 +522,7 @@ class Client:
         """
         if max_count < 1:
             raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
-        if self._bayeux is not None and self._automatic_storage() is None:
+        if self._bayeux is not None and self._automatic is None:
             # no marker to store (#13): the driver's batch as it is
             if self._storage_errors:
                 raise self._storage_errors.pop(0)
@@ -517,13 +539,13 @@ class Client:
             messages.append(message)
         return messages
 
-    def _automatic_storage(self) -> ReplayMarkerStorage | None:
+    def _find_automatic_storage(self) -> ReplayMarkerStorage | None:
         """The storage that stores each event's marker before the event is returned (the
-        AUTOMATIC policy), if any."""
-        storage = self.replay_storage
+        AUTOMATIC policy), if any; worked out when the storage or the policy is set."""
+        storage = self._replay_storage
         if (
             storage is not None
-            and self.replay_storage_policy is _AUTOMATIC
+            and self._replay_storage_policy is _AUTOMATIC
             # ConstantReplayId stores nothing: skip two coroutines per event
             and type(storage).extract_replay_id is not _STORES_NOTHING
         ):
@@ -532,7 +554,7 @@ class Client:
 
     def _storage_for(self, message: Message) -> ReplayMarkerStorage | None:
         """The storage that must store ``message``'s marker before it is returned, if any."""
-        storage = self._automatic_storage()
+        storage = self._automatic
         # a delivery no single subscription can claim moves no stored position
         if storage is not None and self._replay.attributed(message.get("channel", "")):
             return storage
@@ -561,9 +583,10 @@ class Client:
         if bayeux is not None and not self._storage_errors:
             message = bayeux.receive_nowait()
             if message is not None:
-                storage = self._storage_for(message)
-                if storage is not None:
-                    await self._store_marker(storage, message)
+                if self._automatic is not None:  # a marker to store: not the usual case
+                    storage = self._storage_for(message)
+                    if storage is not None:
+                        await self._store_marker(storage, message)
                 return message
         try:
             return await self.receive()
