@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import resource
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -143,6 +144,8 @@ async def drain(args: argparse.Namespace) -> None:
                 profiler.start()
             count = args.count
             last = 0
+            usage = resource.getrusage(resource.RUSAGE_SELF)
+            collections = [generation["collections"] for generation in gc.get_stats()]
             cpu = time.process_time()
             wall = time.perf_counter()
             await client.subscribe(args.channel)
@@ -169,6 +172,7 @@ async def drain(args: argparse.Namespace) -> None:
                         break
             wall = time.perf_counter() - wall
             cpu = time.process_time() - cpu
+            after = resource.getrusage(resource.RUSAGE_SELF)
             if profiler is not None:
                 profiler.stop()
                 with open(args.profile, "w") as out:  # noqa: ASYNC230 - after the timing
@@ -179,6 +183,15 @@ async def drain(args: argparse.Namespace) -> None:
                 "last_replay_id": last,
                 "wall": wall,
                 "cpu": cpu,
+                # where the CPU time went: user and kernel, page faults (fresh memory the
+                # kernel maps in), the collector's runs per generation
+                "user": after.ru_utime - usage.ru_utime,
+                "system": after.ru_stime - usage.ru_stime,
+                "minor_faults": after.ru_minflt - usage.ru_minflt,
+                "gc_collections": [
+                    generation["collections"] - before
+                    for generation, before in zip(gc.get_stats(), collections, strict=True)
+                ],
                 "peak_rss": peak_rss(),
             }
 
