@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import json
 import socket
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from sfstream.bayeux import LongPollingTransport, Request
+from sfstream.bayeux import BayeuxClient, LongPollingTransport, Request
 from sfstream.exceptions import (
     HTTPStatusError,
     ProtocolError,
@@ -23,6 +24,7 @@ from sfstream.exceptions import (
     TransportInvalidOperation,
     TransportTimeoutError,
 )
+from tests.driver.fake_server import FakeBayeuxServer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ServerFactory = Callable[[Handler], Awaitable[TestServer]]
@@ -508,3 +510,71 @@ async def test_a_collector_turned_off_by_the_application_stays_off(serve: Server
         gc.enable()
         await transport.close()
     assert enabled_during == [False]
+
+
+async def test_credentials_in_the_url_go_as_basic_auth_and_are_never_shown(
+    serve: ServerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``https://user:password@host/...``: a Basic ``Authorization`` header, which one given in
+    the headers (in any spelling) replaces, and a URL kept and shown without the password
+    (aiohttp itself refuses URL credentials beside an ``Authorization`` header)."""
+    seen: list[list[str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(request.headers.getall("Authorization", []))
+        return await echo_ok(request)
+
+    server = await serve(handler)
+    secret = "s3cret-Pw"
+    with_credentials = url(server).replace("http://", f"http://user:{secret}@")
+    basic = "Basic " + base64.b64encode(f"user:{secret}".encode()).decode()
+    caplog.set_level("DEBUG", logger="sfstream")
+    transport = LongPollingTransport(with_credentials)
+    fixed = LongPollingTransport(with_credentials, headers={"authorization": "Bearer fixed"})
+    try:
+        await transport.send(HANDSHAKE)
+        await transport.send(HANDSHAKE, {"authorization": "Bearer given"})
+        await transport.send(HANDSHAKE, {"X-Other": "1"})
+        await fixed.send(HANDSHAKE)
+    finally:
+        await transport.close()
+        await fixed.close()
+    assert seen == [[basic], ["Bearer given"], [basic], ["Bearer fixed"]]
+    assert str(transport.url) == url(server)
+    assert secret not in repr(transport) + repr(fixed) + caplog.text
+
+
+async def test_a_client_with_credentials_in_the_url_and_a_token_header(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The client's own headers (a token) win over the URL's credentials; neither the client
+    nor its logs show the password."""
+    fake = FakeBayeuxServer()
+    tokens: list[list[str]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        tokens.append(request.headers.getall("Authorization", []))
+        request_ = Request(await request.json(), timeout=5)
+        return web.json_response(await fake(request_))
+
+    app = web.Application()
+    app.router.add_post("/bayeux", handler)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    secret = "s3cret-Pw"
+    plain = url(server)
+    caplog.set_level("DEBUG", logger="sfstream")
+    try:
+        client = BayeuxClient(
+            plain.replace("http://", f"http://user:{secret}@"),
+            headers=lambda: {"Authorization": "Bearer t1"},
+        )
+        async with client:
+            await client.subscribe("/topic/a")
+            shown = repr(client) + str(client.url)
+    finally:
+        await server.close()
+    assert tokens
+    assert all(values == ["Bearer t1"] for values in tokens)
+    assert client.url == plain
+    assert secret not in shown + caplog.text

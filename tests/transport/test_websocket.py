@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -143,6 +144,29 @@ async def test_new_headers_open_a_new_socket(site: Site) -> None:
         await transport.close()
     assert transport.sockets_opened == 2
     assert [r.headers["Authorization"] for r in site.upgrades] == ["old", "new"]
+
+
+async def test_credentials_in_the_url_go_as_basic_auth_and_are_never_shown(
+    site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As over long polling: a Basic ``Authorization`` header on the upgrade, which a request's
+    own (in any spelling) replaces, and no password in the URL kept and shown."""
+    url = await site.start(answer_ok)
+    secret = "s3cret-Pw"
+    caplog.set_level("DEBUG", logger="sfstream")
+    transport = WebSocketTransport(url.replace("http://", f"http://user:{secret}@"))
+    try:
+        await transport.send(HANDSHAKE)
+        await transport.send(HANDSHAKE, {"authorization": "Bearer given"})
+    finally:
+        await transport.close()
+    basic = "Basic " + base64.b64encode(f"user:{secret}".encode()).decode()
+    assert [r.headers.getall("Authorization") for r in site.upgrades] == [
+        [basic],
+        ["Bearer given"],
+    ]
+    assert repr(transport) == f"<WebSocketTransport {url}>"
+    assert secret not in caplog.text
 
 
 async def test_a_frame_answering_nothing_is_pushed_and_deliveries_never_answer(

@@ -12,6 +12,7 @@ that could show the request headers.
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import io
 import json
@@ -87,11 +88,36 @@ def _decode_without_gc(
         gc.enable()
 
 
+def without_credentials(url: URL) -> tuple[URL, str | None]:
+    """``url`` without the user and password it may carry, and the ``Authorization`` header
+    (Basic) they make, or None: a URL kept and shown (repr, logs, errors) carries no password,
+    and aiohttp, which refuses URL credentials beside an ``Authorization`` header, gets none."""
+    if url.user is None and url.password is None:
+        return url, None
+    pair = f"{url.user or ''}:{url.password or ''}".encode()  # UTF-8, as RFC 7617 allows
+    return url.with_user(None), f"Basic {base64.b64encode(pair).decode('ascii')}"
+
+
+def with_authorization(
+    ours: Mapping[str, str], given: Mapping[str, str], basic: str | None
+) -> dict[str, str]:
+    """``ours`` then ``given`` (a later key replaces an earlier one of the same spelling), where
+    an ``Authorization`` header in ``given``, in any spelling, replaces the one that ``basic``
+    (the URL's credentials) put in ``ours``."""
+    if basic is not None and any(name.lower() == "authorization" for name in given):
+        ours = {name: value for name, value in ours.items() if name != "Authorization"}
+    return {**ours, **given}
+
+
 class LongPollingTransport(Transport):
     """Sends Bayeux batches as HTTP POSTs to ``url``.
 
     Args:
-        url: the Bayeux endpoint, e.g. ``https://example.my.salesforce.com/cometd/62.0``.
+        url: the Bayeux endpoint, e.g. ``https://example.my.salesforce.com/cometd/62.0``. A user
+            and password in it (``https://user:password@host/cometd``) are sent as a Basic
+            ``Authorization`` header, unless ``headers`` (or a request's headers) give an
+            ``Authorization`` header of their own, which then wins; the URL is kept and shown
+            without them.
         session: an aiohttp session to use (proxies, ``trust_env``, TLS settings); it is never
             closed by the transport. By default the transport creates and closes its own.
         json_dumps: serialiser for request bodies (``json.dumps`` or e.g. ``orjson.dumps``).
@@ -127,16 +153,17 @@ class LongPollingTransport(Transport):
         max_message_size: int | None = None,
         max_depth: int | None = None,
     ) -> None:
-        self.url = URL(url)
+        self.url, self._basic = without_credentials(URL(url))
         if self.url.scheme not in ("http", "https") or not self.url.host:
             raise InvalidArgumentError(
-                f"the Bayeux URL must be an absolute http(s) URL, not {str(url)!r}"
+                f"the Bayeux URL must be an absolute http(s) URL, not {str(self.url)!r}"
             )
         self._session = session
         self._owns_session = session is None
         self._dumps = json_dumps
         self._loads = json_loads
-        self._headers = {**_JSON_HEADERS, **(headers or {})}
+        ours = {**_JSON_HEADERS, "Authorization": self._basic} if self._basic else _JSON_HEADERS
+        self._headers = with_authorization(ours, headers or {}, self._basic)
         self._ssl = ssl
         self.max_response_size = max_response_size
         self.max_messages = max_messages
@@ -269,7 +296,9 @@ class LongPollingTransport(Transport):
         merged = self._merged
         if merged is not None and merged[1] == pairs and merged[0] == headers:
             return merged[2]
-        given = {**self._headers, **headers} if headers else self._headers
+        given = (
+            with_authorization(self._headers, headers, self._basic) if headers else self._headers
+        )
         result = CIMultiDictProxy(CIMultiDict(self._with_cookies(given, pairs)))
         # a copy: a caller's mapping may change after this call
         self._merged = (None if headers is None else dict(headers), pairs, result)

@@ -32,7 +32,11 @@ from sfstream.bayeux._advice import (
     ReconnectPolicy,
     Stop,
 )
-from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE, LongPollingTransport
+from sfstream.bayeux._aiohttp import (
+    DEFAULT_MAX_RESPONSE_SIZE,
+    LongPollingTransport,
+    without_credentials,
+)
 from sfstream.bayeux._backoff import Backoff, ExponentialBackoff
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads
 from sfstream.bayeux._engine import LONG_POLLING, WEBSOCKET, BayeuxEngine
@@ -112,6 +116,18 @@ class _Lifecycle(Enum):
     UNOPENED = "unopened"
     OPEN = "open"
     CLOSED = "closed"
+
+
+def _shown(url: str | URL) -> str | URL:
+    """``url`` without the user and password it may carry (unchanged if it carries none)."""
+    try:
+        parsed = URL(url)
+    except (TypeError, ValueError):
+        return url  # the transport says what is wrong with it
+    if parsed.user is None and parsed.password is None:
+        return url
+    shown = without_credentials(parsed)[0]
+    return shown if isinstance(url, URL) else str(shown)
 
 
 class BayeuxClient:
@@ -195,7 +211,10 @@ class BayeuxClient:
         self._connection_types = types
         if connection_timeout is not None and connection_timeout <= 0:
             connection_timeout = None
-        self.url = url
+        # The transports get the URL as given; what is shown (repr, logs, task names) carries
+        # no user and password.
+        self._url = url
+        self.url: str | URL = _shown(url)
         self.connection_timeout = connection_timeout
         self.max_pending_count = max_pending_count
         self._json_dumps = json_dumps
@@ -431,7 +450,7 @@ class BayeuxClient:
     def _new_transport(self, kind: str) -> Transport:
         if kind == WEBSOCKET:
             return WebSocketTransport(
-                self.url,
+                self._url,
                 session=self._session,
                 json_dumps=self._json_dumps,
                 json_loads=self._json_loads,
@@ -440,7 +459,7 @@ class BayeuxClient:
                 max_messages=self._max_messages,
             )
         return LongPollingTransport(
-            self.url,
+            self._url,
             session=self._session,
             json_dumps=self._json_dumps,
             json_loads=self._json_loads,

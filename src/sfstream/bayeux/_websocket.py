@@ -44,6 +44,8 @@ from sfstream.bayeux._aiohttp import (
     LongPollingTransport,
     _decode_without_gc,
     map_error,
+    with_authorization,
+    without_credentials,
 )
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads, decode, encode
 from sfstream.bayeux._events import Request
@@ -129,16 +131,17 @@ class WebSocketTransport(Transport):
         max_depth: int | None = None,
         heartbeat: float | None = 30.0,
     ) -> None:
-        self.url = URL(url)
+        self.url, self._basic = without_credentials(URL(url))
         if self.url.scheme not in ("http", "https", "ws", "wss") or not self.url.host:
             raise InvalidArgumentError(
-                f"the Bayeux URL must be an absolute http(s) or ws(s) URL, not {str(url)!r}"
+                f"the Bayeux URL must be an absolute http(s) or ws(s) URL, not {str(self.url)!r}"
             )
         self._session = session
         self._owns_session = session is None
         self._dumps = json_dumps
         self._loads = json_loads
-        self._headers = dict(headers or {})
+        ours = {"Authorization": self._basic} if self._basic else {}
+        self._headers = with_authorization(ours, headers or {}, self._basic)
         self._ssl = ssl
         self.max_response_size = max_response_size
         self.max_messages = max_messages
@@ -178,7 +181,9 @@ class WebSocketTransport(Transport):
             self._session.cookie_jar.clear()
 
     async def _socket(self, headers: Mapping[str, str] | None) -> aiohttp.ClientWebSocketResponse:
-        wanted = {**self._headers, **headers} if headers else self._headers
+        wanted = (
+            with_authorization(self._headers, headers, self._basic) if headers else self._headers
+        )
         ws = self._ws
         if ws is not None and not ws.closed:
             if wanted == self._ws_headers or self._pending:
