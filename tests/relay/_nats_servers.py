@@ -27,6 +27,9 @@ from typing import Any, Self
 
 #: The Debian package's binary (``.ci/run`` installs it on a fresh machine).
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
+#: Starts of a server whose port was taken between picking it and binding it.
+PORT_ATTEMPTS = 5
+
 #: Seconds to wait for a server (or a cluster) to become ready.
 READY_TIMEOUT = 60.0  # generous: a loaded 2-core CI machine elects slowly
 
@@ -170,9 +173,38 @@ class NatsServer:
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def start_bound(self, timeout: float = READY_TIMEOUT) -> None:
+        """Start the process and wait until its ports are bound (its monitoring endpoint
+        answers, healthy or not). A port picked free but taken before the server bound it
+        (a client's connection got it as its local port, say) is picked again."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self.start()
+            deadline = time.monotonic() + timeout
+            while self.healthz() is None:
+                assert self.process is not None
+                if self.process.poll() is not None:
+                    tail = self.log.read_text()[-2000:]
+                    if attempt < PORT_ATTEMPTS and self._lost_its_ports(tail):
+                        self.port, self.http_port = free_port(), free_port()
+                        break
+                    raise RuntimeError(f"nats-server {self.name} exited: {tail}")
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"nats-server {self.name} did not bind its ports")
+                time.sleep(0.02)
+            else:
+                return
+        raise AssertionError("unreachable")
+
+    def _lost_its_ports(self, log_tail: str) -> bool:
+        """Whether the server's log says its client or monitoring port was taken."""
+        return "address already in use" in log_tail and any(
+            f"127.0.0.1:{port}" in log_tail for port in (self.port, self.http_port)
+        )
+
     def __enter__(self) -> Self:
         try:
-            self.start()
+            self.start_bound()
             self.wait_ready()
         except BaseException:
             self.stop()
@@ -242,7 +274,7 @@ class NatsCluster:
     def __enter__(self) -> Self:
         try:
             for node in self.nodes:
-                node.start()
+                node.start_bound()
             self.wait_ready()
         except BaseException:
             self.stop()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from sfstream.relay._nats import (
     encode_token,
     subject_channel,
 )
+from tests.relay import _nats_servers
 from tests.relay._nats_servers import NatsServer, ReplyDropper
 
 ORG = "00Dxx0000001gEREAY"
@@ -715,3 +717,21 @@ async def test_open_waits_for_jetstream_longer_than_one_request(tmp_path: Path) 
         await asyncio.gather(opening, return_exceptions=True)
         await sink.close()
         server.stop()
+
+
+def test_a_test_server_whose_port_was_taken_meanwhile_starts_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tests' servers pick a free port, then bind it: a connection made in between may
+    take it as its local port. The server is then started again on new ports."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        picks = iter([busy])
+        real = _nats_servers.free_port
+        monkeypatch.setattr(_nats_servers, "free_port", lambda: next(picks, 0) or real())
+        with NatsServer(tmp_path, jetstream=False) as server:
+            assert server.port != busy
+            assert server.ready()
+    assert f"127.0.0.1:{busy}" in server.log.read_text()  # the first start failed on it
