@@ -1347,21 +1347,16 @@ class NatsSink(Sink):
                         uuid = _header_value(uuid).strip()
                 # Where JetStream stores it if the chain holds: right after the message before
                 # it, at the next sequence, and right after the last message of its subject.
-                if subject == previous_subject:
-                    # Right after the message before it, which is of its subject: so the
-                    # subject's last message is that one, in this stream (see above).
-                    header = (
-                        f"{head_after}{replay_id}{replay_line}{replay_id}{middle}{date}"
-                        f"{sequence_line}{at}{id_line}{previous}"
-                        f"{uuid_line if uuid else ''}{uuid or ''}\r\n\r\n"
-                    )
-                else:
-                    header = (
-                        f"{head}{replay_id}{replay_line}{replay_id}{middle}{date}"
-                        f"{sequence_line}{at}{subject_line}{subject_last[subject]}"
-                        f"{id_line if previous else ''}{previous}"
-                        f"{uuid_line if uuid else ''}{uuid or ''}\r\n\r\n"
-                    )
+                # Right after a message of its own subject, the chain implies the subject's
+                # last message and the stream (see above): neither is expected again.
+                chained = subject == previous_subject
+                header = (
+                    f"{head_after if chained else head}{replay_id}{replay_line}{replay_id}"
+                    f"{middle}{date}{sequence_line}{at}"
+                    f"{'' if chained else f'{subject_line}{subject_last[subject]}'}"
+                    f"{id_line if previous else ''}{previous}"
+                    f"{uuid_line if uuid else ''}{uuid or ''}\r\n\r\n"
+                )
                 at += 1
                 subject_last[subject] = at
                 size = len(header)

@@ -505,10 +505,9 @@ class Client:
         if bayeux is None:
             bayeux = self._require_open()  # raises
         message = await bayeux.receive()
-        if self._automatic is not None:
-            storage = self._storage_for(message)
-            if storage is not None:
-                await self._store_marker(storage, message)
+        storage = self._automatic
+        if storage is not None:
+            await self._store_marker(storage, message)
         return message
 
     async def receive_many(self, max_count: int = 100) -> list[Message]:
@@ -533,7 +532,7 @@ class Client:
             message = bayeux.receive_nowait()
             if message is None:
                 break
-            storage = self._storage_for(message)
+            storage = self._automatic
             if storage is not None:
                 await self._store_marker(storage, message)
             messages.append(message)
@@ -552,15 +551,10 @@ class Client:
             return storage
         return None
 
-    def _storage_for(self, message: Message) -> ReplayMarkerStorage | None:
-        """The storage that must store ``message``'s marker before it is returned, if any."""
-        storage = self._automatic
-        # a delivery no single subscription can claim moves no stored position
-        if storage is not None and self._replay.attributed(message.get("channel", "")):
-            return storage
-        return None
-
     async def _store_marker(self, storage: ReplayMarkerStorage, message: Message) -> None:
+        """Store ``message``'s marker in ``storage`` before the message is returned."""
+        if not self._replay.attributed(message.get("channel", "")):
+            return  # a delivery no single subscription can claim moves no stored position
         try:
             await storage.extract_replay_id(message)
         except ReplayError as error:
@@ -583,10 +577,9 @@ class Client:
         if bayeux is not None and not self._storage_errors:
             message = bayeux.receive_nowait()
             if message is not None:
-                if self._automatic is not None:  # a marker to store: not the usual case
-                    storage = self._storage_for(message)
-                    if storage is not None:
-                        await self._store_marker(storage, message)
+                storage = self._automatic
+                if storage is not None:  # a marker to store: not the usual case
+                    await self._store_marker(storage, message)
                 return message
         try:
             return await self.receive()
