@@ -251,6 +251,13 @@ def login_options(org: EmulatorThread, password: str = PASSWORD) -> list[str]:
         (("--config", "/nonexistent/relay.toml"), 2, "cannot read"),
         (("--config", "x.toml", ORDER), 2, "--config replaces"),
         (("--sink", "redis://127.0.0.1:1/0", "--username", "u", ORDER), 2, "password flow needs"),
+        # Checked before the credentials, as usage errors, without the URL's password:
+        (("--sink", f"redis://:{PASSWORD}@127.0.0.1:99999/0", ORDER), 2, "invalid port"),
+        (("--sink", "redis://127.0.0.1:x/0", ORDER), 2, "invalid port"),
+        (("--sink", "redis://127.0.0.1:1/one", ORDER), 2, "invalid database 'one'"),
+        (("--sink", "redis+cluster://127.0.0.1:1/2", ORDER), 2, "database 0 only"),
+        (("--sink", f"nats://u:{PASSWORD}@127.0.0.1:99999", ORDER), 2, "invalid NATS URL"),
+        (("--sink", "redis://127.0.0.1:1/0", "--name", "a{b}", ORDER), 2, "channel set name"),
     ],
 )
 def test_usage_errors_are_one_clear_line(
@@ -267,6 +274,19 @@ def test_usage_errors_are_one_clear_line(
     assert got == code, err
     assert text in err
     assert "Traceback" not in err
+    assert PASSWORD not in err
+
+
+def test_a_config_file_without_orgs_takes_the_command_line_credentials(
+    capsys: pytest.CaptureFixture[str], org: EmulatorThread, tmp_path: Path
+) -> None:
+    config = tmp_path / "relay.toml"
+    url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0?password={PASSWORD}"
+    config.write_text(f'sink = "{url}"\n[[sets]]\nname = "a"\nchannels = ["{ORDER}"]\n')
+    code, err = run_cli(capsys, "--config", str(config), *login_options(org))
+    assert code == 4, err  # the engine cannot be reached (not a KeyError of the org)
+    assert "cannot reach Redis" in err
+    assert PASSWORD not in err
 
 
 def test_an_unreachable_engine_exits_4_without_the_password(

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay import Relay, Role
 from sfstream.relay._config import (
     ConfigError,
@@ -87,6 +88,9 @@ def test_a_full_configuration() -> None:
         (config(orgs={"a": {"password_env": 1}}), "name of an environment variable"),
         (config(orgs={"a": {"password_env": "MISSING"}}), "MISSING is not set"),
         (config(orgs={"a": {"username": 1}}), "expected a string"),
+        (config(orgs={"a": {"password": True}}), "orgs.a.password: expected a string"),
+        (config(orgs={"a": {"sandbox": "yes"}}), "orgs.a.sandbox: expected true or false"),
+        (config(sets=[{"name": "a", "org": "p", "channels": ["/e"]}]), "no [orgs.p] table"),
         ({"sink": SINK}, "no channel sets"),
         (config(sets=[1]), "sets[0]: expected a table"),
         (config(sets=[{"name": "a b", "channels": ["/e"]}]), "without spaces"),
@@ -124,6 +128,35 @@ def test_mistakes_are_named(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data, environ={})
     assert message in str(caught.value)
+
+
+def test_without_org_tables_every_set_is_of_the_command_line_org() -> None:
+    parsed = parse_config(config())
+    assert list(parsed.orgs) == ["default"]
+    assert parsed.orgs["default"].options == {}  # the command line's credential options
+    assert parsed.sets[0].channel_set.org == "default"
+
+
+def test_switches_read_from_the_environment_are_parsed_as_listen_reads_them() -> None:
+    orgs = {"a": {"sandbox_env": "SB", "client_credentials_env": "CC", "username_env": "U"}}
+    environ = {"SB": "false", "CC": "Yes", "U": "false"}
+    parsed = parse_config(
+        config(orgs=orgs, sets=[{"name": "x", "org": "a", "channels": ["/e"]}]), environ
+    )
+    assert parsed.orgs["a"].options == {
+        "sandbox": False,  # not the string "false", which is true
+        "client_credentials": True,
+        "username": "false",
+    }
+
+
+def test_make_sink_refuses_urls_it_cannot_use() -> None:
+    with pytest.raises(InvalidArgumentError, match="invalid port") as caught:
+        make_sink("redis://:hunter2@127.0.0.1:99999/0", "orders")
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match="invalid NATS URL") as nats:
+        make_sink("nats://u:hunter2@127.0.0.1:99999", "orders")
+    assert "hunter2" not in str(nats.value)
 
 
 def test_small_parsers() -> None:

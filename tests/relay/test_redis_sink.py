@@ -170,6 +170,32 @@ async def test_errors_are_clear(redis_server: RedisServer) -> None:
     assert "secret" not in repr(down)
 
 
+@pytest.mark.parametrize(
+    ("url", "text"),
+    [
+        ("redis://:secret@127.0.0.1:99999/0", "invalid port"),
+        ("rediss://user:secret@127.0.0.1:port/0", "invalid port"),
+        ("redis://:secret@127.0.0.1:6379/zero", "invalid database 'zero'"),
+        ("redis+cluster://:secret@127.0.0.1:7000/1", "database 0 only"),
+    ],
+)
+def test_a_url_the_client_cannot_use_is_refused_clearly(url: str, text: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=text) as caught:
+        RedisSink(url, channel_set=SET)
+    assert "secret" not in str(caught.value)
+
+
+async def test_a_password_in_the_query_is_never_shown(redis_server: RedisServer) -> None:
+    redis_server.kill()
+    url = redis_server.url + "?password=secret&socket_keepalive=true"
+    down = RedisSink(url, channel_set=SET, timeout=1)
+    assert "secret" not in repr(down)
+    assert "socket_keepalive=true" in repr(down)
+    with pytest.raises(SinkError, match="cannot reach Redis") as caught:
+        await down.open()
+    assert "secret" not in str(caught.value)
+
+
 async def test_engine_failure_is_a_sink_error(sink: RedisSink, redis_server: RedisServer) -> None:
     lease = await sink.acquire(SET, "a", 5)
     assert lease is not None

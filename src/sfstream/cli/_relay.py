@@ -18,6 +18,7 @@ import signal
 from typing import Any
 
 from sfstream.bayeux import StatusCallback
+from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay import Relay, Role, run_relays
 from sfstream.relay._config import (
     ConfigError,
@@ -243,6 +244,26 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     lease_ttl = args.lease_ttl or config.lease_ttl
     batch = args.batch or config.batch_size
     command = _Command(args, console)
+    # The sinks first (nothing is connected yet): a wrong URL or set name is a usage error,
+    # reported before the credentials are looked at.
+    sinks = []
+    for set_config in config.sets:
+        channel_set = set_config.channel_set
+        try:
+            sinks.append(
+                make_sink(
+                    set_config.sink,
+                    channel_set.name,
+                    maxlen=set_config.maxlen,
+                    stream=set_config.stream,
+                    lease_ttl=lease_ttl,
+                )
+            )
+        except ImportError as exc:
+            raise CliError(str(exc), ExitCode.USAGE) from None
+        except (ConfigError, InvalidArgumentError) as exc:
+            where = f"set {channel_set.name!r}: " if args.config is not None else ""
+            raise CliError(f"{where}{exc}", ExitCode.USAGE) from None
     auths: dict[str, tuple[AuthenticatorBase, str]] = {}
     for name, org in config.orgs.items():
         if not any(s.channel_set.org == name for s in config.sets):
@@ -264,19 +285,9 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         except ImportError as exc:
             raise CliError(str(exc), ExitCode.USAGE) from None
     relays = []
-    for set_config in config.sets:
+    for set_config, sink in zip(config.sets, sinks, strict=True):
         channel_set = set_config.channel_set
         auth, api_version = auths[channel_set.org]
-        try:
-            sink = make_sink(
-                set_config.sink,
-                channel_set.name,
-                maxlen=set_config.maxlen,
-                stream=set_config.stream,
-                lease_ttl=lease_ttl,
-            )
-        except ImportError as exc:
-            raise CliError(str(exc), ExitCode.USAGE) from None
         relays.append(
             Relay(
                 channel_set,

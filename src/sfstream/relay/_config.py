@@ -2,7 +2,8 @@
 
 A file looks like this (every key but ``channels`` is optional; the ``[orgs.*]`` tables take
 the credential options of ``sfstream listen``, with ``_`` for ``-``; a secret is best given as
-``<name>_env = "VARIABLE"``, read from the environment)::
+``<name>_env = "VARIABLE"``, read from the environment; a file without ``[orgs.*]`` tables
+relays one org, with the credential options of the command line)::
 
     sink = "redis://127.0.0.1:6379/0"    # the default engine of every set
     lease_ttl = 8.0
@@ -40,7 +41,7 @@ from urllib.parse import urlsplit
 
 from sfstream.exceptions import SfstreamError
 from sfstream.relay._runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE_TTL, ChannelSet
-from sfstream.relay._sink import Sink
+from sfstream.relay._sink import Sink, SinkError
 from sfstream.salesforce import ReplayOption, channel_key
 
 __all__ = [
@@ -75,6 +76,13 @@ CREDENTIAL_KEYS: Final = frozenset(
         "api_version",
     }
 )
+#: The credential options that are switches (``true``/``false``; from the environment as
+#: ``sfstream listen`` reads them: 1, true, yes or on).
+BOOLEAN_KEYS: Final = frozenset({"client_credentials", "sandbox"})
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+#: The org of a set that names none. Without ``[orgs.*]`` tables it is the only org, with the
+#: credential options of the command line (flags or ``SFSTREAM_*`` variables).
+DEFAULT_ORG: Final = "default"
 _TOP_KEYS: Final = frozenset(
     {"sink", "lease_ttl", "batch_size", "metrics", "holder", "maxlen", "stream", "orgs", "sets"}
 )
@@ -209,9 +217,15 @@ def _org(name: str, table: object, environ: Mapping[str, str]) -> OrgConfig:
                 raise ConfigError(f"{where}.{key}: expected the name of an environment variable")
             if value not in environ:
                 raise ConfigError(f"{where}.{key}: the environment variable {value} is not set")
-            options[key[:-4]] = environ[value]
+            text = environ[value]
+            name = key[:-4]
+            options[name] = text.strip().lower() in _TRUE if name in BOOLEAN_KEYS else text
+        elif key in BOOLEAN_KEYS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{key}: expected true or false, not {value!r}")
+            options[key] = value
         elif key in CREDENTIAL_KEYS:
-            if not isinstance(value, str | bool):
+            if not isinstance(value, str):
                 raise ConfigError(f"{where}.{key}: expected a string")
             options[key] = value
         else:
@@ -235,6 +249,8 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     if not isinstance(orgs_table, dict):
         raise ConfigError("orgs: expected tables [orgs.NAME]")
     orgs = {name: _org(name, table, env) for name, table in orgs_table.items()}
+    if "orgs" not in data:
+        orgs = {DEFAULT_ORG: OrgConfig(DEFAULT_ORG, {})}  # the command line's credentials
     raw_sets = data.get("sets")
     if not isinstance(raw_sets, list) or not raw_sets:
         raise ConfigError("no channel sets: add at least one [[sets]] with name and channels")
@@ -251,8 +267,8 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         where = f"set {name!r}"
         if any(s.channel_set.name == name for s in sets):
             raise ConfigError(f"{where}: the name is used twice")
-        org = table.get("org", "default")
-        if not isinstance(org, str) or (orgs and org not in orgs):
+        org = table.get("org", DEFAULT_ORG)
+        if not isinstance(org, str) or org not in orgs:
             raise ConfigError(f"{where}.org: no [orgs.{org}] table")
         channels = table.get("channels")
         if (
@@ -348,7 +364,9 @@ def make_sink(
     that a relay learns in time that its lease may be lost.
 
     Raises:
-        ConfigError: an unknown scheme.
+        ConfigError: an unknown scheme, or a NATS URL that cannot be parsed.
+        InvalidArgumentError: a Redis URL with an invalid port or database, or a channel set
+            name the sink refuses.
         ImportError: the engine's client package is missing (the message names the extra).
     """
     kind = _SINK_SCHEMES.get(urlsplit(url).scheme)
@@ -364,14 +382,17 @@ def make_sink(
                 f"the NATS sink is not available ({exc}): "
                 "pip install '.[nats]' in the sfstream checkout"
             ) from None
-        servers, options = module._parse_url(url)
-        replicas = None if "replicas" in options else (3 if len(servers) >= 3 else 1)
-        sink: Sink = module.NatsSink(
-            url,
-            stream=stream,
-            replicas=replicas,
-            retry_for=max(0.5, min(20.0, lease_ttl / 2)),
-        )
+        try:
+            servers, options = module._parse_url(url)
+            replicas = None if "replicas" in options else (3 if len(servers) >= 3 else 1)
+            sink: Sink = module.NatsSink(
+                url,
+                stream=stream,
+                replicas=replicas,
+                retry_for=max(0.5, min(20.0, lease_ttl / 2)),
+            )
+        except SinkError as exc:  # nothing is connected yet: the URL is wrong
+            raise ConfigError(str(exc)) from None
         return sink
     check_sink_url(url)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -30,7 +30,7 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay._sink import Lease, LeaseLost, RelayBatch, RelayEvent, Sink, SinkError
@@ -188,14 +188,43 @@ def _column(values: list[str]) -> tuple[bytes, Iterable[int]]:
 
 
 def _redact(url: str) -> str:
-    """``url`` without its password (for messages and logs)."""
+    """``url`` without its password, in the user part or as ``?password=`` (for messages and
+    logs); never raises, also for a URL that is not valid."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, parts.query, ""))
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at and ":" in userinfo:
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:***@{hostport}" if user else f"***@{hostport}"
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***"
+        if unquote(pair.partition("=")[0]).strip().lower() == "password"
+        else pair
+        for pair in parts.query.split("&")
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _check_url(url: str, cluster: bool) -> None:
+    """Refuse, with a clear message, a port or database the client library would fail on
+    deep inside, or ignore (``/x`` silently meant database 0)."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError when not a port number
+    except ValueError:
+        raise InvalidArgumentError(
+            f"invalid port in the Redis URL {_redact(url)!r} (a number from 1 to 65535)"
+        ) from None
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise InvalidArgumentError(
+            f"invalid database {database!r} in the Redis URL {_redact(url)!r} "
+            "(redis://host:port/NUMBER)"
+        )
+    if cluster and database not in ("", "0"):
+        raise InvalidArgumentError(
+            f"a Redis Cluster has database 0 only, not {database} ({_redact(url)!r})"
+        )
 
 
 class RedisSink(Sink):
@@ -235,6 +264,7 @@ class RedisSink(Sink):
             raise InvalidArgumentError(
                 f"not a Redis URL: {_redact(url)!r} (redis://, rediss://, redis+cluster://)"
             )
+        _check_url(url, parts.scheme.endswith("+cluster"))
         if not channel_set or any(c in channel_set for c in "{}"):
             raise InvalidArgumentError(f"invalid channel set name {channel_set!r}")
         if maxlen is not None and maxlen < 1:
