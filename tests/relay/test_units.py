@@ -510,3 +510,65 @@ def test_nats_headers_take_dates_and_uuids_as_they_are_only_when_plain(
 
     batch = RelayBatch("org", ["/e/A"] * 2, [1, 2], ["2026", date], [b"{}"] * 2, [None, uuid])
     assert _plain(batch) is plain
+
+
+class SlowReleaseSink(BrokenSink):
+    """Grants the lease, renews it, and never answers its release (a stop that hangs)."""
+
+    def __init__(self) -> None:
+        self.releasing = asyncio.Event()
+
+    async def open(self) -> None:
+        return None
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> Lease | None:
+        return Lease(name, holder, 1, ttl)
+
+    async def renew(self, lease: Lease) -> Lease:
+        return lease
+
+    async def release(self, lease: Lease) -> None:
+        self.releasing.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_second_signal_stops_the_command_at_once_with_status_130() -> None:
+    import argparse
+    import io
+    import os
+    import signal
+
+    from sfstream.cli._errors import ExitCode
+    from sfstream.cli._output import Console
+    from sfstream.cli._relay import _Command, _serve
+
+    sink = SlowReleaseSink()
+    relay = Relay(
+        ChannelSet("a", ("/event/A__e",)),
+        sink,
+        lambda *_: IdleClient(),  # type: ignore[arg-type]
+        lease_ttl=5,
+        poll_interval=0.01,
+    )
+    err = io.StringIO()
+    command = _Command(argparse.Namespace(quiet=False), Console(io.StringIO(), err))
+    loop = asyncio.get_running_loop()
+    serving = asyncio.create_task(_serve([relay], None, None, command))
+    try:
+        for _ in range(200):
+            if relay.role.value == "leader":
+                break
+            await asyncio.sleep(0.01)
+        assert relay.role.value == "leader"
+        os.kill(os.getpid(), signal.SIGTERM)  # stop: finish the write, release the lease
+        await asyncio.wait_for(sink.releasing.wait(), 5)
+        os.kill(os.getpid(), signal.SIGTERM)  # the release hangs: stop at once
+        # 130 as after one signal (not a CancelledError traceback), without waiting on.
+        assert await asyncio.wait_for(serving, 5) == ExitCode.INTERRUPTED
+        assert relay.role.value == "stopped"
+        assert "stopping" in err.getvalue()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)

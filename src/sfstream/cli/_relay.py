@@ -309,11 +309,12 @@ async def _serve(
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    stopping = False
+    stopping = forced = False
 
     def stop() -> None:
-        nonlocal stopping
+        nonlocal stopping, forced
         if stopping:  # a second signal: stop at once
+            forced = True
             task.cancel()
             return
         stopping = True
@@ -340,6 +341,10 @@ async def _serve(
             command.note(f"metrics on http://{address[0]}:{server.port}/metrics and /healthz")
         try:
             await run_relays(relays)
+        except asyncio.CancelledError:
+            if not forced:
+                raise
+            task.uncancel()  # our own cancellation: the command ends as after one signal
         except EventRefused as exc:
             raise CliError(
                 f"the engine refused an event: {exc}",

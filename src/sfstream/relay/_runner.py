@@ -830,7 +830,12 @@ def event_lag(event: RelayEvent, now: float) -> float | None:
 
 
 async def run_relays(relays: Sequence[Relay]) -> None:
-    """Run several relays until all return; the first error stops the others and is raised."""
+    """Run several relays until all return; the first error stops the others and is raised.
+
+    Cancelled, it cancels the relays too: each one's writes in flight finish, but the leases
+    are not released (a standby takes over after the lease TTL). :meth:`Relay.stop` is the
+    graceful way.
+    """
     tasks = [
         asyncio.create_task(relay.run(), name=f"sfstream-relay-{relay.channel_set.name}")
         for relay in relays
@@ -846,5 +851,7 @@ async def run_relays(relays: Sequence[Relay]) -> None:
     except asyncio.CancelledError:
         for relay in relays:
             relay.stop()
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
