@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from sfstream.exceptions import InvalidArgumentError
-from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError
+from sfstream.relay import EventRefused, Lease, LeaseLost, RelayEvent, SinkError
 from sfstream.relay._redis import RedisSink, stream_key
 from sfstream.relay._sink import RelayBatch
 from tests.relay._engines import RedisCluster, RedisServer
@@ -138,6 +138,46 @@ async def test_a_position_that_went_back_is_refused(sink: RedisSink, raw: aiored
     assert await sink.position("default", ORDER) == 1
     await sink.write(lease, [event(2), event(3)])
     assert await sink.position("default", ORDER) == 3
+
+
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_a_script_that_would_fail_half_way_writes_nothing(
+    redis_server: RedisServer, raw: aioredis.Redis, pipelined: bool
+) -> None:
+    # Redis does not undo what a script wrote before a command of it failed: a key that is
+    # not a stream (or a position that is not a number) must be found before the first XADD,
+    # or the entries of the batch's other channels stay without their positions, and are
+    # written again (duplicates) by every later attempt.
+    async with RedisSink(
+        redis_server.url, channel_set=SET, pipeline_depth=8 if pipelined else 1
+    ) as sink:
+        if not pipelined:
+            sink.cluster = True  # the one-script-at-a-time path of a cluster
+        lease = await sink.acquire(SET, "a", 5)
+        assert lease is not None
+        await raw.set(stream_key(SET, SHIP), "not a stream")
+        for _ in range(2):
+            with pytest.raises(EventRefused, match="not a stream") as caught:
+                await sink.write(lease, [event(1), event(2, SHIP), event(3)])
+            assert stream_key(SET, SHIP) in str(caught.value)
+            assert await entries(raw, ORDER) == []
+            # The relay's next term reads the positions again.
+            assert await sink.position("default", ORDER) is None
+            assert await sink.position("default", SHIP) is None
+        await raw.delete(stream_key(SET, SHIP))
+        await raw.hset(sink.positions_key, SHIP, "garbage")
+        with pytest.raises(SinkError, match="not a replay id"):
+            await sink.position("default", SHIP)
+        for _ in range(2):
+            with pytest.raises(SinkError, match="'garbage', not a replay id"):
+                await sink.write(lease, [event(1), event(2, SHIP), event(3)])
+            assert await entries(raw, ORDER) == []
+            assert await sink.position("default", ORDER) is None
+        await raw.hdel(sink.positions_key, SHIP)
+        assert await sink.position("default", SHIP) is None
+        await sink.write(lease, [event(1), event(2, SHIP), event(3)])
+        assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "3"]
+        assert [e["replay_id"] for e in await entries(raw, SHIP)] == ["2"]
 
 
 async def test_maxlen_trims_streams(redis_server: RedisServer, raw: aioredis.Redis) -> None:

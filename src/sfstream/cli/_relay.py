@@ -349,7 +349,9 @@ async def _serve(
             raise CliError(
                 f"the engine refused an event: {exc}",
                 ExitCode.ERROR,
-                "raise the engine's limit (NATS: max_payload in the server's configuration)",
+                "raise the engine's limit (NATS: max_payload in the server's configuration)"
+                if "NATS" in str(exc)
+                else "",
             ) from None
         except SinkError as exc:
             raise CliError(

@@ -15,7 +15,9 @@ received, JSON), ``date`` and, for platform events and CDC, ``event_uuid``.
 lengths, replay ids, dates, uuids and events, each column in one argument). The script checks
 the lease value (token and holder), checks that no channel's position went backwards behind the
 relay's back (a failover that lost acknowledged writes), appends the entries whose replay id is
-above the channel's position and advances the positions. Redis runs a script atomically, so
+above the channel's position and advances the positions. What could make a command of it fail
+half-way (a stream key holding another type, a position that is not a number) is checked before
+its first write, since Redis keeps what a failed script wrote. Redis runs a script atomically, so
 entries and positions are written together or not at all, also when a master fails over and
 asynchronous replication loses the latest writes: they are lost together, and the relay
 resubscribes from the surviving position.
@@ -33,7 +35,15 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from sfstream.exceptions import InvalidArgumentError
-from sfstream.relay._sink import Lease, LeaseLost, RelayBatch, RelayEvent, Sink, SinkError
+from sfstream.relay._sink import (
+    EventRefused,
+    Lease,
+    LeaseLost,
+    RelayBatch,
+    RelayEvent,
+    Sink,
+    SinkError,
+)
 from sfstream.salesforce import channel_key
 
 if TYPE_CHECKING:
@@ -95,15 +105,27 @@ for i = 0, m - 1 do
   local ch = ARGV[4 + 2 * i]
   local expected = tonumber(ARGV[5 + 2 * i])
   local stored = tonumber(redis.call('HGET', KEYS[2], ch) or '-1')
+  if stored == nil then
+    return redis.error_reply('SFSTREAM_POSITION ' .. ch .. ' ' .. redis.call('HGET', KEYS[2], ch))
+  end
   if stored < expected then
     return redis.error_reply('SFSTREAM_BEHIND ' .. ch .. ' ' .. stored .. ' ' .. expected)
   end
 end
 local base = 4 + 2 * m
 local c = tonumber(ARGV[base])
+-- Redis keeps what a script wrote before a command of it failed: everything that could make
+-- a command fail is checked here, before the first write.
 for j = 1, c do
   local stored = redis.call('HGET', KEYS[2], ARGV[base + j])
   last[j] = tonumber(stored or '-1')
+  if last[j] == nil then
+    return redis.error_reply('SFSTREAM_POSITION ' .. ARGV[base + j] .. ' ' .. stored)
+  end
+  local kind = redis.call('TYPE', KEYS[2 + j])['ok']
+  if kind ~= 'stream' and kind ~= 'none' then
+    return redis.error_reply('SFSTREAM_TYPE ' .. KEYS[2 + j] .. ' ' .. kind)
+  end
 end
 local heads, ids = ARGV[base + c + 1], ARGV[base + c + 2]
 local dates, uuids, events = ARGV[base + c + 3], ARGV[base + c + 4], ARGV[base + c + 5]
@@ -375,6 +397,18 @@ class RedisSink(Sink):
             text = str(exc)
             if text.startswith("SFSTREAM_LEASE"):
                 return LeaseLost(f"the lease of {self.channel_set!r} is {text[15:]}")
+            if text.startswith("SFSTREAM_TYPE"):
+                _, key, kind = text.rsplit(" ", 2)
+                return EventRefused(
+                    f"the Redis key {key} holds a {kind}, not a stream: nothing was written; "
+                    "delete or rename that key (or relay the set under another name or prefix)"
+                )
+            if text.startswith("SFSTREAM_POSITION"):
+                _, channel, stored = text.split(" ", 2)
+                return SinkError(
+                    f"the position of {channel} in Redis ({self.positions_key}) is {stored!r}, "
+                    "not a replay id: nothing was written"
+                )
             if text.startswith("SFSTREAM_BEHIND"):
                 _, channel, stored, expected = text.rsplit(" ", 3)
                 return SinkError(
@@ -505,7 +539,13 @@ class RedisSink(Sink):
         if value is None:
             self._expected.pop(key, None)
             return None
-        position = int(value)
+        try:
+            position = int(value)
+        except ValueError:
+            raise SinkError(
+                f"the position of {key} in Redis ({self.positions_key}) is {value!r}, "
+                "not a replay id"
+            ) from None
         self._expected[key] = position
         return position
 
