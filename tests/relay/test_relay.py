@@ -270,6 +270,31 @@ async def test_an_event_the_engine_refuses_for_good_stops_the_relay(
     assert await stream_ids(raw, ORDER) == ids
 
 
+async def test_a_leader_whose_writes_keep_failing_is_not_healthy(
+    org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Redis at maxmemory refuses every XADD, but still renews the lease (PEXPIRE takes no
+    # memory): the leader keeps it and fails each new term's write. /healthz must say so.
+    relay, task = start_with(org, RedisSink(redis_server.url, channel_set=SET))
+    try:
+        ids = await publish(org, ORDER, 5)
+        await settle(raw, {ORDER: ids})
+        assert relay.healthy()
+        await raw.config_set("maxmemory", 1)
+        ids += await publish(org, ORDER, 5, 5)
+        await wait_until(lambda: not relay.healthy(), "the relay to report itself unhealthy")
+        assert relay.role is Role.LEADER
+        assert relay.status()["healthy"] is False
+        await raw.config_set("maxmemory", 0)
+        await settle(raw, {ORDER: ids})
+        await wait_until(relay.healthy, "the relay to be healthy again once it writes")
+        assert await stream_ids(raw, ORDER) == ids
+    finally:
+        await raw.config_set("maxmemory", 0)
+        relay.stop()
+        await asyncio.wait_for(task, WAIT)
+
+
 async def test_sink_replay_storage_reads_the_engine(redis_server: RedisServer) -> None:
     async with RedisSink(redis_server.url, channel_set=SET) as sink:
         storage = SinkReplayStorage(sink, "default", int(ReplayOption.ALL_EVENTS))

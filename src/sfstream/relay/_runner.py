@@ -101,6 +101,10 @@ ENGINE_RETRY: Final = 0.5
 SALESFORCE_RETRY: Final = 0.2
 #: Seconds a leadership term waits for its Salesforce client to close.
 CLOSE_TIMEOUT: Final = 5.0
+#: Leadership terms in a row that the engine ended (a write or a position read failed) with no
+#: successful write since, at which the relay reports itself unhealthy: an engine that renews
+#: the lease but refuses every write (Redis at ``maxmemory``) must not look healthy.
+UNHEALTHY_ENGINE_TERMS: Final = 3
 
 
 class Role(Enum):
@@ -360,6 +364,7 @@ class _Health:
     lease: Lease | None = None
     error: BaseException | None = None
     terms: int = 0
+    engine_failed_terms: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -447,9 +452,13 @@ class Relay:
         return self._health.last_write_at
 
     def healthy(self, now: float | None = None) -> bool:
-        """True while the relay runs and reached its engine within the lease TTL."""
+        """True while the relay runs, reached its engine within the lease TTL and, as leader,
+        did not see the engine end :data:`UNHEALTHY_ENGINE_TERMS` terms in a row without a
+        successful write."""
         now = time.monotonic() if now is None else now
         if self._health.role is Role.STOPPED:
+            return False
+        if self._health.engine_failed_terms >= UNHEALTHY_ENGINE_TERMS:
             return False
         return now - self._health.engine_ok_at <= max(self.lease_ttl, 3 * self.poll_interval)
 
@@ -468,6 +477,8 @@ class Relay:
 
     def _set_role(self, role: Role, lease: Lease | None = None) -> None:
         changed = role is not self._health.role or lease is not self._health.lease
+        if role is not Role.LEADER:
+            self._health.engine_failed_terms = 0  # a standby writes nothing
         self._health.role = role
         self._health.lease = lease
         if changed and self.on_role is not None:
@@ -586,6 +597,7 @@ class Relay:
             await self._release(lease)
             raise error
         if isinstance(error, SinkError):
+            self._health.engine_failed_terms += 1
             logger.warning(
                 "%s: engine failed (%s): subscribing again from its positions", name, error
             )
@@ -815,6 +827,7 @@ class Relay:
             return
         now = time.time()
         self._health.last_write_at = now
+        self._health.engine_failed_terms = 0
         self._engine_ok()
         self.written += len(events)
         if self.metrics is not None and events:
