@@ -270,6 +270,28 @@ async def test_an_event_the_engine_refuses_for_good_stops_the_relay(
     assert await stream_ids(raw, ORDER) == ids
 
 
+async def test_a_stop_during_the_renewal_after_an_engine_failure_releases_the_lease(
+    org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    class StopWhileRenewing(FailingSink):
+        relay: Relay
+
+        async def renew(self, lease: Any) -> Any:
+            if self.writes >= 2:  # after the failed write: the renewal of the recovery
+                self.relay.stop()  # SIGTERM arrives while the engine answers
+            return await super().renew(lease)
+
+    sink = StopWhileRenewing(redis_server.url, SinkError("the engine failed (injected)"))
+    relay, task = start_with(org, sink)
+    sink.relay = relay
+    await publish(org, ORDER, 1)
+    await wait_until(lambda: sink.writes >= 1, "the first write")
+    await publish(org, ORDER, 1, 1)  # its write fails: a new term after a renewal
+    await asyncio.wait_for(task, WAIT)
+    assert relay.role is Role.STOPPED
+    assert await raw.exists(sink.lease_key) == 0  # released: a standby takes over at once
+
+
 async def test_a_leader_whose_writes_keep_failing_is_not_healthy(
     org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
 ) -> None:

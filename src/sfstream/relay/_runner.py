@@ -514,6 +514,8 @@ class Relay:
                     if lease is None:
                         break
                 lease = await self._lead(lease)
+            if lease is not None:  # stopped between two terms (while renewing, say)
+                await self._release(lease)
         finally:
             self._set_role(Role.STOPPED)
             with contextlib.suppress(Exception):
