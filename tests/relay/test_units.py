@@ -572,3 +572,43 @@ async def test_a_second_signal_stops_the_command_at_once_with_status_130() -> No
             loop.remove_signal_handler(signum)
         serving.cancel()
         await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_a_relay_that_takes_the_lease_at_once_never_says_it_stands_by() -> None:
+    # "standing by (another relay holds the lease)" is printed on the way to standby: a relay
+    # that finds the lease free is the leader without having stood by.
+    roles: list[str] = []
+    sink = SlowReleaseSink()
+    relay = Relay(
+        ChannelSet("a", ("/event/A__e",)),
+        sink,
+        lambda *_: IdleClient(),  # type: ignore[arg-type]
+        on_role=lambda _relay, role: roles.append(role.value),
+        poll_interval=0.01,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(200):
+            if relay.role.value == "leader":
+                break
+            await asyncio.sleep(0.01)
+        assert roles == ["leader"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert roles == ["leader", "stopped"]
+    # Without the lease, a relay stands by after its first attempt.
+    standby = Relay(ChannelSet("a", ("/e",)), ElectingSink(), lambda *_: None, poll_interval=0.01)  # type: ignore[arg-type]
+    standby_sink = standby.sink
+    assert isinstance(standby_sink, ElectingSink)
+    standby_sink.granted = 1  # another relay holds it
+    task = asyncio.create_task(standby.run())
+    try:
+        for _ in range(200):
+            if standby.role.value == "standby":
+                break
+            await asyncio.sleep(0.01)
+        assert standby.role.value == "standby"
+    finally:
+        standby.stop()
+        await asyncio.wait_for(task, 5)

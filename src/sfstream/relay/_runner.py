@@ -533,8 +533,13 @@ class Relay:
         return self._stopping.is_set()
 
     async def _standby(self) -> Lease | None:
-        """Wait for the lease; None if stopped first."""
-        self._set_role(Role.STANDBY)
+        """Wait for the lease; None if stopped first.
+
+        The role becomes STANDBY at once for a leader (its lease is gone), else once the first
+        attempt did not get the lease: a relay that finds it free never says it stands by.
+        """
+        if self._health.role is Role.LEADER:
+            self._set_role(Role.STANDBY)
         name = self.channel_set.name
         logged = False
         while not self._stopping.is_set():
@@ -547,12 +552,13 @@ class Relay:
                 self._engine_ok()
             except SinkError as exc:
                 logger.warning("standby of %s cannot reach the engine: %s", name, exc)
-                lease = None
-            if lease is not None:
-                return lease
-            if not logged:
-                logger.info("%s is relayed by another holder: standing by", name)
-                logged = True
+            else:
+                if lease is not None:
+                    return lease
+                if not logged:
+                    logger.info("%s is relayed by another holder: standing by", name)
+                    logged = True
+            self._set_role(Role.STANDBY)
             if await self._sleep(self.poll_interval):
                 break
         return None
