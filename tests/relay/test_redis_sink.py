@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ipaddress
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay import EventRefused, Lease, LeaseLost, RelayEvent, SinkError
 from sfstream.relay._redis import RedisSink, stream_key
 from sfstream.relay._sink import RelayBatch
-from tests.relay._engines import RedisCluster, RedisServer
+from tests.relay._engines import RedisCluster, RedisServer, free_port
 
 SET = "orders"
 ORDER = "/event/Order__e"
@@ -234,6 +241,80 @@ async def test_a_password_in_the_query_is_never_shown(redis_server: RedisServer)
     with pytest.raises(SinkError, match="cannot reach Redis") as caught:
         await down.open()
     assert "secret" not in str(caught.value)
+
+
+def tls_files(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfstream redis test")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, private = directory / "cert.pem", directory / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, private
+
+
+async def test_rediss_with_a_user_and_password_writes_pipelined_over_tls(tmp_path: Path) -> None:
+    # The pipelined writes take a connection of their own, made from the pool's settings:
+    # it must speak TLS and authenticate like the others.
+    cert, key = tls_files(tmp_path / "tls")
+    tls_port = free_port()
+    server = RedisServer(
+        tmp_path / "redis",
+        options=(
+            "--tls-port", str(tls_port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert),
+            "--tls-auth-clients", "no",
+            # a user of its own (the default user stays open for the helper's PING)
+            "--user", "relay", "on", ">tls-secret", "~*", "&*", "+@all",
+        ),
+    )  # fmt: skip
+    server.start()
+    try:
+        url = f"rediss://relay:tls-secret@127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
+        async with RedisSink(url, channel_set=SET) as sink:
+            assert "tls-secret" not in repr(sink)
+            lease = await sink.acquire(SET, "a", 5)
+            assert lease is not None
+            await asyncio.gather(
+                *(
+                    sink.write(lease, [event(i) for i in range(n, n + 10)])
+                    for n in range(1, 100, 10)
+                )
+            )
+            assert sink._writer is not None
+            assert await sink.position("default", ORDER) == 100
+        # Without the CA, the certificate is refused: a clear error, without the password.
+        untrusted = RedisSink(url.partition("?")[0], channel_set=SET, timeout=2)
+        with pytest.raises(SinkError, match="cannot reach Redis") as caught:
+            await untrusted.open()
+        assert "tls-secret" not in str(caught.value)
+    finally:
+        server.stop()
 
 
 async def test_engine_failure_is_a_sink_error(sink: RedisSink, redis_server: RedisServer) -> None:
