@@ -277,6 +277,26 @@ def test_usage_errors_are_one_clear_line(
     assert PASSWORD not in err
 
 
+def test_missing_credentials_of_an_org_of_the_file_name_the_org(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("SFSTREAM_"):
+            monkeypatch.delenv(name)
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        'sink = "redis://127.0.0.1:1/0"\n'
+        '[orgs.prod]\naccess_token = "t"\ninstance_url = "https://x.my.salesforce.com"\n'
+        '[orgs.eu]\nusername = "u"\n'
+        '[[sets]]\nname = "a"\norg = "prod"\nchannels = ["/event/A__e"]\n'
+        '[[sets]]\nname = "b"\norg = "eu"\nchannels = ["/event/B__e"]\n'
+    )
+    code, err = run_cli(capsys, "--config", str(config))
+    assert code == 2, err
+    assert "[orgs.eu] of" in err
+    assert "password flow needs" in err
+
+
 def test_a_config_file_without_orgs_takes_the_command_line_credentials(
     capsys: pytest.CaptureFixture[str], org: EmulatorThread, tmp_path: Path
 ) -> None:

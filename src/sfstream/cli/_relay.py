@@ -268,7 +268,16 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     for name, org in config.orgs.items():
         if not any(s.channel_set.org == name for s in config.sets):
             continue
-        credentials = resolve_credentials(_org_arguments(org, args))
+        try:
+            credentials = resolve_credentials(_org_arguments(org, args))
+        except CliError as exc:
+            if not org.options:  # the command line's org: the message names its options
+                raise
+            raise CliError(
+                f"[orgs.{name}] of {args.config}: {exc.message}",
+                exc.code,
+                "in the file, write the options with _ for - (consumer_key, password_env...)",
+            ) from None
         for secret in credentials.secrets():
             console.add_secret(secret)
         auth = build_authenticator(credentials)
