@@ -118,6 +118,8 @@ def test_a_full_configuration() -> None:
         (config(holder=1), "holder: expected"),
         (config(lease_ttl="x"), "lease_ttl: expected a number"),
         (config(lease_ttl=True), "lease_ttl: expected a number"),
+        (config(lease_ttl=float("nan")), "lease_ttl: expected a number"),
+        (config(lease_ttl=float("inf")), "lease_ttl: expected at most 86400"),
         (config(batch_size=1.5), "whole number"),
         (config(metrics=[1]), "HOST:PORT"),
         (config(metrics="h:x"), "HOST:PORT"),

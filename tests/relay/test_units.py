@@ -100,9 +100,20 @@ def test_channel_set_validation() -> None:
         ChannelSet("a", ("/topic/A", "/topic/A?x=1"))
 
 
-def test_relay_arguments_are_checked() -> None:
-    with pytest.raises(InvalidArgumentError, match="positive"):
-        Relay(ChannelSet("a", ("/e",)), BrokenSink(), lambda *_: None, lease_ttl=0)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"lease_ttl": 0},
+        {"lease_ttl": float("inf")},  # failed with OverflowError at the first acquire
+        {"lease_ttl": float("nan")},
+        {"lease_ttl": 1e30},  # Redis refused the expiry: a relay standing by for ever
+        {"poll_interval": float("nan")},
+        {"batch_size": 0},
+    ],
+)
+def test_relay_arguments_are_checked(options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"above 0|positive"):
+        Relay(ChannelSet("a", ("/e",)), BrokenSink(), lambda *_: None, **options)  # type: ignore[arg-type]
 
 
 def test_event_lag() -> None:
@@ -284,6 +295,8 @@ def test_lazy_names() -> None:
     [
         ("--lease-ttl", "x", "expected a number"),
         ("--lease-ttl", "0", "above 0"),
+        ("--lease-ttl", "nan", "above 0"),
+        ("--lease-ttl", "inf", "at most 86400"),
         ("--metrics", "host:x", "HOST:PORT"),
         ("--replay", "later", "expected new, all"),
     ],

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 from typing import Any
 
@@ -32,7 +33,12 @@ from sfstream.relay._config import (
     parse_fallback,
     parse_replay,
 )
-from sfstream.relay._runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE_TTL, ChannelSet
+from sfstream.relay._runner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LEASE_TTL,
+    MAX_LEASE_TTL,
+    ChannelSet,
+)
 from sfstream.relay._sink import EventRefused, SinkError
 from sfstream.salesforce import (
     DEFAULT_API_VERSION,
@@ -69,14 +75,16 @@ def _typed(parse: Any) -> Any:
     return convert
 
 
-def _positive(kind: type) -> Any:
+def _positive(kind: type, maximum: float = math.inf) -> Any:
     def convert(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise _config_error(f"expected a number, not {text!r}") from None
-        if value <= 0:
+        if not value > 0:  # also NaN
             raise _config_error(f"expected a number above 0, not {text}")
+        if value > maximum:
+            raise _config_error(f"expected at most {maximum:g}, not {text}")
         return value
 
     return convert
@@ -119,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     relay.add_argument(
         "--lease-ttl",
-        type=_positive(float),
+        type=_positive(float, MAX_LEASE_TTL),
         default=None,
         metavar="S",
         help=f"seconds a leader's lease lives without renewal (default {DEFAULT_LEASE_TTL:g})",

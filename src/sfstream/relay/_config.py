@@ -31,6 +31,7 @@ relays one org, with the credential options of the command line)::
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -40,7 +41,12 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from sfstream.exceptions import SfstreamError
-from sfstream.relay._runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE_TTL, ChannelSet
+from sfstream.relay._runner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LEASE_TTL,
+    MAX_LEASE_TTL,
+    ChannelSet,
+)
 from sfstream.relay._sink import Sink, SinkError
 from sfstream.salesforce import ReplayOption, channel_key
 
@@ -188,13 +194,17 @@ def check_sink_url(url: object, where: str = "sink") -> str:
     return url
 
 
-def _number(value: object, where: str, kind: type, minimum: float) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _number(
+    value: object, where: str, kind: type, minimum: float, maximum: float = math.inf
+) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise ConfigError(f"{where}: expected a number, not {value!r}")
     if kind is int and not isinstance(value, int):
         raise ConfigError(f"{where}: expected a whole number, not {value!r}")
     if value < minimum:
         raise ConfigError(f"{where}: expected at least {minimum}, not {value!r}")
+    if value > maximum:
+        raise ConfigError(f"{where}: expected at most {maximum:g}, not {value!r}")
     return kind(value)
 
 
@@ -318,7 +328,9 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     return RelayConfig(
         sets=tuple(sets),
         orgs=orgs,
-        lease_ttl=_number(data.get("lease_ttl", DEFAULT_LEASE_TTL), "lease_ttl", float, 0.1),
+        lease_ttl=_number(
+            data.get("lease_ttl", DEFAULT_LEASE_TTL), "lease_ttl", float, 0.1, MAX_LEASE_TTL
+        ),
         batch_size=_number(data.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", int, 1),
         metrics=None if metrics is None else parse_address(metrics),
         holder=holder,

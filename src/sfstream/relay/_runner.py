@@ -90,6 +90,9 @@ logger = logging.getLogger(__name__)
 #: Seconds a lease lives without renewal: a standby takes over at most this long (plus one
 #: ``poll_interval``) after the leader died.
 DEFAULT_LEASE_TTL: Final = 8.0
+#: Seconds a lease may live at most (a day: far beyond any sensible failover time, well within
+#: what the engines take as an expiry).
+MAX_LEASE_TTL: Final = 86400.0
 #: Events written in one call at most.
 DEFAULT_BATCH_SIZE: Final = 1000
 #: Seconds between two attempts of a standby to take the lease.
@@ -408,8 +411,13 @@ class Relay:
         on_role: Callable[[Relay, Role], None] | None = None,
         max_failed_terms: int = 5,
     ) -> None:
-        if lease_ttl <= 0 or batch_size < 1 or poll_interval <= 0:
-            raise InvalidArgumentError("lease_ttl, batch_size and poll_interval must be positive")
+        if not (0 < lease_ttl <= MAX_LEASE_TTL and 0 < poll_interval <= MAX_LEASE_TTL):
+            # (also NaN and infinity, which failed deep inside the sink's first request)
+            raise InvalidArgumentError(
+                f"lease_ttl and poll_interval must be seconds above 0, at most {MAX_LEASE_TTL:g}"
+            )
+        if batch_size < 1:
+            raise InvalidArgumentError("batch_size must be positive")
         self.channel_set = channel_set
         self.sink = sink
         self.client_factory = client_factory
