@@ -196,11 +196,30 @@ async def test_maxlen_trims_streams(redis_server: RedisServer, raw: aioredis.Red
     assert await raw.xlen(stream_key(SET, ORDER)) < 2000
 
 
+async def test_a_large_maxlen_is_sent_as_the_integer_it_is(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # A Lua number of 17 digits or more goes to Redis as "1e17": the script passes the text.
+    async with RedisSink(redis_server.url, channel_set=SET, maxlen=2**63 - 1) as sink:
+        lease = await sink.acquire(SET, "a", 5)
+        assert lease is not None
+        await sink.write(lease, [event(1), event(2, SHIP)])
+        async with RedisSink(redis_server.url, channel_set=SET, maxlen=10**17) as other:
+            await sink.release(lease)
+            lease = await other.acquire(SET, "b", 5)
+            assert lease is not None
+            await other.write(lease, [event(3), event(4, SHIP)])
+    assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "3"]
+
+
 async def test_errors_are_clear(redis_server: RedisServer) -> None:
     with pytest.raises(InvalidArgumentError, match="not a Redis URL"):
         RedisSink("http://user:secret@host/", channel_set=SET)
     with pytest.raises(InvalidArgumentError, match="channel set"):
         RedisSink(redis_server.url, channel_set="a{b}")
+    for maxlen in (0, 2**63):  # (Redis would refuse every write with 2**63)
+        with pytest.raises(InvalidArgumentError, match="maxlen must be positive"):
+            RedisSink(redis_server.url, channel_set=SET, maxlen=maxlen)
     sink = RedisSink(redis_server.url, channel_set=SET)
     with pytest.raises(SinkError, match="not open"):
         await sink.position("default", ORDER)

@@ -98,7 +98,7 @@ local lease = redis.call('GET', KEYS[1])
 if lease ~= ARGV[1] then
   return redis.error_reply('SFSTREAM_LEASE held by ' .. tostring(lease))
 end
-local maxlen = tonumber(ARGV[2])
+local maxlen, cap = tonumber(ARGV[2]), ARGV[2]  -- (a large Lua number goes out as 1e17)
 local m = tonumber(ARGV[3])
 local last, text = {}, {}
 for i = 0, m - 1 do
@@ -144,14 +144,14 @@ for _ = 1, #heads / 16 do
     if u2 > u then
       local uuid = sub(uuids, u, u2 - 1)
       if maxlen > 0 then
-        call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+        call('XADD', key, 'MAXLEN', '~', cap, '*', 'replay_id', rid, 'channel', ch,
              'date', date, 'event', event, 'event_uuid', uuid)
       else
         call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
              'event', event, 'event_uuid', uuid)
       end
     elseif maxlen > 0 then
-      call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+      call('XADD', key, 'MAXLEN', '~', cap, '*', 'replay_id', rid, 'channel', ch,
            'date', date, 'event', event)
     else
       call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date, 'event', event)
@@ -289,8 +289,8 @@ class RedisSink(Sink):
         _check_url(url, parts.scheme.endswith("+cluster"))
         if not channel_set or any(c in channel_set for c in "{}"):
             raise InvalidArgumentError(f"invalid channel set name {channel_set!r}")
-        if maxlen is not None and maxlen < 1:
-            raise InvalidArgumentError("maxlen must be positive")
+        if maxlen is not None and not 1 <= maxlen < 2**63:  # (Redis refuses a larger one)
+            raise InvalidArgumentError("maxlen must be positive, below 2**63")
         if pipeline_depth < 1:
             raise InvalidArgumentError("pipeline_depth must be positive")
         self.url = url
