@@ -75,14 +75,25 @@ async def test_write_appends_entries_and_advances_positions(
     assert "event_uuid" not in (await entries(raw, SHIP))[0]
 
 
-async def test_events_at_or_below_the_position_are_skipped(
-    sink: RedisSink, raw: aioredis.Redis
+@pytest.mark.parametrize("one_at_a_time", [False, True])
+async def test_events_at_or_below_the_position_are_skipped_and_said_so(
+    sink: RedisSink, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture, one_at_a_time: bool
 ) -> None:
+    sink.cluster = one_at_a_time  # the path of a Redis Cluster: one script at a time
     lease = await sink.acquire(SET, "a", 5)
     assert lease is not None
-    await sink.write(lease, [event(1), event(2)])
-    await sink.write(lease, [event(2), event(1), event(3)])
+    with caplog.at_level("WARNING", logger="sfstream.relay._redis"):
+        await sink.write(lease, [event(1), event(2)])
+        assert not caplog.records
+        # Skipped events are lost if their replay ids went back (a refreshed sandbox with
+        # --fallback): never silently.
+        await sink.write(lease, [event(2), event(1), event(3)])
     assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "2", "3"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "orders: 2 of 3 events were not written: their replay ids are not above their "
+        "channel's position in Redis (already stored, or Salesforce's replay ids went back: "
+        "a refreshed sandbox, a migrated org)"
+    ]
 
 
 async def test_the_lease_is_exclusive_and_tokens_increase(sink: RedisSink) -> None:

@@ -419,11 +419,11 @@ class RedisSink(Sink):
             return SinkError(f"Redis refused a script: {text}")
         return SinkError(f"Redis failed: {type(exc).__name__}: {exc}")
 
-    async def _write_in_order(self, scripts: Sequence[_Script]) -> None:
+    async def _write_in_order(self, scripts: Sequence[_Script]) -> int:
         """Run the write script once per entry of ``scripts`` (keys, arguments, and the events'
         JSON, sent as it is) on the writes' own connection, pipelined: all of them sent at
         once, in call order, before any later write; replies read in call order (a write waits
-        for the replies of the one before it)."""
+        for the replies of the one before it). Returns the number of entries written."""
         from redis.asyncio import RedisCluster
         from redis.exceptions import RedisError, ResponseError
 
@@ -464,9 +464,10 @@ class RedisSink(Sink):
                         "engine's position"
                     )
             refused: ResponseError | None = None
+            written = 0
             for _ in scripts:
                 try:
-                    await conn.read_response()
+                    written += int(await conn.read_response())
                 except ResponseError as exc:
                     # The scripts after it fail too (each requires the positions the ones
                     # before it leave); their replies are read, so the connection stays in step.
@@ -474,6 +475,7 @@ class RedisSink(Sink):
             aligned = True
             if refused is not None:
                 raise self._error(refused) from None
+            return written
         except (RedisError, OSError) as exc:
             raise self._error(exc) from None
         finally:
@@ -559,10 +561,23 @@ class RedisSink(Sink):
         # meanwhile comes after all of them, never between two parts of this one.
         scripts = [self._prepare(lease, part) for part in _parts(batch, MAX_SCRIPT_BYTES)]
         if self.cluster:
+            written = 0
             for keys, head, payloads in scripts:
-                await self._script(_WRITE, keys, [*head, payloads])
+                written += int(await self._script(_WRITE, keys, [*head, payloads]))
         else:
-            await self._write_in_order(scripts)
+            written = await self._write_in_order(scripts)
+        if written < len(batch):
+            # Never in a relay's usual course (a term subscribes after the stored positions):
+            # a write retried after its first attempt was applied, or replay ids that went
+            # back, which the positions cannot tell from events already stored.
+            logger.warning(
+                "%s: %d of %d events were not written: their replay ids are not above their "
+                "channel's position in Redis (already stored, or Salesforce's replay ids went "
+                "back: a refreshed sandbox, a migrated org)",
+                self.channel_set,
+                len(batch) - written,
+                len(batch),
+            )
 
     def _prepare(self, lease: Lease, batch: RelayBatch) -> _Script:
         """The keys and arguments of one script for ``batch`` (its events' JSON last)."""
