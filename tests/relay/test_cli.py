@@ -250,6 +250,12 @@ def login_options(org: EmulatorThread, password: str = PASSWORD) -> list[str]:
         (("--sink", "redis://127.0.0.1:1/0", ORDER, ORDER), 2, "names a channel twice"),
         (("--config", "/nonexistent/relay.toml"), 2, "cannot read"),
         (("--config", "x.toml", ORDER), 2, "--config replaces"),
+        # Options of the command line's one set would be ignored with a file: refused.
+        (("--config", "x.toml", "--maxlen", "100"), 2, "--maxlen is not used with --config"),
+        (("--config", "x.toml", "--name", "orders"), 2, "--name is not used with --config"),
+        (("--config", "x.toml", "--replay", "all"), 2, "--replay is not used with --config"),
+        (("--config", "x.toml", "--fallback", "all"), 2, "--fallback is not used"),
+        (("--config", "x.toml", "--stream", "S"), 2, "--stream is not used with --config"),
         (("--sink", "redis://127.0.0.1:1/0", "--username", "u", ORDER), 2, "password flow needs"),
         # Checked before the credentials, as usage errors, without the URL's password:
         (("--sink", f"redis://:{PASSWORD}@127.0.0.1:99999/0", ORDER), 2, "invalid port"),

@@ -46,6 +46,7 @@ from sfstream.salesforce import (
     Client,
     ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
+    ReplayOption,
 )
 
 from ._credentials import (
@@ -90,6 +91,16 @@ def _positive(kind: type, maximum: float = math.inf) -> Any:
     return convert
 
 
+#: Options of the command line's one channel set, and their keys in a --config file.
+_SET_OPTIONS = (
+    ("name", "name = ... in each [[sets]] table"),
+    ("replay", "replay = ... in a [[sets]] table"),
+    ("fallback", "fallback = ... in a [[sets]] table"),
+    ("maxlen", "maxlen = ... at the top of the file or in a [[sets]] table"),
+    ("stream", "stream = ... at the top of the file or in a [[sets]] table"),
+)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "channels",
@@ -109,13 +120,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     relay.add_argument(
         "--name",
-        default="sfstream",
         help="the channel set's name: the lease and the key prefix (default sfstream)",
     )
     relay.add_argument(
         "--replay",
         type=_typed(parse_replay),
-        default=-1,
         metavar="new|all|ID",
         help="where a channel starts when the engine has no position for it (default new)",
     )
@@ -163,7 +172,11 @@ def _from_arguments(args: argparse.Namespace) -> RelayConfig:
                 "channels look like /event/Order__e, /topic/Name, /data/AccountChangeEvent",
             )
     try:
-        channel_set = ChannelSet(args.name, tuple(args.channels), replay=args.replay)
+        channel_set = ChannelSet(
+            "sfstream" if args.name is None else args.name,
+            tuple(args.channels),
+            replay=int(ReplayOption.NEW_EVENTS) if args.replay is None else args.replay,
+        )
         sink = check_sink_url(args.sink, "--sink")
     except (ConfigError, ValueError) as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
@@ -243,6 +256,13 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             raise CliError(
                 "--config replaces channels and --sink", ExitCode.USAGE, "give one or the other"
             )
+        # Options of one channel set: the file has them per set (ignoring them would leave
+        # streams untrimmed, or start channels elsewhere than asked).
+        for option, instead in _SET_OPTIONS:
+            if getattr(args, option) is not None:
+                raise CliError(
+                    f"--{option} is not used with --config", ExitCode.USAGE, f"write {instead}"
+                )
         try:
             config = load_config(args.config)
         except ConfigError as exc:
