@@ -256,6 +256,8 @@ def login_options(org: EmulatorThread, password: str = PASSWORD) -> list[str]:
         (("--config", "x.toml", "--replay", "all"), 2, "--replay is not used with --config"),
         (("--config", "x.toml", "--fallback", "all"), 2, "--fallback is not used"),
         (("--config", "x.toml", "--stream", "S"), 2, "--stream is not used with --config"),
+        (("--sink", "nats://127.0.0.1:1", "--maxlen", "9", ORDER), 2, "for a redis sink only"),
+        (("--sink", "redis://127.0.0.1:1/0", "--stream", "S", ORDER), 2, "for a nats sink"),
         (("--sink", "redis://127.0.0.1:1/0", "--username", "u", ORDER), 2, "password flow needs"),
         # Checked before the credentials, as usage errors, without the URL's password:
         (("--sink", f"redis://:{PASSWORD}@127.0.0.1:99999/0", ORDER), 2, "invalid port"),

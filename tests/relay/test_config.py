@@ -113,6 +113,14 @@ def test_a_full_configuration() -> None:
         (config(sets=[{"name": "a", "channels": ["/e", "/e"]}]), "already relayed by set 'a'"),
         (config(sets=[{"name": "a", "channels": ["/e"], "stream": 1}]), "stream: expected"),
         (config(sets=[{"name": "a", "channels": ["/e"], "maxlen": 0}]), "at least 1"),
+        (
+            config(sets=[{"name": "a", "channels": ["/e"], "stream": "S"}]),
+            "set 'a'.stream: only a nats sink has it",
+        ),
+        (
+            config(sink="nats://h:4222", sets=[{"name": "a", "channels": ["/e"], "maxlen": 9}]),
+            "set 'a'.maxlen: only a redis sink has it",
+        ),
         (config(sets=[{"name": "a", "channels": ["/e"], "replay": "x"}]), "expected new, all"),
         (config(sets=[{"name": "a", "channels": ["/e"], "fallback": "x"}]), "new or all"),
         (config(holder=1), "holder: expected"),

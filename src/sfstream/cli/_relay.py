@@ -32,6 +32,7 @@ from sfstream.relay._config import (
     parse_address,
     parse_fallback,
     parse_replay,
+    sink_engine,
 )
 from sfstream.relay._runner import (
     DEFAULT_BATCH_SIZE,
@@ -180,6 +181,10 @@ def _from_arguments(args: argparse.Namespace) -> RelayConfig:
         sink = check_sink_url(args.sink, "--sink")
     except (ConfigError, ValueError) as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
+    engine = sink_engine(sink)
+    for option, needs in (("maxlen", "redis"), ("stream", "nats")):
+        if getattr(args, option) is not None and engine != needs:
+            raise CliError(f"--{option} is for a {needs} sink only", ExitCode.USAGE)
     return RelayConfig(
         sets=(
             SetConfig(

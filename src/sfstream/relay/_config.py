@@ -59,6 +59,7 @@ __all__ = [
     "make_sink",
     "parse_config",
     "parse_replay",
+    "sink_engine",
 ]
 
 #: Credential options an ``[orgs.*]`` table may hold (as for ``sfstream listen``).
@@ -182,6 +183,11 @@ def parse_address(value: object, where: str = "metrics") -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ConfigError(f"{where}: port {port} is out of range")
     return host, port
+
+
+def sink_engine(url: str) -> str | None:
+    """``"redis"`` or ``"nats"``: the engine of a sink URL (None: not a sink URL)."""
+    return _SINK_SCHEMES.get(urlsplit(url).scheme)
 
 
 def check_sink_url(url: object, where: str = "sink") -> str:
@@ -312,6 +318,12 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         stream = table.get("stream", data.get("stream"))
         if stream is not None and not isinstance(stream, str):
             raise ConfigError(f"{where}.stream: expected a name")
+        engine = sink_engine(sink) if isinstance(sink, str) else None
+        # A set's own option its engine does not have would be ignored (one at the top of the
+        # file applies to the sets whose engine has it).
+        for option, needs in (("maxlen", "redis"), ("stream", "nats")):
+            if option in table and engine is not None and engine != needs:
+                raise ConfigError(f"{where}.{option}: only a {needs} sink has it")
         sets.append(
             SetConfig(
                 channel_set,
