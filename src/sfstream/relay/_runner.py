@@ -429,6 +429,7 @@ class Relay:
         self.on_role = on_role
         self._dumps = dumps
         self._health = _Health()
+        self._announced: tuple[Role, Lease | None] | None = None  # what on_role was told
         self._stopping = asyncio.Event()
         self._client: Client | None = None
         self._renewed_at = 0.0
@@ -483,14 +484,16 @@ class Relay:
             "written": self.written,
         }
 
-    def _set_role(self, role: Role, lease: Lease | None = None) -> None:
-        changed = role is not self._health.role or lease is not self._health.lease
+    def _set_role(self, role: Role, lease: Lease | None = None, *, announce: bool = True) -> None:
+        """Take ``role``; tell ``on_role`` unless ``announce`` is False (or it was told)."""
         if role is not Role.LEADER:
             self._health.engine_failed_terms = 0  # a standby writes nothing
         self._health.role = role
         self._health.lease = lease
-        if changed and self.on_role is not None:
-            self.on_role(self, role)
+        if announce and self._announced != (role, lease):
+            self._announced = (role, lease)
+            if self.on_role is not None:
+                self.on_role(self, role)
         if self.metrics is not None:
             self.metrics.set_role(self.channel_set.name, role is Role.LEADER)
 
@@ -543,11 +546,10 @@ class Relay:
     async def _standby(self) -> Lease | None:
         """Wait for the lease; None if stopped first.
 
-        The role becomes STANDBY at once for a leader (its lease is gone), else once the first
-        attempt did not get the lease: a relay that finds it free never says it stands by.
+        The role is STANDBY at once; ``on_role`` hears of it once an attempt did not get the
+        lease: a relay that finds it free is not announced as standing by.
         """
-        if self._health.role is Role.LEADER:
-            self._set_role(Role.STANDBY)
+        self._set_role(Role.STANDBY, announce=False)
         name = self.channel_set.name
         logged = False
         while not self._stopping.is_set():
