@@ -254,6 +254,7 @@ async def test_errors_are_clear(redis_server: RedisServer) -> None:
         ("rediss://user:secret@127.0.0.1:port/0", "invalid port"),
         ("redis://:secret@127.0.0.1:6379/zero", "invalid database 'zero'"),
         ("redis+cluster://:secret@127.0.0.1:7000/1", "database 0 only"),
+        ("redis+cluster://:secret@127.0.0.1:7000,127.0.0.1:7001", "of any node"),
     ],
 )
 def test_a_url_the_client_cannot_use_is_refused_clearly(url: str, text: str) -> None:

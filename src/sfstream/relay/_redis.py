@@ -231,6 +231,11 @@ def _check_url(url: str, cluster: bool) -> None:
     """Refuse, with a clear message, a port or database the client library would fail on
     deep inside, or ignore (``/x`` silently meant database 0)."""
     parts = urlsplit(url)
+    if "," in parts.netloc:
+        raise InvalidArgumentError(
+            f"one host in a Redis URL, not a list ({_redact(url)!r}): for a Redis Cluster, "
+            "redis+cluster://host:port of any node (the others are discovered)"
+        )
     try:
         parts.port  # noqa: B018 - raises ValueError when not a port number
     except ValueError:
