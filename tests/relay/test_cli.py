@@ -250,7 +250,22 @@ def login_options(org: EmulatorThread, password: str = PASSWORD) -> list[str]:
         (("--sink", "redis://127.0.0.1:1/0", ORDER, ORDER), 2, "names a channel twice"),
         (("--config", "/nonexistent/relay.toml"), 2, "cannot read"),
         (("--config", "x.toml", ORDER), 2, "--config replaces"),
+        # Options of the command line's one set would be ignored with a file: refused.
+        (("--config", "x.toml", "--maxlen", "100"), 2, "--maxlen is not used with --config"),
+        (("--config", "x.toml", "--name", "orders"), 2, "--name is not used with --config"),
+        (("--config", "x.toml", "--replay", "all"), 2, "--replay is not used with --config"),
+        (("--config", "x.toml", "--fallback", "all"), 2, "--fallback is not used"),
+        (("--config", "x.toml", "--stream", "S"), 2, "--stream is not used with --config"),
+        (("--sink", "nats://127.0.0.1:1", "--maxlen", "9", ORDER), 2, "for a redis sink only"),
+        (("--sink", "redis://127.0.0.1:1/0", "--stream", "S", ORDER), 2, "for a nats sink"),
         (("--sink", "redis://127.0.0.1:1/0", "--username", "u", ORDER), 2, "password flow needs"),
+        # Checked before the credentials, as usage errors, without the URL's password:
+        (("--sink", f"redis://:{PASSWORD}@127.0.0.1:99999/0", ORDER), 2, "invalid port"),
+        (("--sink", "redis://127.0.0.1:x/0", ORDER), 2, "invalid port"),
+        (("--sink", "redis://127.0.0.1:1/one", ORDER), 2, "invalid database 'one'"),
+        (("--sink", "redis+cluster://127.0.0.1:1/2", ORDER), 2, "database 0 only"),
+        (("--sink", f"nats://u:{PASSWORD}@127.0.0.1:99999", ORDER), 2, "invalid NATS URL"),
+        (("--sink", "redis://127.0.0.1:1/0", "--name", "a{b}", ORDER), 2, "channel set name"),
     ],
 )
 def test_usage_errors_are_one_clear_line(
@@ -267,6 +282,39 @@ def test_usage_errors_are_one_clear_line(
     assert got == code, err
     assert text in err
     assert "Traceback" not in err
+    assert PASSWORD not in err
+
+
+def test_missing_credentials_of_an_org_of_the_file_name_the_org(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("SFSTREAM_"):
+            monkeypatch.delenv(name)
+    config = tmp_path / "relay.toml"
+    config.write_text(
+        'sink = "redis://127.0.0.1:1/0"\n'
+        '[orgs.prod]\naccess_token = "t"\ninstance_url = "https://x.my.salesforce.com"\n'
+        '[orgs.eu]\nusername = "u"\n'
+        '[[sets]]\nname = "a"\norg = "prod"\nchannels = ["/event/A__e"]\n'
+        '[[sets]]\nname = "b"\norg = "eu"\nchannels = ["/event/B__e"]\n'
+    )
+    code, err = run_cli(capsys, "--config", str(config))
+    assert code == 2, err
+    assert "[orgs.eu] of" in err
+    assert "password flow needs" in err
+
+
+def test_a_config_file_without_orgs_takes_the_command_line_credentials(
+    capsys: pytest.CaptureFixture[str], org: EmulatorThread, tmp_path: Path
+) -> None:
+    config = tmp_path / "relay.toml"
+    url = f"redis://:{PASSWORD}@127.0.0.1:{free_port()}/0?password={PASSWORD}"
+    config.write_text(f'sink = "{url}"\n[[sets]]\nname = "a"\nchannels = ["{ORDER}"]\n')
+    code, err = run_cli(capsys, "--config", str(config), *login_options(org))
+    assert code == 4, err  # the engine cannot be reached (not a KeyError of the org)
+    assert "cannot reach Redis" in err
+    assert PASSWORD not in err
 
 
 def test_an_unreachable_engine_exits_4_without_the_password(

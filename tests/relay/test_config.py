@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay import Relay, Role
 from sfstream.relay._config import (
     ConfigError,
@@ -87,6 +88,9 @@ def test_a_full_configuration() -> None:
         (config(orgs={"a": {"password_env": 1}}), "name of an environment variable"),
         (config(orgs={"a": {"password_env": "MISSING"}}), "MISSING is not set"),
         (config(orgs={"a": {"username": 1}}), "expected a string"),
+        (config(orgs={"a": {"password": True}}), "orgs.a.password: expected a string"),
+        (config(orgs={"a": {"sandbox": "yes"}}), "orgs.a.sandbox: expected true or false"),
+        (config(sets=[{"name": "a", "org": "p", "channels": ["/e"]}]), "no [orgs.p] table"),
         ({"sink": SINK}, "no channel sets"),
         (config(sets=[1]), "sets[0]: expected a table"),
         (config(sets=[{"name": "a b", "channels": ["/e"]}]), "without spaces"),
@@ -109,11 +113,21 @@ def test_a_full_configuration() -> None:
         (config(sets=[{"name": "a", "channels": ["/e", "/e"]}]), "already relayed by set 'a'"),
         (config(sets=[{"name": "a", "channels": ["/e"], "stream": 1}]), "stream: expected"),
         (config(sets=[{"name": "a", "channels": ["/e"], "maxlen": 0}]), "at least 1"),
+        (
+            config(sets=[{"name": "a", "channels": ["/e"], "stream": "S"}]),
+            "set 'a'.stream: only a nats sink has it",
+        ),
+        (
+            config(sink="nats://h:4222", sets=[{"name": "a", "channels": ["/e"], "maxlen": 9}]),
+            "set 'a'.maxlen: only a redis sink has it",
+        ),
         (config(sets=[{"name": "a", "channels": ["/e"], "replay": "x"}]), "expected new, all"),
         (config(sets=[{"name": "a", "channels": ["/e"], "fallback": "x"}]), "new or all"),
         (config(holder=1), "holder: expected"),
         (config(lease_ttl="x"), "lease_ttl: expected a number"),
         (config(lease_ttl=True), "lease_ttl: expected a number"),
+        (config(lease_ttl=float("nan")), "lease_ttl: expected a number"),
+        (config(lease_ttl=float("inf")), "lease_ttl: expected at most 86400"),
         (config(batch_size=1.5), "whole number"),
         (config(metrics=[1]), "HOST:PORT"),
         (config(metrics="h:x"), "HOST:PORT"),
@@ -124,6 +138,35 @@ def test_mistakes_are_named(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(data, environ={})
     assert message in str(caught.value)
+
+
+def test_without_org_tables_every_set_is_of_the_command_line_org() -> None:
+    parsed = parse_config(config())
+    assert list(parsed.orgs) == ["default"]
+    assert parsed.orgs["default"].options == {}  # the command line's credential options
+    assert parsed.sets[0].channel_set.org == "default"
+
+
+def test_switches_read_from_the_environment_are_parsed_as_listen_reads_them() -> None:
+    orgs = {"a": {"sandbox_env": "SB", "client_credentials_env": "CC", "username_env": "U"}}
+    environ = {"SB": "false", "CC": "Yes", "U": "false"}
+    parsed = parse_config(
+        config(orgs=orgs, sets=[{"name": "x", "org": "a", "channels": ["/e"]}]), environ
+    )
+    assert parsed.orgs["a"].options == {
+        "sandbox": False,  # not the string "false", which is true
+        "client_credentials": True,
+        "username": "false",
+    }
+
+
+def test_make_sink_refuses_urls_it_cannot_use() -> None:
+    with pytest.raises(InvalidArgumentError, match="invalid port") as caught:
+        make_sink("redis://:hunter2@127.0.0.1:99999/0", "orders")
+    assert "hunter2" not in str(caught.value)
+    with pytest.raises(ConfigError, match="invalid NATS URL") as nats:
+        make_sink("nats://u:hunter2@127.0.0.1:99999", "orders")
+    assert "hunter2" not in str(nats.value)
 
 
 def test_small_parsers() -> None:

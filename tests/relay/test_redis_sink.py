@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ipaddress
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from sfstream.exceptions import InvalidArgumentError
-from sfstream.relay import Lease, LeaseLost, RelayEvent, SinkError
+from sfstream.relay import EventRefused, Lease, LeaseLost, RelayEvent, SinkError
 from sfstream.relay._redis import RedisSink, stream_key
 from sfstream.relay._sink import RelayBatch
-from tests.relay._engines import RedisCluster, RedisServer
+from tests.relay._engines import RedisCluster, RedisServer, free_port
 
 SET = "orders"
 ORDER = "/event/Order__e"
@@ -68,14 +75,25 @@ async def test_write_appends_entries_and_advances_positions(
     assert "event_uuid" not in (await entries(raw, SHIP))[0]
 
 
-async def test_events_at_or_below_the_position_are_skipped(
-    sink: RedisSink, raw: aioredis.Redis
+@pytest.mark.parametrize("one_at_a_time", [False, True])
+async def test_events_at_or_below_the_position_are_skipped_and_said_so(
+    sink: RedisSink, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture, one_at_a_time: bool
 ) -> None:
+    sink.cluster = one_at_a_time  # the path of a Redis Cluster: one script at a time
     lease = await sink.acquire(SET, "a", 5)
     assert lease is not None
-    await sink.write(lease, [event(1), event(2)])
-    await sink.write(lease, [event(2), event(1), event(3)])
+    with caplog.at_level("WARNING", logger="sfstream.relay._redis"):
+        await sink.write(lease, [event(1), event(2)])
+        assert not caplog.records
+        # Skipped events are lost if their replay ids went back (a refreshed sandbox with
+        # --fallback): never silently.
+        await sink.write(lease, [event(2), event(1), event(3)])
     assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "2", "3"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "orders: 2 of 3 events were not written: their replay ids are not above their "
+        "channel's position in Redis (already stored, or Salesforce's replay ids went back: "
+        "a refreshed sandbox, a migrated org)"
+    ]
 
 
 async def test_the_lease_is_exclusive_and_tokens_increase(sink: RedisSink) -> None:
@@ -140,6 +158,46 @@ async def test_a_position_that_went_back_is_refused(sink: RedisSink, raw: aiored
     assert await sink.position("default", ORDER) == 3
 
 
+@pytest.mark.parametrize("pipelined", [True, False])
+async def test_a_script_that_would_fail_half_way_writes_nothing(
+    redis_server: RedisServer, raw: aioredis.Redis, pipelined: bool
+) -> None:
+    # Redis does not undo what a script wrote before a command of it failed: a key that is
+    # not a stream (or a position that is not a number) must be found before the first XADD,
+    # or the entries of the batch's other channels stay without their positions, and are
+    # written again (duplicates) by every later attempt.
+    async with RedisSink(
+        redis_server.url, channel_set=SET, pipeline_depth=8 if pipelined else 1
+    ) as sink:
+        if not pipelined:
+            sink.cluster = True  # the one-script-at-a-time path of a cluster
+        lease = await sink.acquire(SET, "a", 5)
+        assert lease is not None
+        await raw.set(stream_key(SET, SHIP), "not a stream")
+        for _ in range(2):
+            with pytest.raises(EventRefused, match="not a stream") as caught:
+                await sink.write(lease, [event(1), event(2, SHIP), event(3)])
+            assert stream_key(SET, SHIP) in str(caught.value)
+            assert await entries(raw, ORDER) == []
+            # The relay's next term reads the positions again.
+            assert await sink.position("default", ORDER) is None
+            assert await sink.position("default", SHIP) is None
+        await raw.delete(stream_key(SET, SHIP))
+        await raw.hset(sink.positions_key, SHIP, "garbage")
+        with pytest.raises(SinkError, match="not a replay id"):
+            await sink.position("default", SHIP)
+        for _ in range(2):
+            with pytest.raises(SinkError, match="'garbage', not a replay id"):
+                await sink.write(lease, [event(1), event(2, SHIP), event(3)])
+            assert await entries(raw, ORDER) == []
+            assert await sink.position("default", ORDER) is None
+        await raw.hdel(sink.positions_key, SHIP)
+        assert await sink.position("default", SHIP) is None
+        await sink.write(lease, [event(1), event(2, SHIP), event(3)])
+        assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "3"]
+        assert [e["replay_id"] for e in await entries(raw, SHIP)] == ["2"]
+
+
 async def test_maxlen_trims_streams(redis_server: RedisServer, raw: aioredis.Redis) -> None:
     async with RedisSink(redis_server.url, channel_set=SET, maxlen=10) as sink:
         lease = await sink.acquire(SET, "a", 5)
@@ -149,11 +207,30 @@ async def test_maxlen_trims_streams(redis_server: RedisServer, raw: aioredis.Red
     assert await raw.xlen(stream_key(SET, ORDER)) < 2000
 
 
+async def test_a_large_maxlen_is_sent_as_the_integer_it_is(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # A Lua number of 17 digits or more goes to Redis as "1e17": the script passes the text.
+    async with RedisSink(redis_server.url, channel_set=SET, maxlen=2**63 - 1) as sink:
+        lease = await sink.acquire(SET, "a", 5)
+        assert lease is not None
+        await sink.write(lease, [event(1), event(2, SHIP)])
+        async with RedisSink(redis_server.url, channel_set=SET, maxlen=10**17) as other:
+            await sink.release(lease)
+            lease = await other.acquire(SET, "b", 5)
+            assert lease is not None
+            await other.write(lease, [event(3), event(4, SHIP)])
+    assert [e["replay_id"] for e in await entries(raw, ORDER)] == ["1", "3"]
+
+
 async def test_errors_are_clear(redis_server: RedisServer) -> None:
     with pytest.raises(InvalidArgumentError, match="not a Redis URL"):
         RedisSink("http://user:secret@host/", channel_set=SET)
     with pytest.raises(InvalidArgumentError, match="channel set"):
         RedisSink(redis_server.url, channel_set="a{b}")
+    for maxlen in (0, 2**63):  # (Redis would refuse every write with 2**63)
+        with pytest.raises(InvalidArgumentError, match="maxlen must be positive"):
+            RedisSink(redis_server.url, channel_set=SET, maxlen=maxlen)
     sink = RedisSink(redis_server.url, channel_set=SET)
     with pytest.raises(SinkError, match="not open"):
         await sink.position("default", ORDER)
@@ -168,6 +245,107 @@ async def test_errors_are_clear(redis_server: RedisServer) -> None:
         await down.open()
     assert "secret" not in str(caught.value)
     assert "secret" not in repr(down)
+
+
+@pytest.mark.parametrize(
+    ("url", "text"),
+    [
+        ("redis://:secret@127.0.0.1:99999/0", "invalid port"),
+        ("rediss://user:secret@127.0.0.1:port/0", "invalid port"),
+        ("redis://:secret@127.0.0.1:6379/zero", "invalid database 'zero'"),
+        ("redis+cluster://:secret@127.0.0.1:7000/1", "database 0 only"),
+        ("redis+cluster://:secret@127.0.0.1:7000,127.0.0.1:7001", "of any node"),
+    ],
+)
+def test_a_url_the_client_cannot_use_is_refused_clearly(url: str, text: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=text) as caught:
+        RedisSink(url, channel_set=SET)
+    assert "secret" not in str(caught.value)
+
+
+async def test_a_password_in_the_query_is_never_shown(redis_server: RedisServer) -> None:
+    redis_server.kill()
+    url = redis_server.url + "?password=secret&socket_keepalive=true"
+    down = RedisSink(url, channel_set=SET, timeout=1)
+    assert "secret" not in repr(down)
+    assert "socket_keepalive=true" in repr(down)
+    with pytest.raises(SinkError, match="cannot reach Redis") as caught:
+        await down.open()
+    assert "secret" not in str(caught.value)
+
+
+def tls_files(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files in ``directory``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sfstream redis test")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert, private = directory / "cert.pem", directory / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, private
+
+
+async def test_rediss_with_a_user_and_password_writes_pipelined_over_tls(tmp_path: Path) -> None:
+    # The pipelined writes take a connection of their own, made from the pool's settings:
+    # it must speak TLS and authenticate like the others.
+    cert, key = tls_files(tmp_path / "tls")
+    tls_port = free_port()
+    server = RedisServer(
+        tmp_path / "redis",
+        options=(
+            "--tls-port", str(tls_port),
+            "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key),
+            "--tls-ca-cert-file", str(cert),
+            "--tls-auth-clients", "no",
+            # a user of its own (the default user stays open for the helper's PING)
+            "--user", "relay", "on", ">tls-secret", "~*", "&*", "+@all",
+        ),
+    )  # fmt: skip
+    server.start()
+    try:
+        url = f"rediss://relay:tls-secret@127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}"
+        async with RedisSink(url, channel_set=SET) as sink:
+            assert "tls-secret" not in repr(sink)
+            lease = await sink.acquire(SET, "a", 5)
+            assert lease is not None
+            await asyncio.gather(
+                *(
+                    sink.write(lease, [event(i) for i in range(n, n + 10)])
+                    for n in range(1, 100, 10)
+                )
+            )
+            assert sink._writer is not None
+            assert await sink.position("default", ORDER) == 100
+        # Without the CA, the certificate is refused: a clear error, without the password.
+        untrusted = RedisSink(url.partition("?")[0], channel_set=SET, timeout=2)
+        with pytest.raises(SinkError, match="cannot reach Redis") as caught:
+            await untrusted.open()
+        assert "tls-secret" not in str(caught.value)
+    finally:
+        server.stop()
 
 
 async def test_engine_failure_is_a_sink_error(sink: RedisSink, redis_server: RedisServer) -> None:

@@ -270,6 +270,53 @@ async def test_an_event_the_engine_refuses_for_good_stops_the_relay(
     assert await stream_ids(raw, ORDER) == ids
 
 
+async def test_a_stop_during_the_renewal_after_an_engine_failure_releases_the_lease(
+    org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    class StopWhileRenewing(FailingSink):
+        relay: Relay
+
+        async def renew(self, lease: Any) -> Any:
+            if self.writes >= 2:  # after the failed write: the renewal of the recovery
+                self.relay.stop()  # SIGTERM arrives while the engine answers
+            return await super().renew(lease)
+
+    sink = StopWhileRenewing(redis_server.url, SinkError("the engine failed (injected)"))
+    relay, task = start_with(org, sink)
+    sink.relay = relay
+    await publish(org, ORDER, 1)
+    await wait_until(lambda: sink.writes >= 1, "the first write")
+    await publish(org, ORDER, 1, 1)  # its write fails: a new term after a renewal
+    await asyncio.wait_for(task, WAIT)
+    assert relay.role is Role.STOPPED
+    assert await raw.exists(sink.lease_key) == 0  # released: a standby takes over at once
+
+
+async def test_a_leader_whose_writes_keep_failing_is_not_healthy(
+    org: Emulator, redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    # Redis at maxmemory refuses every XADD, but still renews the lease (PEXPIRE takes no
+    # memory): the leader keeps it and fails each new term's write. /healthz must say so.
+    relay, task = start_with(org, RedisSink(redis_server.url, channel_set=SET))
+    try:
+        ids = await publish(org, ORDER, 5)
+        await settle(raw, {ORDER: ids})
+        assert relay.healthy()
+        await raw.config_set("maxmemory", 1)
+        ids += await publish(org, ORDER, 5, 5)
+        await wait_until(lambda: not relay.healthy(), "the relay to report itself unhealthy")
+        assert relay.role is Role.LEADER
+        assert relay.status()["healthy"] is False
+        await raw.config_set("maxmemory", 0)
+        await settle(raw, {ORDER: ids})
+        await wait_until(relay.healthy, "the relay to be healthy again once it writes")
+        assert await stream_ids(raw, ORDER) == ids
+    finally:
+        await raw.config_set("maxmemory", 0)
+        relay.stop()
+        await asyncio.wait_for(task, WAIT)
+
+
 async def test_sink_replay_storage_reads_the_engine(redis_server: RedisServer) -> None:
     async with RedisSink(redis_server.url, channel_set=SET) as sink:
         storage = SinkReplayStorage(sink, "default", int(ReplayOption.ALL_EVENTS))

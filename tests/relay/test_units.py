@@ -100,9 +100,20 @@ def test_channel_set_validation() -> None:
         ChannelSet("a", ("/topic/A", "/topic/A?x=1"))
 
 
-def test_relay_arguments_are_checked() -> None:
-    with pytest.raises(InvalidArgumentError, match="positive"):
-        Relay(ChannelSet("a", ("/e",)), BrokenSink(), lambda *_: None, lease_ttl=0)  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"lease_ttl": 0},
+        {"lease_ttl": float("inf")},  # failed with OverflowError at the first acquire
+        {"lease_ttl": float("nan")},
+        {"lease_ttl": 1e30},  # Redis refused the expiry: a relay standing by for ever
+        {"poll_interval": float("nan")},
+        {"batch_size": 0},
+    ],
+)
+def test_relay_arguments_are_checked(options: dict[str, Any]) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"above 0|positive"):
+        Relay(ChannelSet("a", ("/e",)), BrokenSink(), lambda *_: None, **options)  # type: ignore[arg-type]
 
 
 def test_event_lag() -> None:
@@ -284,6 +295,8 @@ def test_lazy_names() -> None:
     [
         ("--lease-ttl", "x", "expected a number"),
         ("--lease-ttl", "0", "above 0"),
+        ("--lease-ttl", "nan", "above 0"),
+        ("--lease-ttl", "inf", "at most 86400"),
         ("--metrics", "host:x", "HOST:PORT"),
         ("--replay", "later", "expected new, all"),
     ],
@@ -510,3 +523,105 @@ def test_nats_headers_take_dates_and_uuids_as_they_are_only_when_plain(
 
     batch = RelayBatch("org", ["/e/A"] * 2, [1, 2], ["2026", date], [b"{}"] * 2, [None, uuid])
     assert _plain(batch) is plain
+
+
+class SlowReleaseSink(BrokenSink):
+    """Grants the lease, renews it, and never answers its release (a stop that hangs)."""
+
+    def __init__(self) -> None:
+        self.releasing = asyncio.Event()
+
+    async def open(self) -> None:
+        return None
+
+    async def acquire(self, name: str, holder: str, ttl: float) -> Lease | None:
+        return Lease(name, holder, 1, ttl)
+
+    async def renew(self, lease: Lease) -> Lease:
+        return lease
+
+    async def release(self, lease: Lease) -> None:
+        self.releasing.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_second_signal_stops_the_command_at_once_with_status_130() -> None:
+    import argparse
+    import io
+    import os
+    import signal
+
+    from sfstream.cli._errors import ExitCode
+    from sfstream.cli._output import Console
+    from sfstream.cli._relay import _Command, _serve
+
+    sink = SlowReleaseSink()
+    relay = Relay(
+        ChannelSet("a", ("/event/A__e",)),
+        sink,
+        lambda *_: IdleClient(),  # type: ignore[arg-type]
+        lease_ttl=5,
+        poll_interval=0.01,
+    )
+    err = io.StringIO()
+    command = _Command(argparse.Namespace(quiet=False), Console(io.StringIO(), err))
+    loop = asyncio.get_running_loop()
+    serving = asyncio.create_task(_serve([relay], None, None, command))
+    try:
+        for _ in range(200):
+            if relay.role.value == "leader":
+                break
+            await asyncio.sleep(0.01)
+        assert relay.role.value == "leader"
+        os.kill(os.getpid(), signal.SIGTERM)  # stop: finish the write, release the lease
+        await asyncio.wait_for(sink.releasing.wait(), 5)
+        os.kill(os.getpid(), signal.SIGTERM)  # the release hangs: stop at once
+        # 130 as after one signal (not a CancelledError traceback), without waiting on.
+        assert await asyncio.wait_for(serving, 5) == ExitCode.INTERRUPTED
+        assert relay.role.value == "stopped"
+        assert "stopping" in err.getvalue()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        serving.cancel()
+        await asyncio.gather(serving, return_exceptions=True)
+
+
+async def test_a_relay_that_takes_the_lease_at_once_never_says_it_stands_by() -> None:
+    # "standing by (another relay holds the lease)" is printed on the way to standby: a relay
+    # that finds the lease free is the leader without having stood by.
+    roles: list[str] = []
+    sink = SlowReleaseSink()
+    relay = Relay(
+        ChannelSet("a", ("/event/A__e",)),
+        sink,
+        lambda *_: IdleClient(),  # type: ignore[arg-type]
+        on_role=lambda _relay, role: roles.append(role.value),
+        poll_interval=0.01,
+    )
+    task = asyncio.create_task(relay.run())
+    try:
+        for _ in range(200):
+            if relay.role.value == "leader":
+                break
+            await asyncio.sleep(0.01)
+        assert roles == ["leader"]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert roles == ["leader", "stopped"]
+    # Without the lease, a relay stands by after its first attempt.
+    standby = Relay(ChannelSet("a", ("/e",)), ElectingSink(), lambda *_: None, poll_interval=0.01)  # type: ignore[arg-type]
+    standby_sink = standby.sink
+    assert isinstance(standby_sink, ElectingSink)
+    standby_sink.granted = 1  # another relay holds it
+    task = asyncio.create_task(standby.run())
+    try:
+        for _ in range(200):
+            if standby.role.value == "standby":
+                break
+            await asyncio.sleep(0.01)
+        assert standby.role.value == "standby"
+    finally:
+        standby.stop()
+        await asyncio.wait_for(task, 5)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import signal
 from typing import Any
 
 from sfstream.bayeux import StatusCallback
+from sfstream.exceptions import InvalidArgumentError
 from sfstream.relay import Relay, Role, run_relays
 from sfstream.relay._config import (
     ConfigError,
@@ -30,8 +32,14 @@ from sfstream.relay._config import (
     parse_address,
     parse_fallback,
     parse_replay,
+    sink_engine,
 )
-from sfstream.relay._runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE_TTL, ChannelSet
+from sfstream.relay._runner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LEASE_TTL,
+    MAX_LEASE_TTL,
+    ChannelSet,
+)
 from sfstream.relay._sink import EventRefused, SinkError
 from sfstream.salesforce import (
     DEFAULT_API_VERSION,
@@ -39,6 +47,7 @@ from sfstream.salesforce import (
     Client,
     ReplayMarkerStorage,
     ReplayMarkerStoragePolicy,
+    ReplayOption,
 )
 
 from ._credentials import (
@@ -68,17 +77,29 @@ def _typed(parse: Any) -> Any:
     return convert
 
 
-def _positive(kind: type) -> Any:
+def _positive(kind: type, maximum: float = math.inf) -> Any:
     def convert(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise _config_error(f"expected a number, not {text!r}") from None
-        if value <= 0:
+        if not value > 0:  # also NaN
             raise _config_error(f"expected a number above 0, not {text}")
+        if value > maximum:
+            raise _config_error(f"expected at most {maximum:g}, not {text}")
         return value
 
     return convert
+
+
+#: Options of the command line's one channel set, and their keys in a --config file.
+_SET_OPTIONS = (
+    ("name", "name = ... in each [[sets]] table"),
+    ("replay", "replay = ... in a [[sets]] table"),
+    ("fallback", "fallback = ... in a [[sets]] table"),
+    ("maxlen", "maxlen = ... at the top of the file or in a [[sets]] table"),
+    ("stream", "stream = ... at the top of the file or in a [[sets]] table"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -100,13 +121,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     relay.add_argument(
         "--name",
-        default="sfstream",
         help="the channel set's name: the lease and the key prefix (default sfstream)",
     )
     relay.add_argument(
         "--replay",
         type=_typed(parse_replay),
-        default=-1,
         metavar="new|all|ID",
         help="where a channel starts when the engine has no position for it (default new)",
     )
@@ -118,7 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     relay.add_argument(
         "--lease-ttl",
-        type=_positive(float),
+        type=_positive(float, MAX_LEASE_TTL),
         default=None,
         metavar="S",
         help=f"seconds a leader's lease lives without renewal (default {DEFAULT_LEASE_TTL:g})",
@@ -154,10 +173,18 @@ def _from_arguments(args: argparse.Namespace) -> RelayConfig:
                 "channels look like /event/Order__e, /topic/Name, /data/AccountChangeEvent",
             )
     try:
-        channel_set = ChannelSet(args.name, tuple(args.channels), replay=args.replay)
+        channel_set = ChannelSet(
+            "sfstream" if args.name is None else args.name,
+            tuple(args.channels),
+            replay=int(ReplayOption.NEW_EVENTS) if args.replay is None else args.replay,
+        )
         sink = check_sink_url(args.sink, "--sink")
     except (ConfigError, ValueError) as exc:
         raise CliError(str(exc), ExitCode.USAGE) from None
+    engine = sink_engine(sink)
+    for option, needs in (("maxlen", "redis"), ("stream", "nats")):
+        if getattr(args, option) is not None and engine != needs:
+            raise CliError(f"--{option} is for a {needs} sink only", ExitCode.USAGE)
     return RelayConfig(
         sets=(
             SetConfig(
@@ -234,6 +261,13 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             raise CliError(
                 "--config replaces channels and --sink", ExitCode.USAGE, "give one or the other"
             )
+        # Options of one channel set: the file has them per set (ignoring them would leave
+        # streams untrimmed, or start channels elsewhere than asked).
+        for option, instead in _SET_OPTIONS:
+            if getattr(args, option) is not None:
+                raise CliError(
+                    f"--{option} is not used with --config", ExitCode.USAGE, f"write {instead}"
+                )
         try:
             config = load_config(args.config)
         except ConfigError as exc:
@@ -243,11 +277,40 @@ async def run(args: argparse.Namespace, console: Console) -> int:
     lease_ttl = args.lease_ttl or config.lease_ttl
     batch = args.batch or config.batch_size
     command = _Command(args, console)
+    # The sinks first (nothing is connected yet): a wrong URL or set name is a usage error,
+    # reported before the credentials are looked at.
+    sinks = []
+    for set_config in config.sets:
+        channel_set = set_config.channel_set
+        try:
+            sinks.append(
+                make_sink(
+                    set_config.sink,
+                    channel_set.name,
+                    maxlen=set_config.maxlen,
+                    stream=set_config.stream,
+                    lease_ttl=lease_ttl,
+                )
+            )
+        except ImportError as exc:
+            raise CliError(str(exc), ExitCode.USAGE) from None
+        except (ConfigError, InvalidArgumentError) as exc:
+            where = f"set {channel_set.name!r}: " if args.config is not None else ""
+            raise CliError(f"{where}{exc}", ExitCode.USAGE) from None
     auths: dict[str, tuple[AuthenticatorBase, str]] = {}
     for name, org in config.orgs.items():
         if not any(s.channel_set.org == name for s in config.sets):
             continue
-        credentials = resolve_credentials(_org_arguments(org, args))
+        try:
+            credentials = resolve_credentials(_org_arguments(org, args))
+        except CliError as exc:
+            if not org.options:  # the command line's org: the message names its options
+                raise
+            raise CliError(
+                f"[orgs.{name}] of {args.config}: {exc.message}",
+                exc.code,
+                "in the file, write the options with _ for - (consumer_key, password_env...)",
+            ) from None
         for secret in credentials.secrets():
             console.add_secret(secret)
         auth = build_authenticator(credentials)
@@ -264,19 +327,9 @@ async def run(args: argparse.Namespace, console: Console) -> int:
         except ImportError as exc:
             raise CliError(str(exc), ExitCode.USAGE) from None
     relays = []
-    for set_config in config.sets:
+    for set_config, sink in zip(config.sets, sinks, strict=True):
         channel_set = set_config.channel_set
         auth, api_version = auths[channel_set.org]
-        try:
-            sink = make_sink(
-                set_config.sink,
-                channel_set.name,
-                maxlen=set_config.maxlen,
-                stream=set_config.stream,
-                lease_ttl=lease_ttl,
-            )
-        except ImportError as exc:
-            raise CliError(str(exc), ExitCode.USAGE) from None
         relays.append(
             Relay(
                 channel_set,
@@ -298,11 +351,12 @@ async def _serve(
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    stopping = False
+    stopping = forced = False
 
     def stop() -> None:
-        nonlocal stopping
+        nonlocal stopping, forced
         if stopping:  # a second signal: stop at once
+            forced = True
             task.cancel()
             return
         stopping = True
@@ -329,11 +383,17 @@ async def _serve(
             command.note(f"metrics on http://{address[0]}:{server.port}/metrics and /healthz")
         try:
             await run_relays(relays)
+        except asyncio.CancelledError:
+            if not forced:
+                raise
+            task.uncancel()  # our own cancellation: the command ends as after one signal
         except EventRefused as exc:
             raise CliError(
                 f"the engine refused an event: {exc}",
                 ExitCode.ERROR,
-                "raise the engine's limit (NATS: max_payload in the server's configuration)",
+                "raise the engine's limit (NATS: max_payload in the server's configuration)"
+                if "NATS" in str(exc)
+                else "",
             ) from None
         except SinkError as exc:
             raise CliError(

@@ -2,7 +2,8 @@
 
 A file looks like this (every key but ``channels`` is optional; the ``[orgs.*]`` tables take
 the credential options of ``sfstream listen``, with ``_`` for ``-``; a secret is best given as
-``<name>_env = "VARIABLE"``, read from the environment)::
+``<name>_env = "VARIABLE"``, read from the environment; a file without ``[orgs.*]`` tables
+relays one org, with the credential options of the command line)::
 
     sink = "redis://127.0.0.1:6379/0"    # the default engine of every set
     lease_ttl = 8.0
@@ -30,6 +31,7 @@ the credential options of ``sfstream listen``, with ``_`` for ``-``; a secret is
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -39,8 +41,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from sfstream.exceptions import SfstreamError
-from sfstream.relay._runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE_TTL, ChannelSet
-from sfstream.relay._sink import Sink
+from sfstream.relay._runner import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_LEASE_TTL,
+    MAX_LEASE_TTL,
+    ChannelSet,
+)
+from sfstream.relay._sink import Sink, SinkError
 from sfstream.salesforce import ReplayOption, channel_key
 
 __all__ = [
@@ -52,6 +59,7 @@ __all__ = [
     "make_sink",
     "parse_config",
     "parse_replay",
+    "sink_engine",
 ]
 
 #: Credential options an ``[orgs.*]`` table may hold (as for ``sfstream listen``).
@@ -75,6 +83,13 @@ CREDENTIAL_KEYS: Final = frozenset(
         "api_version",
     }
 )
+#: The credential options that are switches (``true``/``false``; from the environment as
+#: ``sfstream listen`` reads them: 1, true, yes or on).
+BOOLEAN_KEYS: Final = frozenset({"client_credentials", "sandbox"})
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+#: The org of a set that names none. Without ``[orgs.*]`` tables it is the only org, with the
+#: credential options of the command line (flags or ``SFSTREAM_*`` variables).
+DEFAULT_ORG: Final = "default"
 _TOP_KEYS: Final = frozenset(
     {"sink", "lease_ttl", "batch_size", "metrics", "holder", "maxlen", "stream", "orgs", "sets"}
 )
@@ -170,6 +185,11 @@ def parse_address(value: object, where: str = "metrics") -> tuple[str, int]:
     return host, port
 
 
+def sink_engine(url: str) -> str | None:
+    """``"redis"`` or ``"nats"``: the engine of a sink URL (None: not a sink URL)."""
+    return _SINK_SCHEMES.get(urlsplit(url).scheme)
+
+
 def check_sink_url(url: object, where: str = "sink") -> str:
     if not isinstance(url, str) or urlsplit(url).scheme not in _SINK_SCHEMES:
         shown = urlsplit(url).scheme + "://..." if isinstance(url, str) else repr(url)
@@ -180,13 +200,17 @@ def check_sink_url(url: object, where: str = "sink") -> str:
     return url
 
 
-def _number(value: object, where: str, kind: type, minimum: float) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _number(
+    value: object, where: str, kind: type, minimum: float, maximum: float = math.inf
+) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
         raise ConfigError(f"{where}: expected a number, not {value!r}")
     if kind is int and not isinstance(value, int):
         raise ConfigError(f"{where}: expected a whole number, not {value!r}")
     if value < minimum:
         raise ConfigError(f"{where}: expected at least {minimum}, not {value!r}")
+    if value > maximum:
+        raise ConfigError(f"{where}: expected at most {maximum:g}, not {value!r}")
     return kind(value)
 
 
@@ -209,9 +233,15 @@ def _org(name: str, table: object, environ: Mapping[str, str]) -> OrgConfig:
                 raise ConfigError(f"{where}.{key}: expected the name of an environment variable")
             if value not in environ:
                 raise ConfigError(f"{where}.{key}: the environment variable {value} is not set")
-            options[key[:-4]] = environ[value]
+            text = environ[value]
+            name = key[:-4]
+            options[name] = text.strip().lower() in _TRUE if name in BOOLEAN_KEYS else text
+        elif key in BOOLEAN_KEYS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}.{key}: expected true or false, not {value!r}")
+            options[key] = value
         elif key in CREDENTIAL_KEYS:
-            if not isinstance(value, str | bool):
+            if not isinstance(value, str):
                 raise ConfigError(f"{where}.{key}: expected a string")
             options[key] = value
         else:
@@ -235,6 +265,8 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     if not isinstance(orgs_table, dict):
         raise ConfigError("orgs: expected tables [orgs.NAME]")
     orgs = {name: _org(name, table, env) for name, table in orgs_table.items()}
+    if "orgs" not in data:
+        orgs = {DEFAULT_ORG: OrgConfig(DEFAULT_ORG, {})}  # the command line's credentials
     raw_sets = data.get("sets")
     if not isinstance(raw_sets, list) or not raw_sets:
         raise ConfigError("no channel sets: add at least one [[sets]] with name and channels")
@@ -251,8 +283,8 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         where = f"set {name!r}"
         if any(s.channel_set.name == name for s in sets):
             raise ConfigError(f"{where}: the name is used twice")
-        org = table.get("org", "default")
-        if not isinstance(org, str) or (orgs and org not in orgs):
+        org = table.get("org", DEFAULT_ORG)
+        if not isinstance(org, str) or org not in orgs:
             raise ConfigError(f"{where}.org: no [orgs.{org}] table")
         channels = table.get("channels")
         if (
@@ -286,6 +318,12 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
         stream = table.get("stream", data.get("stream"))
         if stream is not None and not isinstance(stream, str):
             raise ConfigError(f"{where}.stream: expected a name")
+        engine = sink_engine(sink) if isinstance(sink, str) else None
+        # A set's own option its engine does not have would be ignored (one at the top of the
+        # file applies to the sets whose engine has it).
+        for option, needs in (("maxlen", "redis"), ("stream", "nats")):
+            if option in table and engine is not None and engine != needs:
+                raise ConfigError(f"{where}.{option}: only a {needs} sink has it")
         sets.append(
             SetConfig(
                 channel_set,
@@ -302,7 +340,9 @@ def parse_config(data: Mapping[str, Any], environ: Mapping[str, str] | None = No
     return RelayConfig(
         sets=tuple(sets),
         orgs=orgs,
-        lease_ttl=_number(data.get("lease_ttl", DEFAULT_LEASE_TTL), "lease_ttl", float, 0.1),
+        lease_ttl=_number(
+            data.get("lease_ttl", DEFAULT_LEASE_TTL), "lease_ttl", float, 0.1, MAX_LEASE_TTL
+        ),
         batch_size=_number(data.get("batch_size", DEFAULT_BATCH_SIZE), "batch_size", int, 1),
         metrics=None if metrics is None else parse_address(metrics),
         holder=holder,
@@ -348,7 +388,9 @@ def make_sink(
     that a relay learns in time that its lease may be lost.
 
     Raises:
-        ConfigError: an unknown scheme.
+        ConfigError: an unknown scheme, or a NATS URL that cannot be parsed.
+        InvalidArgumentError: a Redis URL with an invalid port or database, or a channel set
+            name the sink refuses.
         ImportError: the engine's client package is missing (the message names the extra).
     """
     kind = _SINK_SCHEMES.get(urlsplit(url).scheme)
@@ -364,14 +406,17 @@ def make_sink(
                 f"the NATS sink is not available ({exc}): "
                 "pip install '.[nats]' in the sfstream checkout"
             ) from None
-        servers, options = module._parse_url(url)
-        replicas = None if "replicas" in options else (3 if len(servers) >= 3 else 1)
-        sink: Sink = module.NatsSink(
-            url,
-            stream=stream,
-            replicas=replicas,
-            retry_for=max(0.5, min(20.0, lease_ttl / 2)),
-        )
+        try:
+            servers, options = module._parse_url(url)
+            replicas = None if "replicas" in options else (3 if len(servers) >= 3 else 1)
+            sink: Sink = module.NatsSink(
+                url,
+                stream=stream,
+                replicas=replicas,
+                retry_for=max(0.5, min(20.0, lease_ttl / 2)),
+            )
+        except SinkError as exc:  # nothing is connected yet: the URL is wrong
+            raise ConfigError(str(exc)) from None
         return sink
     check_sink_url(url)
     raise AssertionError("unreachable")  # pragma: no cover

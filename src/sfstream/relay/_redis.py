@@ -15,7 +15,9 @@ received, JSON), ``date`` and, for platform events and CDC, ``event_uuid``.
 lengths, replay ids, dates, uuids and events, each column in one argument). The script checks
 the lease value (token and holder), checks that no channel's position went backwards behind the
 relay's back (a failover that lost acknowledged writes), appends the entries whose replay id is
-above the channel's position and advances the positions. Redis runs a script atomically, so
+above the channel's position and advances the positions. What could make a command of it fail
+half-way (a stream key holding another type, a position that is not a number) is checked before
+its first write, since Redis keeps what a failed script wrote. Redis runs a script atomically, so
 entries and positions are written together or not at all, also when a master fails over and
 asynchronous replication loses the latest writes: they are lost together, and the relay
 resubscribes from the surviving position.
@@ -30,10 +32,18 @@ import struct
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from sfstream.exceptions import InvalidArgumentError
-from sfstream.relay._sink import Lease, LeaseLost, RelayBatch, RelayEvent, Sink, SinkError
+from sfstream.relay._sink import (
+    EventRefused,
+    Lease,
+    LeaseLost,
+    RelayBatch,
+    RelayEvent,
+    Sink,
+    SinkError,
+)
 from sfstream.salesforce import channel_key
 
 if TYPE_CHECKING:
@@ -88,22 +98,34 @@ local lease = redis.call('GET', KEYS[1])
 if lease ~= ARGV[1] then
   return redis.error_reply('SFSTREAM_LEASE held by ' .. tostring(lease))
 end
-local maxlen = tonumber(ARGV[2])
+local maxlen, cap = tonumber(ARGV[2]), ARGV[2]  -- (a large Lua number goes out as 1e17)
 local m = tonumber(ARGV[3])
 local last, text = {}, {}
 for i = 0, m - 1 do
   local ch = ARGV[4 + 2 * i]
   local expected = tonumber(ARGV[5 + 2 * i])
   local stored = tonumber(redis.call('HGET', KEYS[2], ch) or '-1')
+  if stored == nil then
+    return redis.error_reply('SFSTREAM_POSITION ' .. ch .. ' ' .. redis.call('HGET', KEYS[2], ch))
+  end
   if stored < expected then
     return redis.error_reply('SFSTREAM_BEHIND ' .. ch .. ' ' .. stored .. ' ' .. expected)
   end
 end
 local base = 4 + 2 * m
 local c = tonumber(ARGV[base])
+-- Redis keeps what a script wrote before a command of it failed: everything that could make
+-- a command fail is checked here, before the first write.
 for j = 1, c do
   local stored = redis.call('HGET', KEYS[2], ARGV[base + j])
   last[j] = tonumber(stored or '-1')
+  if last[j] == nil then
+    return redis.error_reply('SFSTREAM_POSITION ' .. ARGV[base + j] .. ' ' .. stored)
+  end
+  local kind = redis.call('TYPE', KEYS[2 + j])['ok']
+  if kind ~= 'stream' and kind ~= 'none' then
+    return redis.error_reply('SFSTREAM_TYPE ' .. KEYS[2 + j] .. ' ' .. kind)
+  end
 end
 local heads, ids = ARGV[base + c + 1], ARGV[base + c + 2]
 local dates, uuids, events = ARGV[base + c + 3], ARGV[base + c + 4], ARGV[base + c + 5]
@@ -122,14 +144,14 @@ for _ = 1, #heads / 16 do
     if u2 > u then
       local uuid = sub(uuids, u, u2 - 1)
       if maxlen > 0 then
-        call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+        call('XADD', key, 'MAXLEN', '~', cap, '*', 'replay_id', rid, 'channel', ch,
              'date', date, 'event', event, 'event_uuid', uuid)
       else
         call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date,
              'event', event, 'event_uuid', uuid)
       end
     elseif maxlen > 0 then
-      call('XADD', key, 'MAXLEN', '~', maxlen, '*', 'replay_id', rid, 'channel', ch,
+      call('XADD', key, 'MAXLEN', '~', cap, '*', 'replay_id', rid, 'channel', ch,
            'date', date, 'event', event)
     else
       call('XADD', key, '*', 'replay_id', rid, 'channel', ch, 'date', date, 'event', event)
@@ -188,14 +210,48 @@ def _column(values: list[str]) -> tuple[bytes, Iterable[int]]:
 
 
 def _redact(url: str) -> str:
-    """``url`` without its password (for messages and logs)."""
+    """``url`` without its password, in the user part or as ``?password=`` (for messages and
+    logs); never raises, also for a URL that is not valid."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    user = f"{parts.username}:***@" if parts.username else "***@"
-    return urlunsplit((parts.scheme, f"{user}{host}{port}", parts.path, parts.query, ""))
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at and ":" in userinfo:
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:***@{hostport}" if user else f"***@{hostport}"
+    query = "&".join(
+        f"{pair.partition('=')[0]}=***"
+        if unquote(pair.partition("=")[0]).strip().lower() == "password"
+        else pair
+        for pair in parts.query.split("&")
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _check_url(url: str, cluster: bool) -> None:
+    """Refuse, with a clear message, a port or database the client library would fail on
+    deep inside, or ignore (``/x`` silently meant database 0)."""
+    parts = urlsplit(url)
+    if "," in parts.netloc:
+        raise InvalidArgumentError(
+            f"one host in a Redis URL, not a list ({_redact(url)!r}): for a Redis Cluster, "
+            "redis+cluster://host:port of any node (the others are discovered)"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError when not a port number
+    except ValueError:
+        raise InvalidArgumentError(
+            f"invalid port in the Redis URL {_redact(url)!r} (a number from 1 to 65535)"
+        ) from None
+    database = parts.path.strip("/")
+    if database and not database.isdigit():
+        raise InvalidArgumentError(
+            f"invalid database {database!r} in the Redis URL {_redact(url)!r} "
+            "(redis://host:port/NUMBER)"
+        )
+    if cluster and database not in ("", "0"):
+        raise InvalidArgumentError(
+            f"a Redis Cluster has database 0 only, not {database} ({_redact(url)!r})"
+        )
 
 
 class RedisSink(Sink):
@@ -235,10 +291,11 @@ class RedisSink(Sink):
             raise InvalidArgumentError(
                 f"not a Redis URL: {_redact(url)!r} (redis://, rediss://, redis+cluster://)"
             )
+        _check_url(url, parts.scheme.endswith("+cluster"))
         if not channel_set or any(c in channel_set for c in "{}"):
             raise InvalidArgumentError(f"invalid channel set name {channel_set!r}")
-        if maxlen is not None and maxlen < 1:
-            raise InvalidArgumentError("maxlen must be positive")
+        if maxlen is not None and not 1 <= maxlen < 2**63:  # (Redis refuses a larger one)
+            raise InvalidArgumentError("maxlen must be positive, below 2**63")
         if pipeline_depth < 1:
             raise InvalidArgumentError("pipeline_depth must be positive")
         self.url = url
@@ -345,6 +402,18 @@ class RedisSink(Sink):
             text = str(exc)
             if text.startswith("SFSTREAM_LEASE"):
                 return LeaseLost(f"the lease of {self.channel_set!r} is {text[15:]}")
+            if text.startswith("SFSTREAM_TYPE"):
+                _, key, kind = text.rsplit(" ", 2)
+                return EventRefused(
+                    f"the Redis key {key} holds a {kind}, not a stream: nothing was written; "
+                    "delete or rename that key (or relay the set under another name or prefix)"
+                )
+            if text.startswith("SFSTREAM_POSITION"):
+                _, channel, stored = text.split(" ", 2)
+                return SinkError(
+                    f"the position of {channel} in Redis ({self.positions_key}) is {stored!r}, "
+                    "not a replay id: nothing was written"
+                )
             if text.startswith("SFSTREAM_BEHIND"):
                 _, channel, stored, expected = text.rsplit(" ", 3)
                 return SinkError(
@@ -355,11 +424,11 @@ class RedisSink(Sink):
             return SinkError(f"Redis refused a script: {text}")
         return SinkError(f"Redis failed: {type(exc).__name__}: {exc}")
 
-    async def _write_in_order(self, scripts: Sequence[_Script]) -> None:
+    async def _write_in_order(self, scripts: Sequence[_Script]) -> int:
         """Run the write script once per entry of ``scripts`` (keys, arguments, and the events'
         JSON, sent as it is) on the writes' own connection, pipelined: all of them sent at
         once, in call order, before any later write; replies read in call order (a write waits
-        for the replies of the one before it)."""
+        for the replies of the one before it). Returns the number of entries written."""
         from redis.asyncio import RedisCluster
         from redis.exceptions import RedisError, ResponseError
 
@@ -400,9 +469,10 @@ class RedisSink(Sink):
                         "engine's position"
                     )
             refused: ResponseError | None = None
+            written = 0
             for _ in scripts:
                 try:
-                    await conn.read_response()
+                    written += int(await conn.read_response())
                 except ResponseError as exc:
                     # The scripts after it fail too (each requires the positions the ones
                     # before it leave); their replies are read, so the connection stays in step.
@@ -410,6 +480,7 @@ class RedisSink(Sink):
             aligned = True
             if refused is not None:
                 raise self._error(refused) from None
+            return written
         except (RedisError, OSError) as exc:
             raise self._error(exc) from None
         finally:
@@ -475,7 +546,13 @@ class RedisSink(Sink):
         if value is None:
             self._expected.pop(key, None)
             return None
-        position = int(value)
+        try:
+            position = int(value)
+        except ValueError:
+            raise SinkError(
+                f"the position of {key} in Redis ({self.positions_key}) is {value!r}, "
+                "not a replay id"
+            ) from None
         self._expected[key] = position
         return position
 
@@ -489,10 +566,23 @@ class RedisSink(Sink):
         # meanwhile comes after all of them, never between two parts of this one.
         scripts = [self._prepare(lease, part) for part in _parts(batch, MAX_SCRIPT_BYTES)]
         if self.cluster:
+            written = 0
             for keys, head, payloads in scripts:
-                await self._script(_WRITE, keys, [*head, payloads])
+                written += int(await self._script(_WRITE, keys, [*head, payloads]))
         else:
-            await self._write_in_order(scripts)
+            written = await self._write_in_order(scripts)
+        if written < len(batch):
+            # Never in a relay's usual course (a term subscribes after the stored positions):
+            # a write retried after its first attempt was applied, or replay ids that went
+            # back, which the positions cannot tell from events already stored.
+            logger.warning(
+                "%s: %d of %d events were not written: their replay ids are not above their "
+                "channel's position in Redis (already stored, or Salesforce's replay ids went "
+                "back: a refreshed sandbox, a migrated org)",
+                self.channel_set,
+                len(batch) - written,
+                len(batch),
+            )
 
     def _prepare(self, lease: Lease, batch: RelayBatch) -> _Script:
         """The keys and arguments of one script for ``batch`` (its events' JSON last)."""

@@ -90,6 +90,9 @@ logger = logging.getLogger(__name__)
 #: Seconds a lease lives without renewal: a standby takes over at most this long (plus one
 #: ``poll_interval``) after the leader died.
 DEFAULT_LEASE_TTL: Final = 8.0
+#: Seconds a lease may live at most (a day: far beyond any sensible failover time, well within
+#: what the engines take as an expiry).
+MAX_LEASE_TTL: Final = 86400.0
 #: Events written in one call at most.
 DEFAULT_BATCH_SIZE: Final = 1000
 #: Seconds between two attempts of a standby to take the lease.
@@ -101,6 +104,10 @@ ENGINE_RETRY: Final = 0.5
 SALESFORCE_RETRY: Final = 0.2
 #: Seconds a leadership term waits for its Salesforce client to close.
 CLOSE_TIMEOUT: Final = 5.0
+#: Leadership terms in a row that the engine ended (a write or a position read failed) with no
+#: successful write since, at which the relay reports itself unhealthy: an engine that renews
+#: the lease but refuses every write (Redis at ``maxmemory``) must not look healthy.
+UNHEALTHY_ENGINE_TERMS: Final = 3
 
 
 class Role(Enum):
@@ -360,6 +367,7 @@ class _Health:
     lease: Lease | None = None
     error: BaseException | None = None
     terms: int = 0
+    engine_failed_terms: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -403,8 +411,13 @@ class Relay:
         on_role: Callable[[Relay, Role], None] | None = None,
         max_failed_terms: int = 5,
     ) -> None:
-        if lease_ttl <= 0 or batch_size < 1 or poll_interval <= 0:
-            raise InvalidArgumentError("lease_ttl, batch_size and poll_interval must be positive")
+        if not (0 < lease_ttl <= MAX_LEASE_TTL and 0 < poll_interval <= MAX_LEASE_TTL):
+            # (also NaN and infinity, which failed deep inside the sink's first request)
+            raise InvalidArgumentError(
+                f"lease_ttl and poll_interval must be seconds above 0, at most {MAX_LEASE_TTL:g}"
+            )
+        if batch_size < 1:
+            raise InvalidArgumentError("batch_size must be positive")
         self.channel_set = channel_set
         self.sink = sink
         self.client_factory = client_factory
@@ -416,6 +429,7 @@ class Relay:
         self.on_role = on_role
         self._dumps = dumps
         self._health = _Health()
+        self._announced: tuple[Role, Lease | None] | None = None  # what on_role was told
         self._stopping = asyncio.Event()
         self._client: Client | None = None
         self._renewed_at = 0.0
@@ -447,9 +461,13 @@ class Relay:
         return self._health.last_write_at
 
     def healthy(self, now: float | None = None) -> bool:
-        """True while the relay runs and reached its engine within the lease TTL."""
+        """True while the relay runs, reached its engine within the lease TTL and, as leader,
+        did not see the engine end :data:`UNHEALTHY_ENGINE_TERMS` terms in a row without a
+        successful write."""
         now = time.monotonic() if now is None else now
         if self._health.role is Role.STOPPED:
+            return False
+        if self._health.engine_failed_terms >= UNHEALTHY_ENGINE_TERMS:
             return False
         return now - self._health.engine_ok_at <= max(self.lease_ttl, 3 * self.poll_interval)
 
@@ -466,12 +484,16 @@ class Relay:
             "written": self.written,
         }
 
-    def _set_role(self, role: Role, lease: Lease | None = None) -> None:
-        changed = role is not self._health.role or lease is not self._health.lease
+    def _set_role(self, role: Role, lease: Lease | None = None, *, announce: bool = True) -> None:
+        """Take ``role``; tell ``on_role`` unless ``announce`` is False (or it was told)."""
+        if role is not Role.LEADER:
+            self._health.engine_failed_terms = 0  # a standby writes nothing
         self._health.role = role
         self._health.lease = lease
-        if changed and self.on_role is not None:
-            self.on_role(self, role)
+        if announce and self._announced != (role, lease):
+            self._announced = (role, lease)
+            if self.on_role is not None:
+                self.on_role(self, role)
         if self.metrics is not None:
             self.metrics.set_role(self.channel_set.name, role is Role.LEADER)
 
@@ -503,6 +525,8 @@ class Relay:
                     if lease is None:
                         break
                 lease = await self._lead(lease)
+            if lease is not None:  # stopped between two terms (while renewing, say)
+                await self._release(lease)
         finally:
             self._set_role(Role.STOPPED)
             with contextlib.suppress(Exception):
@@ -520,8 +544,12 @@ class Relay:
         return self._stopping.is_set()
 
     async def _standby(self) -> Lease | None:
-        """Wait for the lease; None if stopped first."""
-        self._set_role(Role.STANDBY)
+        """Wait for the lease; None if stopped first.
+
+        The role is STANDBY at once; ``on_role`` hears of it once an attempt did not get the
+        lease: a relay that finds it free is not announced as standing by.
+        """
+        self._set_role(Role.STANDBY, announce=False)
         name = self.channel_set.name
         logged = False
         while not self._stopping.is_set():
@@ -534,12 +562,13 @@ class Relay:
                 self._engine_ok()
             except SinkError as exc:
                 logger.warning("standby of %s cannot reach the engine: %s", name, exc)
-                lease = None
-            if lease is not None:
-                return lease
-            if not logged:
-                logger.info("%s is relayed by another holder: standing by", name)
-                logged = True
+            else:
+                if lease is not None:
+                    return lease
+                if not logged:
+                    logger.info("%s is relayed by another holder: standing by", name)
+                    logged = True
+            self._set_role(Role.STANDBY)
             if await self._sleep(self.poll_interval):
                 break
         return None
@@ -586,6 +615,7 @@ class Relay:
             await self._release(lease)
             raise error
         if isinstance(error, SinkError):
+            self._health.engine_failed_terms += 1
             logger.warning(
                 "%s: engine failed (%s): subscribing again from its positions", name, error
             )
@@ -815,6 +845,7 @@ class Relay:
             return
         now = time.time()
         self._health.last_write_at = now
+        self._health.engine_failed_terms = 0
         self._engine_ok()
         self.written += len(events)
         if self.metrics is not None and events:
@@ -830,7 +861,12 @@ def event_lag(event: RelayEvent, now: float) -> float | None:
 
 
 async def run_relays(relays: Sequence[Relay]) -> None:
-    """Run several relays until all return; the first error stops the others and is raised."""
+    """Run several relays until all return; the first error stops the others and is raised.
+
+    Cancelled, it cancels the relays too: each one's writes in flight finish, but the leases
+    are not released (a standby takes over after the lease TTL). :meth:`Relay.stop` is the
+    graceful way.
+    """
     tasks = [
         asyncio.create_task(relay.run(), name=f"sfstream-relay-{relay.channel_set.name}")
         for relay in relays
@@ -846,5 +882,7 @@ async def run_relays(relays: Sequence[Relay]) -> None:
     except asyncio.CancelledError:
         for relay in relays:
             relay.stop()
+        for task in tasks:
+            task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
