@@ -206,6 +206,28 @@ async def test_a_duplicate_last_message_goes_on_one_by_one(
     assert replay_ids(await stored(nats_server.url)) == [1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("pipeline", [True, False])
+async def test_events_at_or_below_the_position_are_skipped_and_said_so(
+    nats_server: NatsServer, caplog: pytest.LogCaptureFixture, pipeline: bool
+) -> None:
+    async with NatsSink(nats_server.url, request_timeout=1.0, pipeline=pipeline) as sink:
+        lease = await sink.acquire("orders", "relay-a", 10)
+        assert lease is not None
+        with caplog.at_level("WARNING", logger="sfstream.relay._nats"):
+            await sink.write(lease, [event(5), event(6)])
+            assert not caplog.records
+            # Replay ids that went back (a refreshed sandbox with --fallback) lose the events
+            # below the position: never silently.
+            await sink.write(lease, [event(2), event(1), event(7)])
+        assert replay_ids(await stored(nats_server.url)) == [5, 6, 7]
+        assert sink.stats.skipped == 2
+        assert [r.getMessage() for r in caplog.records] == [
+            "SFSTREAM: 2 of 3 events were not written: their replay ids are not above their "
+            "subject's position in JetStream (already stored, or Salesforce's replay ids went "
+            "back: a refreshed sandbox, a migrated org)"
+        ]
+
+
 async def test_an_error_on_the_last_message_is_a_sink_error_and_the_rest_is_stored_once(
     nats_server: NatsServer,
 ) -> None:

@@ -1405,7 +1405,7 @@ class NatsSink(Sink):
                     sent[subject] = _highest(sent.get(subject), highest)  # type: ignore[assignment]
             if not planned:
                 self._chain = chain  # nothing written: the stream's end is still that one
-                self.stats.skipped += len(events)
+                self._skipped(len(events), len(events))
                 await send(lease_read)  # the next batch's lease read, on its own
                 await flush()
                 self._next_check = (lease, issued, next_check)
@@ -1482,7 +1482,7 @@ class NatsSink(Sink):
             self._forget_batch(subjects)
             return _Outcome.UNCERTAIN
         self.stats.written += planned
-        self.stats.skipped += len(events) - planned
+        self._skipped(len(events) - planned, len(events))
         # With no write begun after this one, its end is the stream's: the next batch can
         # expect it. Otherwise the writes after it set (or clear) the chain.
         latest = self._flight is flight
@@ -1495,6 +1495,23 @@ class NatsSink(Sink):
             # since may have moved it further)
         self._chain = (previous or "", sequence) if latest else None
         return _Outcome.STORED
+
+    def _skipped(self, count: int, total: int) -> None:
+        """Count events of a write left out, and say so: never in a relay's usual course (a
+        term subscribes after the stored positions), they are either stored already (a write
+        gone on one by one after its batch was partly stored, an event delivered again) or
+        lost because Salesforce's replay ids went back, which the positions cannot tell
+        apart."""
+        if count:
+            self.stats.skipped += count
+            logger.warning(
+                "%s: %d of %d events were not written: their replay ids are not above their "
+                "subject's position in JetStream (already stored, or Salesforce's replay ids "
+                "went back: a refreshed sandbox, a migrated org)",
+                self._stream,
+                count,
+                total,
+            )
 
     def _must_stop(self, nc: NatsClient, until: float, before: _Flight | None) -> bool:
         """Whether the rest of a pipelined batch must not be sent: the lease may expire, the
@@ -1567,14 +1584,16 @@ class NatsSink(Sink):
                 # Its own copy until it is done: a later write changes the shared one when it
                 # sends (those sent before this write was diverted).
                 cursor = _Cursor(cursor.sequence, cursor.replay_id)
+            skipped = 0
             for event in events:
                 if stop.is_set():
                     return
                 if cursor.replay_id is not None and event.replay_id <= cursor.replay_id:
-                    self.stats.skipped += 1
+                    skipped += 1
                     continue
                 await self._publish(lease, subject, event, cursor)
             self._cursors[subject] = cursor
+            self._skipped(skipped, len(events))
         except BaseException:
             stop.set()
             self._cursors.pop(subject, None)
