@@ -1,0 +1,47 @@
+"""Tables of the documentation that describe the code: they list what the code has.
+
+- ``docs/bayeux.md``: a row for every parameter of ``BayeuxClient``, with its default.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from sfstream.bayeux import BayeuxClient
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def table_rows(page: str, header: str) -> list[list[str]]:
+    """The cells of the markdown table whose header row starts with ``header``."""
+    lines = page.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip("|"))])
+    return rows
+
+
+def test_every_bayeux_client_parameter_has_a_row_with_its_default() -> None:
+    page = (ROOT / "docs" / "bayeux.md").read_text(encoding="utf-8")
+    rows = {row[0]: row[1] for row in table_rows(page, "| parameter | default |")}
+    documented: dict[str, str] = {}
+    for names, default in rows.items():
+        for name in re.findall(r"`(\w+)`", names):
+            documented[name] = default
+    parameters = inspect.signature(BayeuxClient).parameters
+    missing = [name for name in parameters if name != "url" and name not in documented]
+    assert not missing, f"docs/bayeux.md has no row for BayeuxClient({', '.join(missing)})"
+    for name, parameter in parameters.items():
+        default = parameter.default
+        if name == "url" or default is None:
+            continue  # None defaults are described in words ("long polling only", ...)
+        if isinstance(default, int | float) and not isinstance(default, bool):
+            shown = re.sub(r"[`,_]", "", documented[name])
+            assert shown.startswith(repr(default)), (
+                f"docs/bayeux.md: {name} defaults to {default!r}, the page says {shown!r}"
+            )
