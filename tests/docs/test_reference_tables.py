@@ -1,6 +1,8 @@
 """Tables of the documentation that describe the code: they list what the code has.
 
-- ``docs/bayeux.md``: a row for every parameter of ``BayeuxClient``, with its default.
+- ``docs/bayeux.md``: a row for every parameter of ``BayeuxClient``, with its default;
+- ``docs/scaling-nats.md``: the subject of each channel is what ``channel_subject`` makes, for
+  the org name the page says (the configured name, ``default`` on the command line).
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ import inspect
 import re
 from pathlib import Path
 
+import pytest
+
 from sfstream.bayeux import BayeuxClient
+from sfstream.relay import ChannelSet, channel_subject, subject_channel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,3 +50,28 @@ def test_every_bayeux_client_parameter_has_a_row_with_its_default() -> None:
             assert shown.startswith(repr(default)), (
                 f"docs/bayeux.md: {name} defaults to {default!r}, the page says {shown!r}"
             )
+
+
+def test_the_subjects_shown_are_those_the_relay_writes_to() -> None:
+    page = (ROOT / "docs" / "scaling-nats.md").read_text(encoding="utf-8")
+    header = "| channel | subject (org `"
+    org = page.split(header, 1)[1].split("`", 1)[0]
+    rows = table_rows(page, header)
+    assert rows
+    for channel_cell, subject_cell in rows:
+        channel, subject = channel_cell.strip("`"), subject_cell.strip("`")
+        assert channel_subject(org, channel) == subject
+        assert subject_channel(subject) == (org, channel)
+
+
+def test_the_command_line_org_name_is_the_one_the_page_gives() -> None:
+    page = (ROOT / "docs" / "scaling-nats.md").read_text(encoding="utf-8")
+    default = ChannelSet("orders", ("/event/Order__e",)).org
+    assert f"`{default}` for `sfstream relay` without `--config`" in page
+
+
+@pytest.mark.parametrize("example", ["nats_worker.py"])
+def test_the_example_names_the_subject_the_relay_writes_to(example: str) -> None:
+    text = (ROOT / "examples" / example).read_text(encoding="utf-8")
+    default = ChannelSet("orders", ("/event/Order__e",)).org
+    assert f"``{channel_subject(default, '/event/Order__e')}``" in text
