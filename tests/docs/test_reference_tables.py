@@ -3,6 +3,8 @@
 - ``docs/bayeux.md``: a row for every parameter of ``BayeuxClient``, with its default;
 - ``docs/scaling-nats.md``: the subject of each channel is what ``channel_subject`` makes, for
   the org name the page says (the configured name, ``default`` on the command line).
+- ``docs/scaling.md``: its relay configuration file is accepted as it is, and a channel in two
+  sets of one org is refused, as the page says.
 """
 
 from __future__ import annotations
@@ -75,3 +77,29 @@ def test_the_example_names_the_subject_the_relay_writes_to(example: str) -> None
     text = (ROOT / "examples" / example).read_text(encoding="utf-8")
     default = ChannelSet("orders", ("/event/Order__e",)).org
     assert f"``{channel_subject(default, '/event/Order__e')}``" in text
+
+
+def test_the_relay_configuration_file_shown_is_accepted() -> None:
+    """The TOML example of docs/scaling.md is a valid configuration: two sets of two orgs, the
+    secret read from the variable the file names."""
+    import tomllib
+
+    from sfstream.relay._config import parse_config
+
+    page = (ROOT / "docs" / "scaling.md").read_text(encoding="utf-8")
+    [block] = re.findall(r"```toml\n(.*?)```", page, re.DOTALL)
+    config = parse_config(tomllib.loads(block), {"PROD_SF_PASSWORD": "from the environment"})
+    assert [s.channel_set.name for s in config.sets] == ["orders", "eu-accounts"]
+    assert [s.channel_set.org for s in config.sets] == ["prod", "eu"]
+    assert config.orgs["prod"].options["password"] == "from the environment"
+    assert config.sets[1].stream == "SFSTREAM"
+
+
+def test_a_channel_in_two_sets_of_one_org_is_refused_as_the_page_says() -> None:
+    from sfstream.relay._config import ConfigError, parse_config
+
+    page = (ROOT / "docs" / "scaling.md").read_text(encoding="utf-8")
+    assert "A\nchannel of an org may belong to one set only (the file is refused otherwise)" in page
+    sets = [{"name": name, "org": "prod", "channels": ["/event/Order__e"]} for name in ("a", "b")]
+    with pytest.raises(ConfigError, match="already relayed by set 'a'"):
+        parse_config({"sink": "redis://127.0.0.1:6379/0", "orgs": {"prod": {}}, "sets": sets})
