@@ -103,3 +103,13 @@ def test_a_channel_in_two_sets_of_one_org_is_refused_as_the_page_says() -> None:
     sets = [{"name": name, "org": "prod", "channels": ["/event/Order__e"]} for name in ("a", "b")]
     with pytest.raises(ConfigError, match="already relayed by set 'a'"):
         parse_config({"sink": "redis://127.0.0.1:6379/0", "orgs": {"prod": {}}, "sets": sets})
+
+
+def test_getting_started_names_every_extra() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = pyproject["project"]["optional-dependencies"]
+    page = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    missing = [name for name in extras if f"'.[{name}]'" not in page]
+    assert not missing, f"docs/getting-started.md (Install) does not name the extras {missing}"
