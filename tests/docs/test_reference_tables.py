@@ -5,6 +5,9 @@
   the org name the page says (the configured name, ``default`` on the command line).
 - ``docs/scaling.md``: its relay configuration file is accepted as it is, and a channel in two
   sets of one org is refused, as the page says.
+- ``docs/emulator.md``: a row for every ``Emulator`` option, and each fault method with the
+  parameters and defaults it has;
+- ``docs/getting-started.md``: every extra of ``pyproject.toml``.
 """
 
 from __future__ import annotations
@@ -113,3 +116,49 @@ def test_getting_started_names_every_extra() -> None:
     page = (ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
     missing = [name for name in extras if f"'.[{name}]'" not in page]
     assert not missing, f"docs/getting-started.md (Install) does not name the extras {missing}"
+
+
+def _documented_signature(text: str) -> list[tuple[str, object]]:
+    """``name(a, b=1)`` -> ``[("a", EMPTY), ("b", 1)]``."""
+    import ast
+
+    function = ast.parse(f"def {text}: ...").body[0]
+    assert isinstance(function, ast.FunctionDef)
+    arguments = function.args
+    names = [a.arg for a in [*arguments.args, *arguments.kwonlyargs]]
+    defaults: list[object] = [inspect.Parameter.empty] * (
+        len(arguments.args) - len(arguments.defaults)
+    )
+    defaults += [ast.literal_eval(d) for d in arguments.defaults]
+    defaults += [
+        inspect.Parameter.empty if d is None else ast.literal_eval(d) for d in arguments.kw_defaults
+    ]
+    return list(zip(names, defaults, strict=True))
+
+
+def test_the_emulator_page_lists_every_option_and_each_fault_method_as_it_is() -> None:
+    from sfstream.emulator import Emulator
+
+    page = (ROOT / "docs" / "emulator.md").read_text(encoding="utf-8")
+    options = {
+        name
+        for row in table_rows(page, "| option | default | meaning |")
+        for name in re.findall(r"`(\w+)`", row[0].split("[", 1)[0])
+    }
+    parameters = inspect.signature(Emulator).parameters
+    assert set(parameters) <= options, f"no row for {sorted(set(parameters) - options)}"
+
+    methods = 0
+    for row in table_rows(page, "| method | effect |"):
+        for call in re.findall(r"`(\w+\([^`]*\))`", row[0]):
+            name, arguments = call.split("(", 1)
+            if "(" in arguments:
+                continue  # add_fault(Fault(...)): an example, not a signature
+            signature = inspect.signature(getattr(Emulator, name))
+            actual = [
+                (p.name, p.default) for p in signature.parameters.values() if p.name != "self"
+            ]
+            documented = _documented_signature(call)
+            assert documented == actual, f"docs/emulator.md shows {call}; the code has {signature}"
+            methods += 1
+    assert methods >= 12
