@@ -162,3 +162,35 @@ def test_the_emulator_page_lists_every_option_and_each_fault_method_as_it_is() -
             assert documented == actual, f"docs/emulator.md shows {call}; the code has {signature}"
             methods += 1
     assert methods >= 12
+
+
+@pytest.mark.parametrize(
+    ("command", "page"), [("relay", "scaling.md"), ("bayeux", "bayeux-cli.md")]
+)
+def test_every_option_of_the_command_is_on_its_page(command: str, page: str) -> None:
+    """tests/cli/test_docs.py checks docs/cli.md for demo, listen and publish; relay and bayeux
+    have pages of their own."""
+    import argparse
+
+    from sfstream.cli import build_parser
+    from sfstream.cli._credentials import ENVIRONMENT
+
+    [subparsers] = [
+        action
+        for action in build_parser()._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+    parser = subparsers.choices[command]
+    credentials = {f"--{name.replace('_', '-')}" for name in ENVIRONMENT}
+    # --debug, --color, -h: every command takes them, as docs/cli.md says once.
+    common = {option for action in build_parser()._actions for option in action.option_strings}
+    text = (ROOT / "docs" / page).read_text(encoding="utf-8")
+    missing = [
+        option
+        for action in parser._actions
+        for option in action.option_strings
+        if option not in credentials | common  # documented once, in docs/cli.md
+        and f"`{option}" not in text
+        and not (option.startswith("--") and any(f"`{o}" in text for o in action.option_strings))
+    ]
+    assert not missing, f"docs/{page} does not document {missing}"
