@@ -102,3 +102,63 @@ def test_a_stored_replay_id_the_channel_never_issued_is_reported_as_the_page_sho
     shown = stored.strftime("%Y-%m-%d %H:%M UTC")
     assert shown in line
     assert line.replace(shown, PAGE_DATE) in errors_block()
+
+
+def test_the_generic_push_lines_shown_are_what_publish_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody subscribed, a broadcast to a subscriber, a push to that subscriber's user: each
+    line ``sfstream publish /u/...`` prints is one the page shows."""
+    import threading
+
+    from sfstream import SalesforceStreamingClient
+    from sfstream.testing import emulator_credentials
+
+    for name in ("NO_COLOR", "TERM", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    channel = "/u/Notifications"
+    section = PAGE.split("\n## sfstream publish\n", 1)[1].split("\n## ", 1)[0]
+    subscribed = threading.Event()
+    received: list[object] = []
+
+    def subscriber(org: Emulator) -> None:
+        async def listen() -> None:
+            async with SalesforceStreamingClient(**emulator_credentials(org)) as client:
+                await client.subscribe(channel)
+                subscribed.set()
+                async with asyncio.timeout(20):
+                    received.extend([await client.receive(), await client.receive()])
+
+        asyncio.run(listen())
+
+    with Emulator(streaming_channels=[channel], hold_time=0.3).in_thread() as org:
+        credentials = [
+            "--login-url",
+            org.login_url,
+            "--consumer-key",
+            org.emulator.consumer_key,
+            "--consumer-secret",
+            org.emulator.consumer_secret,
+            "--username",
+            org.emulator.username,
+            "--password",
+            org.emulator.password,
+        ]
+
+        def publish(*args: str) -> str:
+            assert main(["publish", channel, *args, *credentials]) == ExitCode.OK
+            [line] = capsys.readouterr().out.splitlines()
+            return line
+
+        lines = [publish("Anyone there?")]
+        thread = threading.Thread(target=subscriber, args=(org.emulator,))
+        thread.start()
+        try:
+            assert subscribed.wait(20)
+            lines.append(publish("Build 42 is green"))
+            lines.append(publish("Build 42 is green", "--user-id", org.emulator.user_id))
+        finally:
+            thread.join(30)
+    assert len(received) == 2
+    for line in lines:
+        assert f"\n  {line}\n" in section, f"docs/cli.md does not show: {line}"
