@@ -162,3 +162,24 @@ def test_the_generic_push_lines_shown_are_what_publish_prints(
     assert len(received) == 2
     for line in lines:
         assert f"\n  {line}\n" in section, f"docs/cli.md does not show: {line}"
+
+
+def test_the_demo_summary_shown_is_what_the_demo_prints(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary block of ``sfstream demo`` on the page, except the line of counters from
+    ``client.stats`` (how often a reconnect takes more than one attempt varies with the
+    machine's load)."""
+    for name in ("NO_COLOR", "TERM", "FORCE_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    section = PAGE.split("\n## sfstream demo\n", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```text\n(Summary\n.*?)```", section, re.DOTALL)
+    assert match is not None, "docs/cli.md: no summary block under ## sfstream demo"
+    assert main(["demo"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    printed = out[out.index("\nSummary\n") + 1 :].splitlines()
+
+    def without_counters(lines: list[str]) -> list[str]:
+        return [line for line in lines if "(from client.stats)" not in line]
+
+    assert without_counters(printed) == without_counters(match[1].splitlines())
