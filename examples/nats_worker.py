@@ -5,7 +5,8 @@ consumer, so JetStream hands each event to one of them; an event a worker took b
 acknowledge within ``--ack-wait`` seconds (the worker died) goes to another one.
 
 Each message is the Bayeux message as Salesforce sent it (JSON), on the subject
-``sfstream.<org>.<channel segments>`` (``sfstream.00D….event.Order__e``), with the headers
+``sfstream.<org>.<channel segments>`` (``sfstream.default.event.Order__e``: ``<org>`` is the
+relay's name for the org, ``default`` without ``--config``), with the headers
 ``Sfstream-Replay-Id``, ``Sfstream-Channel``, ``Sfstream-Org`` and ``Sfstream-Date``. Delivery is
 at least once: a redelivered event carries the same replay id, so a handler that must not run
 twice checks it. Here each worker remembers the (channel, replay id) pairs it handled lately; an

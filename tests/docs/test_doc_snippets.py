@@ -432,11 +432,29 @@ async def bayeux_server_context(org: Emulator) -> AsyncIterator[Context]:
         await runner.cleanup()
 
 
+@contextlib.asynccontextmanager
+async def redis_context(org: Emulator) -> AsyncIterator[Context]:
+    """A real ``redis-server`` at ``redis://localhost:6379/0``'s place (a free loopback port),
+    and the org as in the emulator context. The fragment must have written to it."""
+    from tests._servers import redis_command, running_redis
+
+    with running_redis() as server:
+        async with emulator_context(org) as context:
+
+            def check() -> None:
+                assert redis_command(server.port, "DBSIZE") != b"0", "nothing written to Redis"
+
+            context.namespace["__redis_url__"] = server.url
+            context.check = check
+            yield context
+
+
 CONTEXTS: dict[str, Callable[[Emulator], contextlib.AbstractAsyncContextManager[Context]]] = {
     "plain": plain_context,
     "emulator": emulator_context,
     "client": client_context,
     "bayeux-server": bayeux_server_context,
+    "redis": redis_context,
 }
 
 _CLIENT_ARGS = re.compile(r"\b(SalesforceStreamingClient)\(\.\.\.(?=[,)])")
@@ -448,6 +466,8 @@ def prepare(code: str, org: Emulator, context: Context) -> str:
     context.namespace["__credentials__"] = emulator_credentials(org)
     if "__bayeux_url__" in context.namespace:
         code = code.replace('"http://127.0.0.1:8000/bayeux"', "__bayeux_url__")
+    if "__redis_url__" in context.namespace:
+        code = code.replace('"redis://localhost:6379/0"', "__redis_url__")
     return code
 
 
@@ -457,7 +477,7 @@ def prepare(code: str, org: Emulator, context: Context) -> str:
 def test_the_pages_have_blocks_of_every_kind() -> None:
     blocks = all_blocks()
     markers = {block.marker for block in blocks}
-    assert {None, "fragment", "run: pytest", "run: emulator", "run: plain"} <= markers
+    assert {None, "fragment", "run: pytest", "run: emulator", "run: plain", "run: redis"} <= markers
     assert any(_elsewhere(block) for block in blocks), "RUN_ELSEWHERE names no block"
     for (page, heading), test in RUN_ELSEWHERE.items():
         assert (ROOT / test).is_file(), test
