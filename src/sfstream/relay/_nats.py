@@ -1576,6 +1576,7 @@ class NatsSink(Sink):
         self, lease: Lease, subject: str, events: list[RelayEvent], stop: asyncio.Event
     ) -> None:
         """Publish ``events`` of one subject one after the other (each expects the previous)."""
+        skipped = 0
         try:
             cursor = self._cursors.get(subject)
             if cursor is None or cursor.sequence is None:
@@ -1584,7 +1585,6 @@ class NatsSink(Sink):
                 # Its own copy until it is done: a later write changes the shared one when it
                 # sends (those sent before this write was diverted).
                 cursor = _Cursor(cursor.sequence, cursor.replay_id)
-            skipped = 0
             for event in events:
                 if stop.is_set():
                     return
@@ -1593,11 +1593,12 @@ class NatsSink(Sink):
                     continue
                 await self._publish(lease, subject, event, cursor)
             self._cursors[subject] = cursor
-            self._skipped(skipped, len(events))
         except BaseException:
             stop.set()
             self._cursors.pop(subject, None)
             raise
+        finally:
+            self._skipped(skipped, len(events))
 
     async def _publish(
         self, lease: Lease, subject: str, event: RelayEvent, cursor: _Cursor
