@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -169,6 +170,36 @@ def test_sigkill_failover_sigterm_and_metrics(
         db.close()
 
 
+def test_warnings_are_on_stderr_without_debug(
+    org: EmulatorThread, redis_server: RedisServer
+) -> None:
+    # Replay ids that went back (a refreshed sandbox): the position in Redis is above every id
+    # this org issued, Salesforce refuses it and --fallback all subscribes again; the events
+    # are left out, and the sink's warning must reach the operator (it was only in --debug).
+    db = redis.Redis.from_url(redis_server.url)
+    db.hset("sfstream:{back}:positions", ORDER, "99999999")
+    publish(org, ORDER, 3)
+    process = start(org, "--sink", redis_server.url, "--name", "back", "--fallback", "all", ORDER)
+    err = _STDERR[process.pid]
+
+    def said() -> str:
+        err.seek(0)
+        return err.read()
+
+    try:
+        wait(lambda: "were not written" in said(), "the warning")
+        process.send_signal(signal.SIGTERM)
+        code, text = stop_gracefully(process)
+        assert code == 130, text
+        assert re.search(r"warning: back: \d of \d events were not written", text), text
+        assert ids(db, "back", ORDER) == []
+        for secret in (PASSWORD, SECRET):
+            assert secret not in text
+    finally:
+        stop(process)
+        db.close()
+
+
 def stop_gracefully(process: subprocess.Popen[str]) -> tuple[int, str]:
     try:
         process.wait(timeout=15)
@@ -330,6 +361,37 @@ def test_an_unreachable_engine_exits_4_without_the_password(
     )
     assert code == 4, err
     assert "cannot reach Redis" in err
+    assert PASSWORD not in err
+    assert SECRET not in err
+
+
+def test_a_channel_that_does_not_exist_ends_the_relay_as_it_ends_listen(
+    capsys: pytest.CaptureFixture[str], org: EmulatorThread, redis_server: RedisServer
+) -> None:
+    # (it retried the subscription for ever, the reason only in --debug output)
+    code, err = run_cli(capsys, "--sink", redis_server.url, *login_options(org), "/topic/Nope")
+    assert code == 1, err
+    assert "/topic/Nope" in err
+    assert "does not exist" in err
+    assert "check the channel name" in err
+    assert "Traceback" not in err
+    db = redis.Redis.from_url(redis_server.url)
+    try:
+        assert holder(db, "sfstream") is None  # the lease was released
+    finally:
+        db.close()
+
+
+def test_a_login_server_out_of_reach_at_start_exits_4_as_listen_does(
+    capsys: pytest.CaptureFixture[str], org: EmulatorThread, redis_server: RedisServer
+) -> None:
+    options = login_options(org)
+    options[1] = f"http://127.0.0.1:{free_port()}"
+    code, err = run_cli(capsys, "--sink", redis_server.url, *options, ORDER)
+    # (exit 3, "check the credentials": the network error was taken for a refusal)
+    assert code == 4, err
+    assert "cannot reach" in err
+    assert "check --login-url" in err
     assert PASSWORD not in err
     assert SECRET not in err
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import math
 import signal
 from typing import Any
@@ -220,7 +221,7 @@ class _Command:
         if role is Role.LEADER and lease is not None:
             self.note(f"{name}: leader (fencing token {lease.token}), relaying")
         elif role is Role.STANDBY:
-            self.note(f"{name}: standing by (another relay holds the lease)")
+            self.note(f"{name}: standing by for the lease")
         else:
             self.note(f"{name}: stopped")
 
@@ -231,6 +232,23 @@ class _Command:
                 self.note(f"{name}: {line}")
 
         return report
+
+
+class _Warnings(logging.Handler):
+    """The relay's warnings on stderr, also without ``--debug`` and with ``-q``: a relay is a
+    service, and an engine that fails, a Salesforce retried, a lease lost or events left out
+    are its operator's to know."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.WARNING)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"{record.levelname.lower()}: {record.getMessage()}"
+            self.console.note(self.console.err_style(text, "yellow"))  # scrubbed by note()
+        except Exception:  # pragma: no cover - logging must not raise
+            self.handleError(record)
 
 
 def _client_factory(
@@ -368,6 +386,10 @@ async def _serve(
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # Windows
             loop.add_signal_handler(signum, stop)
     server = None
+    warnings: logging.Handler | None = None
+    if not getattr(command.args, "debug", False):  # (with --debug, every record is shown)
+        warnings = _Warnings(command.console)
+        logging.getLogger("sfstream.relay").addHandler(warnings)
     try:
         if metrics is not None and address is not None:
             from sfstream.relay._metrics import OpsServer
@@ -405,6 +427,8 @@ async def _serve(
                 raise
             raise error from exc
     finally:
+        if warnings is not None:
+            logging.getLogger("sfstream.relay").removeHandler(warnings)
         if server is not None:
             await server.stop()
     return ExitCode.INTERRUPTED if stopping else ExitCode.OK

@@ -355,8 +355,10 @@ class _Stop(Exception):
     """Internal: the relay was asked to stop."""
 
 
-class _CredentialsRefused(AuthenticationError):
-    """The token endpoint refused the credentials at the relay's first login."""
+class _RefusedAtStart(Exception):
+    """Internal: the relay's first login or first subscriptions failed, as they would end
+    ``listen`` (wrong credentials, a login server out of reach, a channel that does not
+    exist): the relay ends with the error, its ``__cause__``."""
 
 
 @dataclass
@@ -623,6 +625,8 @@ class Relay:
         if self._fatal(error):
             # An error a new subscription would not fix: let a standby try, and stop.
             await self._release(lease)
+            if isinstance(error, _RefusedAtStart) and error.__cause__ is not None:
+                raise error.__cause__  # what `listen` would end with
             raise error
         self._failed_terms += 1
         if self._failed_terms >= self.max_failed_terms:
@@ -654,12 +658,10 @@ class Relay:
         return await self._recover(lease)
 
     def _fatal(self, error: BaseException) -> bool:
-        """True for what a new subscription would not fix."""
+        """True for what a new subscription would not fix (a refusal at start included)."""
         if not isinstance(error, SfstreamError) or isinstance(error, ClientError):
             return True
-        if isinstance(error, ServerError) and is_replay_error(error):
-            return True  # the engine's position is beyond retention (see --fallback)
-        return isinstance(error, _CredentialsRefused)
+        return isinstance(error, ServerError) and is_replay_error(error)  # see --fallback
 
     async def _recover(self, lease: Lease) -> Lease | None:
         """After an engine failure: renew ``lease`` as soon as the engine answers again (a new
@@ -755,7 +757,7 @@ class Relay:
             try:
                 await client.auth.authenticate()
             except AuthenticationError as exc:
-                raise _CredentialsRefused(str(exc)) from exc
+                raise _RefusedAtStart from exc
         await client.open()
         for channel in channel_set.channels:
             try:
@@ -764,6 +766,12 @@ class Relay:
                 if isinstance(exc.__cause__, SinkError):
                     raise exc.__cause__ from None
                 raise
+            except ServerError as exc:
+                if self._subscribed_once:
+                    raise  # a later term: retried (a channel may come back, a standby try)
+                # A channel refused from the start (it does not exist, the user may not see
+                # it) ends the relay, as it ends `listen`, instead of retrying it for ever.
+                raise _RefusedAtStart from exc
         self._engine_ok()
         self._subscribed_once = True
         self._failed_terms = 0
