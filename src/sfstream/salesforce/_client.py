@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import warnings
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -196,7 +197,11 @@ class Client:
         self._extensions = list(extensions)
         self._bayeux: BayeuxClient | None = None
         self._closed_before_open = False
-        self._storage_errors: list[ReplayError] = []
+        # What the next receive() hands out before the driver's queue, in order: the failure
+        # of a storage that could not store a marker (raised), and messages taken from the
+        # driver but never handed out because the call was cancelled while their marker was
+        # being stored (returned). One check per event for both.
+        self._backlog: deque[Message | ReplayError] = deque()
 
     @property
     def replay_storage(self) -> ReplayMarkerStorage | None:
@@ -259,7 +264,10 @@ class Client:
     @property
     def pending_count(self) -> int:
         """How many received messages wait for :meth:`receive`."""
-        return self._bayeux.pending_count if self._bayeux is not None else 0
+        count = self._bayeux.pending_count if self._bayeux is not None else 0
+        if self._backlog:
+            count += sum(not isinstance(item, ReplayError) for item in self._backlog)
+        return count
 
     @property
     def has_pending_messages(self) -> bool:
@@ -499,12 +507,16 @@ class Client:
             AuthenticationError: Salesforce refused the credentials, even fresh ones.
             ReplayError: the replay storage failed to store the previous message's marker.
         """
-        if self._storage_errors:
-            raise self._storage_errors.pop(0)
-        bayeux = self._bayeux
-        if bayeux is None:
-            bayeux = self._require_open()  # raises
-        message = await bayeux.receive()
+        if self._backlog:
+            item = self._backlog.popleft()
+            if isinstance(item, ReplayError):
+                raise item
+            message = item  # taken by a call that was cancelled: handed out now
+        else:
+            bayeux = self._bayeux
+            if bayeux is None:
+                bayeux = self._require_open()  # raises
+            message = await bayeux.receive()
         storage = self._automatic
         if storage is not None:
             await self._store_marker(storage, message)
@@ -521,21 +533,24 @@ class Client:
         """
         if max_count < 1:
             raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
-        if self._bayeux is not None and self._automatic is None:
+        if self._bayeux is not None and self._automatic is None and not self._backlog:
             # no marker to store (#13): the driver's batch as it is
-            if self._storage_errors:
-                raise self._storage_errors.pop(0)
             return await self._bayeux.receive_many(max_count)
         messages = [await self.receive()]
         bayeux = self._bayeux
-        while bayeux is not None and len(messages) < max_count and not self._storage_errors:
-            message = bayeux.receive_nowait()
-            if message is None:
-                break
-            storage = self._automatic
-            if storage is not None:
-                await self._store_marker(storage, message)
-            messages.append(message)
+        try:
+            while bayeux is not None and len(messages) < max_count and not self._backlog:
+                message = bayeux.receive_nowait()
+                if message is None:
+                    break
+                storage = self._automatic
+                if storage is not None:
+                    await self._store_marker(storage, message)
+                messages.append(message)
+        except asyncio.CancelledError:
+            # the batch is never returned: its messages go first to the next call
+            self._backlog.extendleft(reversed(messages))
+            raise
         return messages
 
     def _find_automatic_storage(self) -> ReplayMarkerStorage | None:
@@ -552,11 +567,18 @@ class Client:
         return None
 
     async def _store_marker(self, storage: ReplayMarkerStorage, message: Message) -> None:
-        """Store ``message``'s marker in ``storage`` before the message is returned."""
+        """Store ``message``'s marker in ``storage`` before the message is returned.
+
+        Cancelled meanwhile, the message goes back to the front of the backlog: the next
+        call hands it out (and stores its marker again: a marker never moves backwards).
+        """
         if not self._replay.attributed(message.get("channel", "")):
             return  # a delivery no single subscription can claim moves no stored position
         try:
             await storage.extract_replay_id(message)
+        except asyncio.CancelledError:
+            self._backlog.appendleft(message)
+            raise
         except ReplayError as error:
             channel = message.get("channel")
             logger.warning("no replay marker stored for a message on %s: %s", channel, error)
@@ -565,7 +587,7 @@ class Client:
         except Exception as error:
             failure = ReplayError(f"the replay storage failed to store a marker: {error!r}")
             failure.__cause__ = error
-            self._storage_errors.append(failure)
+            self._backlog.append(failure)
 
     def __aiter__(self) -> Self:
         return self
@@ -574,7 +596,7 @@ class Client:
         # The usual case first (#13): a message is ready, no error waits; one coroutine per
         # event instead of three.
         bayeux = self._bayeux
-        if bayeux is not None and not self._storage_errors:
+        if bayeux is not None and not self._backlog:
             message = bayeux.receive_nowait()
             if message is not None:
                 storage = self._automatic

@@ -1,0 +1,134 @@
+"""Edge cases of the aiosfstream API a demanding user hits, against the emulated org.
+
+Each test pins a behaviour that once went wrong: a message lost to a cancellation, a storage
+error surfacing raw from deep inside, a ``close()`` that did not stop an ``open()`` in flight,
+a bad argument failing later, far from where it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from sfstream import ReplayMarker, ReplayMarkerStorage
+from sfstream.emulator import Emulator
+from sfstream.testing import ClientFactory
+from tests.integration.conftest import wait_until
+
+CHANNEL = "/event/Order__e"
+WAIT = 5.0
+
+
+class GatedStorage(ReplayMarkerStorage):
+    """A dict storage whose writes wait at a gate while it is closed (a slow database)."""
+
+    def __init__(self) -> None:
+        self.markers: dict[str, ReplayMarker] = {}
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.writing = asyncio.Event()
+        self.writes = 0
+        self.block_at = 1  # the write (counted from 1) from which the gate applies
+
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        return self.markers.get(subscription)
+
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        self.writes += 1
+        if self.writes >= self.block_at:
+            self.writing.set()
+            await self.gate.wait()
+        self.markers[subscription] = replay_marker
+
+
+def amount(message: Mapping[str, Any]) -> Any:
+    return message["data"]["payload"]["Amount__c"]
+
+
+async def test_receive_cancelled_while_its_marker_is_stored_loses_nothing(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    storage = GatedStorage()
+    client = sfstream_client_factory(replay=storage)
+    await client.open()
+    await client.subscribe(CHANNEL)
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 2})
+
+    storage.gate.clear()
+    receiving = asyncio.create_task(client.receive())
+    async with asyncio.timeout(WAIT):
+        await storage.writing.wait()  # the message is taken; its marker is being stored
+    receiving.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await receiving
+    assert client.pending_count >= 1  # the interrupted message still waits
+    assert client.has_pending_messages
+
+    storage.gate.set()
+    async with asyncio.timeout(WAIT):
+        first = await client.receive()
+        second = await client.receive()
+    assert [amount(first), amount(second)] == [1, 2]
+    assert storage.markers[CHANNEL].replay_id == second["data"]["event"]["replayId"]
+
+
+async def test_async_for_cancelled_while_its_marker_is_stored_loses_nothing(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    storage = GatedStorage()
+    client = sfstream_client_factory(replay=storage)
+    await client.open()
+    await client.subscribe(CHANNEL)
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 2})
+    await wait_until(lambda: client.pending_count >= 2, WAIT, "2 pending messages")
+
+    storage.gate.clear()
+    iterating = asyncio.create_task(anext(aiter(client)))
+    async with asyncio.timeout(WAIT):
+        await storage.writing.wait()
+    iterating.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await iterating
+
+    storage.gate.set()
+    got = []
+    async with asyncio.timeout(WAIT):
+        async for message in client:
+            got.append(amount(message))
+            if len(got) == 2:
+                break
+    assert got == [1, 2]
+
+
+async def test_receive_many_cancelled_mid_batch_loses_nothing(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    storage = GatedStorage()
+    client = sfstream_client_factory(replay=storage)
+    await client.open()
+    await client.subscribe(CHANNEL)
+    for value in (1, 2, 3):
+        await sfstream_emulator.publish(CHANNEL, {"Amount__c": value})
+    await wait_until(lambda: client.pending_count >= 3, WAIT, "3 pending messages")
+
+    storage.block_at = 2  # the first marker is stored, the second one waits
+    storage.gate.clear()
+    batching = asyncio.create_task(client.receive_many(10))
+    async with asyncio.timeout(WAIT):
+        await storage.writing.wait()
+    batching.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batching
+    assert client.pending_count == 3
+
+    storage.gate.set()
+    got: list[Any] = []
+    async with asyncio.timeout(WAIT):
+        while len(got) < 3:
+            got += [amount(message) for message in await client.receive_many(10)]
+    assert got == [1, 2, 3]
