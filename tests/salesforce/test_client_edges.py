@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sfstream import ReplayMarker, ReplayMarkerStorage
+from sfstream import ClientInvalidOperation, ReplayMarker, ReplayMarkerStorage
 from sfstream.emulator import Emulator
 from sfstream.testing import ClientFactory
 from tests.integration.conftest import wait_until
@@ -132,3 +132,56 @@ async def test_receive_many_cancelled_mid_batch_loses_nothing(
         while len(got) < 3:
             got += [amount(message) for message in await client.receive_many(10)]
     assert got == [1, 2, 3]
+
+
+def connect_loops() -> list[asyncio.Task[Any]]:
+    return [task for task in asyncio.all_tasks() if "bayeux" in task.get_name()]
+
+
+async def test_close_while_open_authenticates_leaves_the_client_closed(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    client = sfstream_client_factory()
+    sfstream_emulator.delay_responses(0.5, target="token")
+    opening = asyncio.create_task(client.open())
+    await asyncio.sleep(0.1)  # the token request is in flight
+    await client.close()
+    with pytest.raises(ClientInvalidOperation, match="closed"):
+        async with asyncio.timeout(WAIT):
+            await opening
+    assert client.closed
+    await asyncio.sleep(0.6)  # the token would have come by now
+    assert client.closed
+    assert sfstream_emulator.session_count == 0
+    assert connect_loops() == []
+    with pytest.raises(ClientInvalidOperation):
+        await client.subscribe(CHANNEL)
+
+
+async def test_close_while_open_handshakes_ends_the_open(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    client = sfstream_client_factory()
+    await client.auth.authenticate()  # so that open() goes straight to the handshake
+    sfstream_emulator.delay_responses(0.5, channel="/meta/handshake")
+    opening = asyncio.create_task(client.open())
+    await asyncio.sleep(0.1)  # the handshake is in flight
+    await client.close()
+    with pytest.raises(ClientInvalidOperation, match="closed"):
+        async with asyncio.timeout(WAIT):
+            await opening
+    assert client.closed
+    assert connect_loops() == []
+    await client.close()  # still idempotent
+
+
+async def test_open_cancelled_from_outside_is_still_a_cancellation(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    client = sfstream_client_factory()
+    sfstream_emulator.delay_responses(0.5, target="token")
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.1):
+            await client.open()
+    assert client.closed
+    assert connect_loops() == []
