@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sfstream import ClientInvalidOperation, ReplayMarker, ReplayMarkerStorage
+from sfstream import ClientInvalidOperation, ReplayError, ReplayMarker, ReplayMarkerStorage
 from sfstream.emulator import Emulator
 from sfstream.testing import ClientFactory
 from tests.integration.conftest import wait_until
@@ -185,3 +185,48 @@ async def test_open_cancelled_from_outside_is_still_a_cancellation(
             await client.open()
     assert client.closed
     assert connect_loops() == []
+
+
+class BrokenStorage(ReplayMarkerStorage):
+    """A storage whose database is down: every call raises its driver's own error."""
+
+    async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
+        raise ConnectionRefusedError("replay database unreachable")
+
+    async def set_replay_marker(self, subscription: str, replay_marker: ReplayMarker) -> None:
+        raise ConnectionRefusedError("replay database unreachable")
+
+
+async def test_a_storage_that_cannot_be_read_fails_the_subscribe_with_replay_error(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    client = sfstream_client_factory(replay=BrokenStorage())
+    await client.open()
+    with pytest.raises(ReplayError, match="/event/Order__e") as caught:
+        await client.subscribe(CHANNEL)
+    assert isinstance(caught.value.__cause__, ConnectionRefusedError)
+    assert client.subscriptions == set()
+    # the client is still usable: with a storage that works, the subscription is made
+    client.replay_storage = GatedStorage()
+    await client.subscribe(CHANNEL)
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
+    async with asyncio.timeout(WAIT):
+        assert amount(await client.receive()) == 1
+
+
+async def test_a_storage_that_cannot_store_fails_the_next_receive_with_replay_error(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    storage = GatedStorage()
+    client = sfstream_client_factory(replay=storage)
+    await client.open()
+    await client.subscribe(CHANNEL)
+    client.replay_storage = BrokenStorage()
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 2})
+    async with asyncio.timeout(WAIT):
+        assert amount(await client.receive()) == 1  # delivered all the same
+        with pytest.raises(ReplayError, match="failed to store") as caught:
+            await client.receive()
+        assert isinstance(caught.value.__cause__, ConnectionRefusedError)
+        assert amount(await client.receive()) == 2

@@ -494,7 +494,14 @@ class Client:
         """
         bayeux = self._require_open()
         validate_subscription(channel)  # before anything uses the name
-        await self._replay.load_replay_id(self.replay_storage, channel)
+        try:
+            await self._replay.load_replay_id(self.replay_storage, channel)
+        except ReplayError:
+            raise
+        except Exception as error:  # a storage of the user's own, its driver's errors
+            raise ReplayError(
+                f"the replay storage failed to read the marker of {channel}: {error!r}"
+            ) from error
         # Where a NEW_EVENTS subscription starts, by the server's clock, never the local one:
         # the local clock may be hours off the org's.
         server_time = self._server_time(bayeux)
