@@ -13,9 +13,18 @@ from typing import Any
 
 import pytest
 
-from sfstream import ClientInvalidOperation, ReplayError, ReplayMarker, ReplayMarkerStorage
+from sfstream import (
+    Client,
+    ClientInvalidOperation,
+    InvalidArgumentError,
+    PasswordAuthenticator,
+    ReplayError,
+    ReplayMarker,
+    ReplayMarkerStorage,
+    SalesforceStreamingClient,
+)
 from sfstream.emulator import Emulator
-from sfstream.testing import ClientFactory
+from sfstream.testing import ClientFactory, Credentials
 from tests.integration.conftest import wait_until
 
 CHANNEL = "/event/Order__e"
@@ -230,3 +239,60 @@ async def test_a_storage_that_cannot_store_fails_the_next_receive_with_replay_er
             await client.receive()
         assert isinstance(caught.value.__cause__, ConnectionRefusedError)
         assert amount(await client.receive()) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"connection_timeout": "10"}, TypeError, "connection_timeout must be a number or None"),
+        ({"connection_timeout": True}, TypeError, "connection_timeout must be a number or None"),
+        ({"connection_timeout": float("nan")}, InvalidArgumentError, "connection_timeout"),
+        ({"max_pending_count": "5"}, TypeError, "max_pending_count must be a number"),
+        ({"max_pending_count": None}, TypeError, "max_pending_count must be a number"),
+        ({"json_dumps": None}, TypeError, "json_dumps must be callable"),
+        ({"json_loads": "json"}, TypeError, "json_loads must be callable"),
+        ({"replay_storage_policy": "manual"}, InvalidArgumentError, "AUTOMATIC or MANUAL"),
+        ({"replay_storage_policy": 3}, InvalidArgumentError, "AUTOMATIC or MANUAL"),
+    ],
+)
+def test_bad_arguments_fail_at_construction(
+    sfstream_credentials: Credentials, options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    # before: most of these passed and failed later, inside open(), with e.g.
+    # "'<=' not supported between instances of 'str' and 'int'"
+    with pytest.raises(error, match=match):
+        SalesforceStreamingClient(**sfstream_credentials, **options)
+    authenticator = PasswordAuthenticator(
+        sfstream_credentials["consumer_key"],
+        sfstream_credentials["consumer_secret"],
+        sfstream_credentials["username"],
+        sfstream_credentials["password"],
+        login_url=sfstream_credentials["login_url"],
+    )
+    with pytest.raises(error, match=match):
+        Client(authenticator, **options)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"connection_timeout": None},
+        {"connection_timeout": 0},
+        {"connection_timeout": 2},
+        {"max_pending_count": 0},
+        {"max_pending_count": -1},
+        {"max_pending_count": 2.0},
+        {"replay_storage_policy": 2},
+    ],
+)
+async def test_edge_values_documented_as_accepted_work(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory, options: dict[str, Any]
+) -> None:
+    client = sfstream_client_factory(**options)
+    await client.open()
+    await client.subscribe(CHANNEL)
+    for value in (1, 2, 3):
+        await sfstream_emulator.publish(CHANNEL, {"Amount__c": value})
+    async with asyncio.timeout(WAIT):
+        got = [amount(await client.receive()) for _ in range(3)]
+    assert got == [1, 2, 3]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import warnings
 from collections import deque
 from collections.abc import Iterable
@@ -103,6 +104,32 @@ def _replay_option(value: object) -> ReplayOption:
         ) from None
 
 
+def _check_limits(connection_timeout: object, max_pending_count: object) -> None:
+    """The limits checked at the call site (the driver uses them much later, deep inside)."""
+    if connection_timeout is not None and (
+        not isinstance(connection_timeout, int | float) or isinstance(connection_timeout, bool)
+    ):
+        raise TypeError(
+            f"connection_timeout must be a number or None, not {type(connection_timeout).__name__}"
+        )
+    if isinstance(connection_timeout, float) and math.isnan(connection_timeout):
+        raise InvalidArgumentError("connection_timeout must be a number of seconds, not NaN")
+    if not isinstance(max_pending_count, int | float) or isinstance(max_pending_count, bool):
+        raise TypeError(
+            f"max_pending_count must be a number, not {type(max_pending_count).__name__}"
+        )
+
+
+def _storage_policy(value: object) -> ReplayMarkerStoragePolicy:
+    try:
+        return ReplayMarkerStoragePolicy(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            "replay_storage_policy must be ReplayMarkerStoragePolicy.AUTOMATIC or MANUAL, "
+            f"not {value!r}"
+        ) from None
+
+
 class Client:
     """Salesforce Streaming API client.
 
@@ -124,7 +151,8 @@ class Client:
         replay_storage_policy: store markers when a message is handed out (AUTOMATIC) or only
             when you say so (MANUAL).
         connection_timeout: seconds without a working connection before :meth:`receive`
-            raises :class:`~sfstream.exceptions.TransportTimeoutError`; None waits forever.
+            raises :class:`~sfstream.exceptions.TransportTimeoutError`; None (or ``<= 0``)
+            waits forever.
         max_pending_count: received messages that may wait for :meth:`receive` before polling
             pauses; ``<= 0`` means no limit.
         json_dumps: JSON serialiser (e.g. ``orjson.dumps``).
@@ -176,6 +204,10 @@ class Client:
             )
         if replay_fallback is not None:
             replay_fallback = _replay_option(replay_fallback)
+        _check_limits(connection_timeout, max_pending_count)
+        for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
+            if not callable(function):
+                raise TypeError(f"{name} must be callable, not {type(function).__name__}")
         #: The authenticator that supplies the access token.
         self.auth = authenticator
         # The storage that stores each event's marker before it is handed out, if any: kept
@@ -184,7 +216,7 @@ class Client:
         self._replay_storage = self.create_replay_storage(replay)
         #: Replay option used when Salesforce refuses a replay id.
         self.replay_fallback = replay_fallback
-        self.replay_storage_policy = ReplayMarkerStoragePolicy(replay_storage_policy)
+        self.replay_storage_policy = _storage_policy(replay_storage_policy)
         self.connection_timeout = connection_timeout
         self.max_pending_count = max_pending_count
         self.api_version = api_version
