@@ -168,6 +168,11 @@ class Client:
         extensions: more :class:`~sfstream.bayeux.Extension` objects, applied after the
             client's replay extension on outgoing messages (they see ``ext.replay``) and before
             it on incoming ones (they see what came off the wire), e.g. to trace messages.
+        max_response_size: the largest reply body the CometD endpoint may send, in bytes
+            (after decompression); a larger one is a
+            :class:`~sfstream.exceptions.ProtocolError`.
+        max_messages: the most messages one reply may carry; more is a
+            :class:`~sfstream.exceptions.ProtocolError`.
     """
 
     def __init__(
@@ -737,6 +742,8 @@ class SalesforceStreamingClient(Client):
         on_status: StatusCallback | None = None,
         backoff: Backoff | None = None,
         extensions: Iterable[Extension] = (),
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
     ) -> None:
         authenticator = authenticator_from_login(
             consumer_key=consumer_key,
@@ -774,4 +781,6 @@ class SalesforceStreamingClient(Client):
             on_status=on_status,
             backoff=backoff,
             extensions=extensions,
+            max_response_size=max_response_size,
+            max_messages=max_messages,
         )
