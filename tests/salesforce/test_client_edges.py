@@ -21,6 +21,7 @@ from sfstream import (
     ReplayError,
     ReplayMarker,
     ReplayMarkerStorage,
+    ReplayOption,
     SalesforceStreamingClient,
 )
 from sfstream.emulator import Emulator
@@ -296,3 +297,24 @@ async def test_edge_values_documented_as_accepted_work(
     async with asyncio.timeout(WAIT):
         got = [amount(await client.receive()) for _ in range(3)]
     assert got == [1, 2, 3]
+
+
+async def test_replay_fallback_set_on_the_client_is_checked_there(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    """aiosfstream documents ``replay_fallback`` as an attribute: a bad value is refused when
+    it is set, not later, deep inside a subscribe that Salesforce refused for its replay id."""
+    stale = {CHANNEL: ReplayMarker("2020-01-01T00:00:00.000Z", 999_999)}
+    client = sfstream_client_factory(replay=stale)
+    with pytest.raises(InvalidArgumentError, match="replay_fallback"):
+        client.replay_fallback = 7  # type: ignore[assignment]
+    with pytest.raises(TypeError, match="replay_fallback"):
+        client.replay_fallback = "ALL_EVENTS"  # type: ignore[assignment]
+    assert client.replay_fallback is None
+    client.replay_fallback = -2  # type: ignore[assignment]
+    assert client.replay_fallback is ReplayOption.ALL_EVENTS
+    await client.open()
+    await client.subscribe(CHANNEL)  # the stale id is refused; the fallback recovers
+    assert client.subscriptions == {CHANNEL}
+    client.replay_fallback = None
+    assert client.replay_fallback is None

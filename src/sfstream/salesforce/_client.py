@@ -93,7 +93,7 @@ def _get_replay_id(message: Message) -> object:
 
 
 def _replay_option(value: object) -> ReplayOption:
-    """``replay_fallback`` checked at the call site (it is used much later, deep inside)."""
+    """``replay_fallback`` checked where it is given (it is used much later, deep inside)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError("replay_fallback must be a ReplayOption or None")
     try:
@@ -207,8 +207,6 @@ class Client:
             raise TypeError(
                 f"authenticator must be an AuthenticatorBase, not {type(authenticator).__name__}"
             )
-        if replay_fallback is not None:
-            replay_fallback = _replay_option(replay_fallback)
         _check_limits(connection_timeout, max_pending_count)
         for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
             if not callable(function):
@@ -219,7 +217,6 @@ class Client:
         # up to date by the two properties below, read once per event (#13).
         self._automatic: ReplayMarkerStorage | None = None
         self._replay_storage = self.create_replay_storage(replay)
-        #: Replay option used when Salesforce refuses a replay id.
         self.replay_fallback = replay_fallback
         self.replay_storage_policy = _storage_policy(replay_storage_policy)
         self.connection_timeout = connection_timeout
@@ -244,6 +241,16 @@ class Client:
         # driver but never handed out because the call was cancelled while their marker was
         # being stored (returned). One check per event for both.
         self._backlog: deque[Message | ReplayError] = deque()
+
+    @property
+    def replay_fallback(self) -> ReplayOption | None:
+        """The replay option used when Salesforce refuses a replay id (None: no fallback)."""
+        return self._replay_fallback
+
+    @replay_fallback.setter
+    def replay_fallback(self, option: ReplayOption | None) -> None:
+        # checked here, where it is set: it is used much later, deep inside a subscribe
+        self._replay_fallback = _replay_option(option) if option is not None else None
 
     @property
     def replay_storage(self) -> ReplayMarkerStorage | None:
