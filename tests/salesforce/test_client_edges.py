@@ -16,11 +16,14 @@ import pytest
 from sfstream import (
     Client,
     ClientInvalidOperation,
+    ConstantReplayId,
     InvalidArgumentError,
+    MappingStorage,
     PasswordAuthenticator,
     ReplayError,
     ReplayMarker,
     ReplayMarkerStorage,
+    ReplayMarkerStoragePolicy,
     ReplayOption,
     SalesforceStreamingClient,
 )
@@ -318,3 +321,22 @@ async def test_replay_fallback_set_on_the_client_is_checked_there(
     assert client.subscriptions == {CHANNEL}
     client.replay_fallback = None
     assert client.replay_fallback is None
+
+
+def test_replay_storage_and_policy_set_on_the_client_are_checked_there() -> None:
+    client = Client(PasswordAuthenticator("key", "secret", "user", "password"))
+    # before: "automatic" was taken, and compared unequal to AUTOMATIC: no marker was stored
+    with pytest.raises(InvalidArgumentError, match="AUTOMATIC or MANUAL"):
+        client.replay_storage_policy = "automatic"  # type: ignore[assignment]
+    assert client.replay_storage_policy is ReplayMarkerStoragePolicy.AUTOMATIC
+    client.replay_storage_policy = 2  # type: ignore[assignment]
+    assert client.replay_storage_policy is ReplayMarkerStoragePolicy.MANUAL
+    # before: AttributeError "type object 'dict' has no attribute 'extract_replay_id'"
+    with pytest.raises(TypeError, match="MappingStorage"):
+        client.replay_storage = {}  # type: ignore[assignment]
+    assert isinstance(client.replay_storage, ConstantReplayId)
+    storage = MappingStorage({})
+    client.replay_storage = storage
+    assert client.replay_storage is storage
+    client.replay_storage = None
+    assert client.replay_storage is None

@@ -218,7 +218,7 @@ class Client:
         self._automatic: ReplayMarkerStorage | None = None
         self._replay_storage = self.create_replay_storage(replay)
         self.replay_fallback = replay_fallback
-        self.replay_storage_policy = _storage_policy(replay_storage_policy)
+        self.replay_storage_policy = replay_storage_policy
         self.connection_timeout = connection_timeout
         self.max_pending_count = max_pending_count
         self.api_version = api_version
@@ -259,6 +259,11 @@ class Client:
 
     @replay_storage.setter
     def replay_storage(self, storage: ReplayMarkerStorage | None) -> None:
+        if storage is not None and not isinstance(storage, ReplayMarkerStorage):
+            raise TypeError(
+                "replay_storage must be a ReplayMarkerStorage or None, not "
+                f"{type(storage).__name__} (wrap a mapping in MappingStorage)"
+            )
         self._replay_storage = storage
         self._automatic = self._find_automatic_storage()
 
@@ -269,7 +274,7 @@ class Client:
 
     @replay_storage_policy.setter
     def replay_storage_policy(self, policy: ReplayMarkerStoragePolicy) -> None:
-        self._replay_storage_policy = policy
+        self._replay_storage_policy = _storage_policy(policy)
         self._automatic = self._find_automatic_storage()
 
     def __repr__(self) -> str:
