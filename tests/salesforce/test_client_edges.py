@@ -8,6 +8,7 @@ a bad argument failing later, far from where it was given.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from sfstream import (
     InvalidArgumentError,
     MappingStorage,
     PasswordAuthenticator,
+    RefreshTokenAuthenticator,
     ReplayError,
     ReplayMarker,
     ReplayMarkerStorage,
@@ -340,3 +342,23 @@ def test_replay_storage_and_policy_set_on_the_client_are_checked_there() -> None
     assert client.replay_storage is storage
     client.replay_storage = None
     assert client.replay_storage is None
+
+
+async def test_an_authenticator_refuses_json_functions_that_are_not_callable(
+    sfstream_emulator: Emulator,
+) -> None:
+    # before: accepted, and open() then failed with "Network request failed: the token
+    # endpoint answered HTTP 200 with a body that is not JSON", blaming the server
+    for position in (5, 6):
+        arguments: list[Any] = [
+            sfstream_emulator.consumer_key,
+            sfstream_emulator.consumer_secret,
+            sfstream_emulator.username,
+            sfstream_emulator.password,
+            False,
+        ]
+        arguments += [None] if position == 5 else [json.dumps, None]
+        with pytest.raises(TypeError, match="must be callable, not NoneType"):
+            PasswordAuthenticator(*arguments, login_url=sfstream_emulator.login_url)
+    with pytest.raises(TypeError, match="json_loads must be callable"):
+        RefreshTokenAuthenticator("key", "secret", "token", json_loads="json")  # type: ignore[arg-type]
