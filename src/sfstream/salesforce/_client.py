@@ -125,8 +125,8 @@ def _storage_policy(value: object) -> ReplayMarkerStoragePolicy:
         return ReplayMarkerStoragePolicy(value)
     except ValueError:
         raise InvalidArgumentError(
-            "replay_storage_policy must be ReplayMarkerStoragePolicy.AUTOMATIC or MANUAL, "
-            f"not {value!r}"
+            "replay_storage_policy must be ReplayMarkerStoragePolicy.AUTOMATIC or MANUAL: "
+            f"{value!r} is not a valid ReplayMarkerStoragePolicy"
         ) from None
 
 
