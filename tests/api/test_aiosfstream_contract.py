@@ -8,8 +8,10 @@ differences are those docs/migration.md lists; they are named where they apply.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
+import pickle
 from typing import Any
 
 import pytest
@@ -278,3 +280,27 @@ def test_documented_module_paths() -> None:
     ):
         assert name in exceptions.__all__, name
         assert issubclass(getattr(exceptions, name), exceptions.AiosfstreamException)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        exceptions.SfstreamError("failed"),
+        exceptions.ServerError("refused", {"error": "403::Unknown client"}),
+        exceptions.AuthenticationError("refused", error="invalid_grant", status=400),
+        exceptions.AuthenticationTransportError("unreachable", status=503),
+        exceptions.HTTPStatusError("HTTP 502", status=502, reason="Bad Gateway"),
+        exceptions.ProtocolError("not Bayeux"),
+        exceptions.InvalidArgumentError("bad"),
+        exceptions.ReplayError("no marker"),
+        exceptions.TransportTimeoutError("timeout"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_every_exception_survives_pickle_and_copy(error: Exception) -> None:
+    """multiprocessing, concurrent.futures and copy.copy() rebuild exceptions from
+    ``__reduce__``; HTTPStatusError's required keyword ``status`` used to break that."""
+    for rebuilt in (pickle.loads(pickle.dumps(error)), copy.copy(error)):
+        assert type(rebuilt) is type(error)
+        assert str(rebuilt) == str(error)
+        assert vars(rebuilt) == vars(error)
