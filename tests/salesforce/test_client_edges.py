@@ -28,10 +28,11 @@ from sfstream import (
     ReplayMarkerStoragePolicy,
     ReplayOption,
     SalesforceStreamingClient,
+    ServerError,
 )
 from sfstream.emulator import Emulator
 from sfstream.testing import ClientFactory, Credentials
-from tests.integration.conftest import wait_until
+from tests.integration.conftest import assert_silent, wait_until
 
 CHANNEL = "/event/Order__e"
 WAIT = 5.0
@@ -362,3 +363,42 @@ async def test_an_authenticator_refuses_json_functions_that_are_not_callable(
             PasswordAuthenticator(*arguments, login_url=sfstream_emulator.login_url)
     with pytest.raises(TypeError, match="json_loads must be callable"):
         RefreshTokenAuthenticator("key", "secret", "token", json_loads="json")  # type: ignore[arg-type]
+
+
+async def test_subscribing_twice_and_unsubscribing_what_is_not_subscribed(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    """No defect here; pinned: a second subscribe to a channel delivers each event once, an
+    unsubscribe of a channel never subscribed to is a no-op, and a refused publish is a
+    ServerError with Salesforce's words."""
+    client = sfstream_client_factory()
+    await client.open()
+    await client.subscribe(CHANNEL)
+    await client.subscribe(CHANNEL)
+    assert client.subscriptions == {CHANNEL}
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 2})
+    async with asyncio.timeout(WAIT):
+        got = [amount(await client.receive()) for _ in range(2)]
+    assert got == [1, 2]
+    await assert_silent(client)  # no second copy
+    await client.unsubscribe("/event/Nope__e")
+    assert client.subscriptions == {CHANNEL}
+    with pytest.raises(ServerError, match="Publish is not allowed") as refused:
+        await client.publish(CHANNEL, {"Amount__c": 3})
+    assert refused.value.error_code == 403
+
+
+async def test_a_receive_cancelled_while_it_waits_loses_nothing(
+    sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
+) -> None:
+    """No defect here; pinned: the event published after the cancellation is the next one."""
+    client = sfstream_client_factory(replay=GatedStorage())
+    await client.open()
+    await client.subscribe(CHANNEL)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await client.receive()
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
+    async with asyncio.timeout(WAIT):
+        assert amount(await client.receive()) == 1
