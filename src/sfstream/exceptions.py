@@ -38,6 +38,7 @@ HTTP library, whose ``repr`` holds the request headers, are replaced by scrubbed
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -126,6 +127,12 @@ class HTTPStatusError(TransportError):
         super().__init__(message)
         self.status = status
         self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickle and copy.copy() (multiprocessing, concurrent.futures) call the class with
+        # ``args`` only: pass the required keyword too
+        rebuild = functools.partial(type(self), status=self.status, reason=self.reason)
+        return (rebuild, self.args, self.__dict__)
 
 
 class ProtocolError(TransportError):

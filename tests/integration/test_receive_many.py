@@ -66,7 +66,7 @@ async def test_receive_many_without_markers_to_store_hands_out_the_driver_batche
     await drain_in_batches(client, 250, 50)
     assert markers == {}  # nothing stored by the client
     # a storage failure recorded earlier is raised before anything is handed out
-    client._storage_errors.append(ReplayError("the storage failed"))
+    client._backlog.append(ReplayError("the storage failed"))
     with pytest.raises(ReplayError, match="the storage failed"):
         await client.receive_many(10)
 

@@ -441,6 +441,10 @@ class AuthenticatorBase:
                 f"Can't instantiate {cls.__name__}: an authenticator implements "
                 f"token_request() or overrides _authenticate()"
             )
+        for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
+            if not callable(function):
+                # json_loads=None used to fail at login as "a body that is not JSON"
+                raise TypeError(f"{name} must be callable, not {type(function).__name__}")
         self.sandbox = sandbox
         self.json_dumps = json_dumps
         self.json_loads = json_loads

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import warnings
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -91,7 +93,7 @@ def _get_replay_id(message: Message) -> object:
 
 
 def _replay_option(value: object) -> ReplayOption:
-    """``replay_fallback`` checked at the call site (it is used much later, deep inside)."""
+    """``replay_fallback`` checked where it is given (it is used much later, deep inside)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError("replay_fallback must be a ReplayOption or None")
     try:
@@ -99,6 +101,32 @@ def _replay_option(value: object) -> ReplayOption:
     except ValueError:
         raise InvalidArgumentError(
             f"replay_fallback must be a ReplayOption or None, not {value}"
+        ) from None
+
+
+def _check_limits(connection_timeout: object, max_pending_count: object) -> None:
+    """The limits checked at the call site (the driver uses them much later, deep inside)."""
+    if connection_timeout is not None and (
+        not isinstance(connection_timeout, int | float) or isinstance(connection_timeout, bool)
+    ):
+        raise TypeError(
+            f"connection_timeout must be a number or None, not {type(connection_timeout).__name__}"
+        )
+    if isinstance(connection_timeout, float) and math.isnan(connection_timeout):
+        raise InvalidArgumentError("connection_timeout must be a number of seconds, not NaN")
+    if not isinstance(max_pending_count, int | float) or isinstance(max_pending_count, bool):
+        raise TypeError(
+            f"max_pending_count must be a number, not {type(max_pending_count).__name__}"
+        )
+
+
+def _storage_policy(value: object) -> ReplayMarkerStoragePolicy:
+    try:
+        return ReplayMarkerStoragePolicy(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            "replay_storage_policy must be ReplayMarkerStoragePolicy.AUTOMATIC or MANUAL: "
+            f"{value!r} is not a valid ReplayMarkerStoragePolicy"
         ) from None
 
 
@@ -123,7 +151,8 @@ class Client:
         replay_storage_policy: store markers when a message is handed out (AUTOMATIC) or only
             when you say so (MANUAL).
         connection_timeout: seconds without a working connection before :meth:`receive`
-            raises :class:`~sfstream.exceptions.TransportTimeoutError`; None waits forever.
+            raises :class:`~sfstream.exceptions.TransportTimeoutError`; None (or ``<= 0``)
+            waits forever.
         max_pending_count: received messages that may wait for :meth:`receive` before polling
             pauses; ``<= 0`` means no limit.
         json_dumps: JSON serialiser (e.g. ``orjson.dumps``).
@@ -139,6 +168,11 @@ class Client:
         extensions: more :class:`~sfstream.bayeux.Extension` objects, applied after the
             client's replay extension on outgoing messages (they see ``ext.replay``) and before
             it on incoming ones (they see what came off the wire), e.g. to trace messages.
+        max_response_size: the largest reply body the CometD endpoint may send, in bytes
+            (after decompression); a larger one is a
+            :class:`~sfstream.exceptions.ProtocolError`.
+        max_messages: the most messages one reply may carry; more is a
+            :class:`~sfstream.exceptions.ProtocolError`.
     """
 
     def __init__(
@@ -173,17 +207,18 @@ class Client:
             raise TypeError(
                 f"authenticator must be an AuthenticatorBase, not {type(authenticator).__name__}"
             )
-        if replay_fallback is not None:
-            replay_fallback = _replay_option(replay_fallback)
+        _check_limits(connection_timeout, max_pending_count)
+        for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
+            if not callable(function):
+                raise TypeError(f"{name} must be callable, not {type(function).__name__}")
         #: The authenticator that supplies the access token.
         self.auth = authenticator
         # The storage that stores each event's marker before it is handed out, if any: kept
         # up to date by the two properties below, read once per event (#13).
         self._automatic: ReplayMarkerStorage | None = None
         self._replay_storage = self.create_replay_storage(replay)
-        #: Replay option used when Salesforce refuses a replay id.
         self.replay_fallback = replay_fallback
-        self.replay_storage_policy = ReplayMarkerStoragePolicy(replay_storage_policy)
+        self.replay_storage_policy = replay_storage_policy
         self.connection_timeout = connection_timeout
         self.max_pending_count = max_pending_count
         self.api_version = api_version
@@ -196,7 +231,26 @@ class Client:
         self._extensions = list(extensions)
         self._bayeux: BayeuxClient | None = None
         self._closed_before_open = False
-        self._storage_errors: list[ReplayError] = []
+        # While open() runs: its task, set when it has ended, and whether close() cancelled
+        # it (see close())
+        self._opener: asyncio.Task[Any] | None = None
+        self._open_ended: asyncio.Event | None = None
+        self._close_cancelled = False
+        # What the next receive() hands out before the driver's queue, in order: the failure
+        # of a storage that could not store a marker (raised), and messages taken from the
+        # driver but never handed out because the call was cancelled while their marker was
+        # being stored (returned). One check per event for both.
+        self._backlog: deque[Message | ReplayError] = deque()
+
+    @property
+    def replay_fallback(self) -> ReplayOption | None:
+        """The replay option used when Salesforce refuses a replay id (None: no fallback)."""
+        return self._replay_fallback
+
+    @replay_fallback.setter
+    def replay_fallback(self, option: ReplayOption | None) -> None:
+        # checked here, where it is set: it is used much later, deep inside a subscribe
+        self._replay_fallback = _replay_option(option) if option is not None else None
 
     @property
     def replay_storage(self) -> ReplayMarkerStorage | None:
@@ -205,6 +259,11 @@ class Client:
 
     @replay_storage.setter
     def replay_storage(self, storage: ReplayMarkerStorage | None) -> None:
+        if storage is not None and not isinstance(storage, ReplayMarkerStorage):
+            raise TypeError(
+                "replay_storage must be a ReplayMarkerStorage or None, not "
+                f"{type(storage).__name__} (wrap a mapping in MappingStorage)"
+            )
         self._replay_storage = storage
         self._automatic = self._find_automatic_storage()
 
@@ -215,7 +274,7 @@ class Client:
 
     @replay_storage_policy.setter
     def replay_storage_policy(self, policy: ReplayMarkerStoragePolicy) -> None:
-        self._replay_storage_policy = policy
+        self._replay_storage_policy = _storage_policy(policy)
         self._automatic = self._find_automatic_storage()
 
     def __repr__(self) -> str:
@@ -259,7 +318,10 @@ class Client:
     @property
     def pending_count(self) -> int:
         """How many received messages wait for :meth:`receive`."""
-        return self._bayeux.pending_count if self._bayeux is not None else 0
+        count = self._bayeux.pending_count if self._bayeux is not None else 0
+        if self._backlog:
+            count += sum(not isinstance(item, ReplayError) for item in self._backlog)
+        return count
 
     @property
     def has_pending_messages(self) -> bool:
@@ -284,10 +346,38 @@ class Client:
             TransportError: a network or HTTP error on the CometD endpoint.
             ServerError: the handshake or the first connect was refused.
         """
-        if self._bayeux is not None or self._closed_before_open:
+        if self._bayeux is not None or self._closed_before_open or self._opener is not None:
             raise ClientInvalidOperation(
-                "the client is already open" if not self.closed else "the client is closed"
+                "the client is closed"
+                if self._closed_before_open or (self._bayeux is not None and self.closed)
+                else "the client is already open"
             )
+        # close() cancels the task running open() to stop it, as asyncio.timeout() does:
+        # a close() during the token request or the handshake then ends the opening
+        # instead of being overtaken by it. A cancellation from anyone else stays one.
+        current = asyncio.current_task()
+        assert current is not None
+        cancelling = current.cancelling()
+        self._opener = current
+        ended = self._open_ended = asyncio.Event()
+        try:
+            await self._open()
+        except asyncio.CancelledError:
+            if self._close_cancelled:
+                self._close_cancelled = False
+                if current.uncancel() <= cancelling:
+                    raise ClientInvalidOperation(
+                        "the client was closed while it was opening"
+                    ) from None
+            raise
+        finally:
+            if self._close_cancelled:  # the cancellation was absorbed on the way
+                self._close_cancelled = False
+                current.uncancel()
+            self._opener = self._open_ended = None
+            ended.set()
+
+    async def _open(self) -> None:
         if self._session is not None and self.auth.session is None:
             self.auth.session = self._session
         await self.auth.authenticate()
@@ -324,7 +414,18 @@ class Client:
             raise
 
     async def close(self) -> None:
-        """Disconnect from the server. Idempotent; pending messages stay receivable."""
+        """Disconnect from the server. Idempotent; pending messages stay receivable.
+
+        Called while :meth:`open` runs, it stops the opening (which then raises
+        :class:`~sfstream.exceptions.ClientInvalidOperation`) and leaves no session behind.
+        """
+        opener, ended = self._opener, self._open_ended
+        if opener is not None and ended is not None:
+            self._closed_before_open = True
+            if opener is not asyncio.current_task() and not self._close_cancelled:
+                self._close_cancelled = True
+                opener.cancel()
+            await ended.wait()
         if self._bayeux is None:
             self._closed_before_open = True
             return
@@ -442,7 +543,14 @@ class Client:
         """
         bayeux = self._require_open()
         validate_subscription(channel)  # before anything uses the name
-        await self._replay.load_replay_id(self.replay_storage, channel)
+        try:
+            await self._replay.load_replay_id(self.replay_storage, channel)
+        except ReplayError:
+            raise
+        except Exception as error:  # a storage of the user's own, its driver's errors
+            raise ReplayError(
+                f"the replay storage failed to read the marker of {channel}: {error!r}"
+            ) from error
         # Where a NEW_EVENTS subscription starts, by the server's clock, never the local one:
         # the local clock may be hours off the org's.
         server_time = self._server_time(bayeux)
@@ -499,12 +607,16 @@ class Client:
             AuthenticationError: Salesforce refused the credentials, even fresh ones.
             ReplayError: the replay storage failed to store the previous message's marker.
         """
-        if self._storage_errors:
-            raise self._storage_errors.pop(0)
-        bayeux = self._bayeux
-        if bayeux is None:
-            bayeux = self._require_open()  # raises
-        message = await bayeux.receive()
+        if self._backlog:
+            item = self._backlog.popleft()
+            if isinstance(item, ReplayError):
+                raise item
+            message = item  # taken by a call that was cancelled: handed out now
+        else:
+            bayeux = self._bayeux
+            if bayeux is None:
+                bayeux = self._require_open()  # raises
+            message = await bayeux.receive()
         storage = self._automatic
         if storage is not None:
             await self._store_marker(storage, message)
@@ -521,21 +633,24 @@ class Client:
         """
         if max_count < 1:
             raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
-        if self._bayeux is not None and self._automatic is None:
+        if self._bayeux is not None and self._automatic is None and not self._backlog:
             # no marker to store (#13): the driver's batch as it is
-            if self._storage_errors:
-                raise self._storage_errors.pop(0)
             return await self._bayeux.receive_many(max_count)
         messages = [await self.receive()]
         bayeux = self._bayeux
-        while bayeux is not None and len(messages) < max_count and not self._storage_errors:
-            message = bayeux.receive_nowait()
-            if message is None:
-                break
-            storage = self._automatic
-            if storage is not None:
-                await self._store_marker(storage, message)
-            messages.append(message)
+        try:
+            while bayeux is not None and len(messages) < max_count and not self._backlog:
+                message = bayeux.receive_nowait()
+                if message is None:
+                    break
+                storage = self._automatic
+                if storage is not None:
+                    await self._store_marker(storage, message)
+                messages.append(message)
+        except asyncio.CancelledError:
+            # the batch is never returned: its messages go first to the next call
+            self._backlog.extendleft(reversed(messages))
+            raise
         return messages
 
     def _find_automatic_storage(self) -> ReplayMarkerStorage | None:
@@ -552,11 +667,18 @@ class Client:
         return None
 
     async def _store_marker(self, storage: ReplayMarkerStorage, message: Message) -> None:
-        """Store ``message``'s marker in ``storage`` before the message is returned."""
+        """Store ``message``'s marker in ``storage`` before the message is returned.
+
+        Cancelled meanwhile, the message goes back to the front of the backlog: the next
+        call hands it out (and stores its marker again: a marker never moves backwards).
+        """
         if not self._replay.attributed(message.get("channel", "")):
             return  # a delivery no single subscription can claim moves no stored position
         try:
             await storage.extract_replay_id(message)
+        except asyncio.CancelledError:
+            self._backlog.appendleft(message)
+            raise
         except ReplayError as error:
             channel = message.get("channel")
             logger.warning("no replay marker stored for a message on %s: %s", channel, error)
@@ -565,7 +687,7 @@ class Client:
         except Exception as error:
             failure = ReplayError(f"the replay storage failed to store a marker: {error!r}")
             failure.__cause__ = error
-            self._storage_errors.append(failure)
+            self._backlog.append(failure)
 
     def __aiter__(self) -> Self:
         return self
@@ -574,7 +696,7 @@ class Client:
         # The usual case first (#13): a message is ready, no error waits; one coroutine per
         # event instead of three.
         bayeux = self._bayeux
-        if bayeux is not None and not self._storage_errors:
+        if bayeux is not None and not self._backlog:
             message = bayeux.receive_nowait()
             if message is not None:
                 storage = self._automatic
@@ -632,6 +754,8 @@ class SalesforceStreamingClient(Client):
         on_status: StatusCallback | None = None,
         backoff: Backoff | None = None,
         extensions: Iterable[Extension] = (),
+        max_response_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+        max_messages: int = DEFAULT_MAX_MESSAGES,
     ) -> None:
         authenticator = authenticator_from_login(
             consumer_key=consumer_key,
@@ -669,4 +793,6 @@ class SalesforceStreamingClient(Client):
             on_status=on_status,
             backoff=backoff,
             extensions=extensions,
+            max_response_size=max_response_size,
+            max_messages=max_messages,
         )
