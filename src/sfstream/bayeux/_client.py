@@ -250,6 +250,11 @@ class BayeuxClient:
         self._errors: deque[SfstreamError] = deque()
         self._fatal: SfstreamError | None = None
         self._task: asyncio.Task[None] | None = None
+        # While open() runs: its task, set when open() has ended, and whether close() cancelled
+        # that task to stop the opening (see close())
+        self._opener: asyncio.Task[Any] | None = None
+        self._open_ended: asyncio.Event | None = None
+        self._close_cancelled = False
         # Created in open(), inside the running loop.
         self._activity: asyncio.Event | None = None
         self._capacity: asyncio.Event | None = None
@@ -362,17 +367,36 @@ class BayeuxClient:
         if self._transport is None:
             self._transport = self._new_transport(self._connection_types[0])
         self._start_push_reader()
+        # close() cancels the task running open() to stop it, as asyncio.timeout() does: a
+        # close() during the handshake then ends the opening (and the session the server may
+        # have made) instead of racing it. A cancellation from anyone else stays one.
+        current = asyncio.current_task()
+        cancelling = current.cancelling() if current is not None else 0
+        ended = asyncio.Event()
+        self._opener, self._open_ended = current, ended
         try:
             action: Action = Handshake()
             while not self._engine.established:
                 action = await self._step(action)
                 if isinstance(action, Stop):
                     raise action.error
-        except BaseException:
+        except BaseException as exc:
             # Cancelled (or failed) after the handshake: end the session on the server too,
             # best-effort and within _DISCONNECT_TIMEOUT, as close() does.
             await self._shutdown(disconnect=self._engine.has_session, report=False)
+            if isinstance(exc, asyncio.CancelledError) and self._close_cancelled:
+                self._close_cancelled = False
+                if current is not None and current.uncancel() <= cancelling:
+                    raise ClientInvalidOperation(
+                        "the client was closed while it was opening"
+                    ) from None
             raise
+        finally:
+            if self._close_cancelled and current is not None:  # absorbed on the way
+                self._close_cancelled = False
+                current.uncancel()
+            self._opener = self._open_ended = None
+            ended.set()
         logger.info("connected to %s (clientId %s)", self.url, self._engine.client_id)
         self.report_status(StatusKind.CONNECTED, f"clientId {self._engine.client_id}")
         self._task = asyncio.create_task(self._run(action), name=f"bayeux connect loop {self.url}")
@@ -380,13 +404,25 @@ class BayeuxClient:
     async def close(self) -> None:
         """Disconnect and stop the background task. Idempotent.
 
-        Messages already received stay available to ``receive()``.
+        Messages already received stay available to ``receive()``. Called while :meth:`open`
+        runs, it stops the opening (which then raises
+        :class:`~sfstream.exceptions.ClientInvalidOperation`) and ends the session the server
+        may have made.
         """
         if self._lifecycle is _Lifecycle.CLOSED:
             return
         if self._lifecycle is _Lifecycle.UNOPENED:
             self._lifecycle = _Lifecycle.CLOSED
             return
+        opener, ended = self._opener, self._open_ended
+        if opener is not None and ended is not None and opener is not asyncio.current_task():
+            # open() is running: stop it (it ends its own session) and wait for it to end
+            if not self._close_cancelled:
+                self._close_cancelled = True
+                opener.cancel()
+            await ended.wait()
+            if self.closed:  # (open() ended its own session)
+                return
         await self._shutdown(disconnect=True)
 
     async def _shutdown(self, *, disconnect: bool, report: bool = True) -> None:
