@@ -456,3 +456,18 @@ def test_silence_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert (tmp_path / "out.txt").read_text() == ""
     monkeypatch.setattr(sys, "stdout", object())
     package._silence_stdout()  # nothing to silence
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "99999"])
+def test_emulator_port_out_of_range_is_a_usage_error(cli: CliRunner, port: str) -> None:
+    run = cli("emulator", "--port", port)  # raised OverflowError from bind()
+    assert run.code == 2
+    assert f"port {port}: a port is 0 to 65535" in run.err
+
+
+def test_emulator_port_out_of_range_in_a_config_file(cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "org.json"
+    config.write_text('{"port": 70000}')
+    run = cli("emulator", "--config", str(config))
+    assert run.code == 2
+    assert "port 70000: a port is 0 to 65535" in run.err

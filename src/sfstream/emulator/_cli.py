@@ -84,6 +84,7 @@ _SCALARS: Final[dict[str, tuple[Callable[[Any], Any], Any]]] = {
 }
 _LISTS: Final = ("streaming_channels", "cdc_entities")
 _MAPS: Final = ("push_topics", "channels")
+_MAX_PORT: Final = 65535
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -431,6 +432,14 @@ async def run(
         org = build_emulator(args)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"sfstream emulator: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= org.config.port <= _MAX_PORT:
+        # --port or the config file's port: bind() would raise OverflowError.
+        print(
+            f"sfstream emulator: port {org.config.port}: a port is 0 to {_MAX_PORT} "
+            "(0 picks a free one)",
+            file=sys.stderr,
+        )
         return 2
     verbose = getattr(args, "verbose", None) or 0
     if verbose and not logging.getLogger().handlers:
