@@ -86,6 +86,50 @@ def test_publish_reads_stdin(
     assert org.call(org.emulator.events, EVENT)[0]["payload"]["Amount__c"] == 8
 
 
+@pytest.mark.parametrize("channel", [EVENT, GENERIC])
+def test_a_payload_that_is_not_utf8_on_stdin_is_a_usage_error(
+    cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch, channel: str
+) -> None:
+    # A strict UTF-8 stdin raised UnicodeDecodeError: "unexpected error", exit 1.
+    raw = io.BytesIO(b'{"Amount__c": "caf\xe9"}')
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw, encoding="utf-8"))
+    run = cli("publish", channel, "-", *password_args(org))
+    run.assert_one_error_line(2, "stdin is not UTF-8 text: byte 0xe9 at position 18")
+    assert org.call(org.emulator.events, channel) == []
+
+
+@pytest.mark.parametrize("channel", [EVENT, GENERIC])
+def test_a_payload_that_is_not_utf8_in_the_arguments_is_a_usage_error(
+    cli: CliRunner, org: EmulatorThread, channel: str
+) -> None:
+    # Python hands undecodable argv bytes over as lone surrogates; they were sent on (the
+    # emulator answered HTTP 500, exit 1).
+    run = cli("publish", channel, '{"Amount__c": "caf\udce9"}', *password_args(org))
+    run.assert_one_error_line(2, "JSON is not UTF-8 text: byte 0xe9 at position 18")
+    assert org.call(org.emulator.events, channel) == []
+
+
+def test_a_utf8_payload_with_a_byte_order_mark_on_stdin_is_published(
+    cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = io.BytesIO('\ufeff{"Amount__c": "café"}'.encode())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw, encoding="utf-8"))
+    run = cli("publish", EVENT, "-", *password_args(org))
+    assert run.code == 0, run.err
+    assert org.call(org.emulator.events, EVENT)[0]["payload"]["Amount__c"] == "café"
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_numbers_json_cannot_carry_are_refused(
+    cli: CliRunner, org: EmulatorThread, number: str
+) -> None:
+    # Python's json reads them (NaN, inf) and writes them back as NaN/Infinity, which is not
+    # JSON: the request body was invalid JSON.
+    run = cli("publish", EVENT, f'{{"Amount__c": {number}}}', *password_args(org))
+    run.assert_one_error_line(2, "the event is not valid JSON", f"{number} is not a JSON number")
+    assert org.call(org.emulator.events, EVENT) == []
+
+
 def test_generic_push(cli: CliRunner, org: EmulatorThread) -> None:
     run = cli("publish", GENERIC, "hello world", *password_args(org))
     assert run.code == 0, run.err

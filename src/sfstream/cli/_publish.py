@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -284,16 +285,58 @@ def _event_name(channel: str) -> str | None:
     return name
 
 
+def _not_utf8(where: str, position: int, byte: int) -> CliError:
+    return CliError(
+        f"{where} is not UTF-8 text: byte 0x{byte:02x} at position {position}",
+        ExitCode.USAGE,
+        "Salesforce takes UTF-8: convert it first (e.g. iconv -f latin1 -t utf-8)",
+    )
+
+
 def _payload_text(args: argparse.Namespace) -> str:
+    """The payload as text, checked to be UTF-8 (what goes on the wire)."""
     if args.payload == "-":
-        return sys.stdin.read()
-    text: str = args.payload
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:  # a stdin replaced by a text stream
+            text = sys.stdin.read()
+        else:
+            raw: bytes = buffer.read()
+            try:
+                return raw.decode("utf-8-sig")
+            except UnicodeDecodeError as exc:
+                raise _not_utf8("stdin", exc.start, raw[exc.start]) from None
+        where = "stdin"
+    else:
+        text, where = args.payload, "JSON"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        # Bytes the locale could not decode reach Python as lone surrogates (surrogateescape):
+        # U+DC80..U+DCFF stand for the bytes 0x80..0xFF.
+        char = ord(text[exc.start])
+        position = len(text[: exc.start].encode("utf-8", "surrogateescape"))
+        raise _not_utf8(
+            where, position, char - 0xDC00 if 0xDC80 <= char <= 0xDCFF else char
+        ) from None
     return text
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is not a JSON number Salesforce can read (too large)")
+    return value
 
 
 def _event_fields(text: str) -> dict[str, Any]:
     try:
-        fields = json.loads(text)
+        # Python's json reads NaN, Infinity and 1e999 (inf) but writes them back as NaN and
+        # Infinity, which is not JSON: refuse them here.
+        fields = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise CliError(
             f"the event is not valid JSON: {exc}",
