@@ -110,6 +110,17 @@ def test_missing_credentials_and_bad_channels(cli: CliRunner) -> None:
     ).assert_one_error_line(2, "not a channel")
 
 
+@pytest.mark.parametrize("channel", ["/event/Ord er__e", "/", "/event/Caf\u00e9__e", "/event//x"])
+def test_an_invalid_channel_name_is_a_usage_error_before_logging_in(
+    cli: CliRunner, org: EmulatorThread, channel: str
+) -> None:
+    # It was refused by the client after the login, exit 1 (bayeux --subscribe: exit 2).
+    run = cli("listen", channel, *password_args(org))
+    run.assert_one_error_line(2, f"invalid channel name {channel!r}", "/event/Order__e")
+    assert "connected to" not in run.err
+    assert org.call(org.emulator.sessions) == []
+
+
 def test_subscription_errors(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> None:
     creds = password_args(org)
     cli("listen", "/event/Nope__e", *creds).assert_one_error_line(

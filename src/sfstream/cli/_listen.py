@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sfstream.bayeux import Message, Status, StatusKind
+from sfstream.bayeux import Message, Status, StatusKind, validate_subscription
 from sfstream.exceptions import ReplayError, ServerError
 from sfstream.salesforce import (
     DEFAULT_API_VERSION,
@@ -293,6 +293,17 @@ def _check_channels(channels: list[str]) -> None:
                 "channels look like /event/Order__e, /topic/Name, /u/name, "
                 "/data/AccountChangeEvent",
             )
+        try:
+            validate_subscription(channel)
+        except ValueError as exc:
+            # Before logging in: the same name was refused by the client after the login,
+            # exit 1, where bayeux --subscribe refuses it as a usage error.
+            raise CliError(
+                str(exc),
+                ExitCode.USAGE,
+                "channels look like /event/Order__e, /topic/Name, /u/name, "
+                "/data/AccountChangeEvent",
+            ) from None
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:
