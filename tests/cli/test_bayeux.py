@@ -127,6 +127,15 @@ def test_no_server_is_a_connection_error(cli: CliRunner) -> None:
         (["http://127.0.0.1:9/b", "--publish", "/a", "{not json"], "not JSON"),
         (["http://127.0.0.1:9/b", "--publish", "/a/*", "1"], "/a/*"),
         (["http://[::1/b", "--subscribe", "/a"], "not a Bayeux URL"),
+        # Python's json reads these and wrote them on the wire as NaN/Infinity (not JSON).
+        (["http://127.0.0.1:9/b", "--publish", "/a", '{"x": NaN}'], "NaN is not a JSON number"),
+        (["http://127.0.0.1:9/b", "--publish", "/a", "[-Infinity]"], "-Infinity is not a JSON"),
+        (["http://127.0.0.1:9/b", "--publish", "/a", "[1e999]"], "1e999 is not a JSON number"),
+        # An undecodable byte of the argument (a lone surrogate) went on the wire as \udce9.
+        (
+            ["http://127.0.0.1:9/b", "--publish", "/a", '"caf\udce9"'],
+            "--publish data is not UTF-8 text: byte 0xe9 at position 4",
+        ),
     ],
 )
 def test_usage_errors(cli: CliRunner, argv: list[str], part: str) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from sfstream.bayeux import (
 )
 from sfstream.exceptions import ServerError
 
-from ._args import positive_int, seconds
+from ._args import load_json, positive_int, seconds, utf8_text
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import Console, Style, json_line, redact
 from ._trace import Direction, TraceExtension
@@ -66,7 +65,7 @@ def parse_header(text: str) -> tuple[str, str]:
 
 def _json_value(text: str) -> Any:
     try:
-        return json.loads(text)
+        return load_json(utf8_text(text, "--publish data"))
     except ValueError as exc:
         raise CliError(
             f"--publish data is not JSON: {exc}",

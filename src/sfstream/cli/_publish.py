@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from sfstream._http import describe, read_limited, safe_cause
 from sfstream.exceptions import AuthenticationError
 from sfstream.salesforce import DEFAULT_API_VERSION, AuthenticatorBase
 
+from ._args import load_json, not_utf8, utf8_text
 from ._channels import known_channels, suggest_channel
 from ._credentials import (
     add_credential_arguments,
@@ -285,58 +285,23 @@ def _event_name(channel: str) -> str | None:
     return name
 
 
-def _not_utf8(where: str, position: int, byte: int) -> CliError:
-    return CliError(
-        f"{where} is not UTF-8 text: byte 0x{byte:02x} at position {position}",
-        ExitCode.USAGE,
-        "Salesforce takes UTF-8: convert it first (e.g. iconv -f latin1 -t utf-8)",
-    )
-
-
 def _payload_text(args: argparse.Namespace) -> str:
     """The payload as text, checked to be UTF-8 (what goes on the wire)."""
     if args.payload == "-":
         buffer = getattr(sys.stdin, "buffer", None)
         if buffer is None:  # a stdin replaced by a text stream
-            text = sys.stdin.read()
-        else:
-            raw: bytes = buffer.read()
-            try:
-                return raw.decode("utf-8-sig")
-            except UnicodeDecodeError as exc:
-                raise _not_utf8("stdin", exc.start, raw[exc.start]) from None
-        where = "stdin"
-    else:
-        text, where = args.payload, "JSON"
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        # Bytes the locale could not decode reach Python as lone surrogates (surrogateescape):
-        # U+DC80..U+DCFF stand for the bytes 0x80..0xFF.
-        char = ord(text[exc.start])
-        position = len(text[: exc.start].encode("utf-8", "surrogateescape"))
-        raise _not_utf8(
-            where, position, char - 0xDC00 if 0xDC80 <= char <= 0xDCFF else char
-        ) from None
-    return text
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"{text} is not a JSON number Salesforce can read (too large)")
-    return value
+            return utf8_text(sys.stdin.read(), "stdin")
+        raw: bytes = buffer.read()
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise not_utf8("stdin", exc.start, raw[exc.start]) from None
+    return utf8_text(args.payload, "JSON")
 
 
 def _event_fields(text: str) -> dict[str, Any]:
     try:
-        # Python's json reads NaN, Infinity and 1e999 (inf) but writes them back as NaN and
-        # Infinity, which is not JSON: refuse them here.
-        fields = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        fields = load_json(text)
     except ValueError as exc:
         raise CliError(
             f"the event is not valid JSON: {exc}",
