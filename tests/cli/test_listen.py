@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import io
 import json
@@ -559,6 +560,40 @@ async def test_an_event_without_a_marker_is_still_printed() -> None:
     assert printed.pop("receivedAt").endswith("Z")
     assert printed == {"channel": "/u/x", "data": {"payload": "p"}}
     assert "no replay id stored: no replay id in the message" in err.getvalue()
+
+
+async def test_an_interruption_during_the_marker_write_still_stores_the_printed_event() -> None:
+    from sfstream.cli._output import Console
+
+    stored: list[str] = []
+    writing = asyncio.Event()
+
+    class Storage:
+        def __call__(self, message: Message) -> Any:
+            @contextlib.asynccontextmanager
+            async def store() -> AsyncIterator[None]:
+                yield
+                writing.set()
+                await asyncio.sleep(0.2)  # a write the interruption lands in
+                stored.append(message["channel"])
+
+            return store()
+
+    class FakeClient:
+        replay_storage = Storage()
+
+    out, err = io.StringIO(), io.StringIO()
+    args = _listen_args("--store", "s", "--json")
+    listener = _listen._Listener(args, Console(out, err, color="never"), object())  # type: ignore[arg-type]
+    task = asyncio.ensure_future(
+        listener.handle(FakeClient(), {"channel": "/u/x", "data": {"payload": "p"}})  # type: ignore[arg-type]
+    )
+    await writing.wait()
+    task.cancel()  # what SIGINT/SIGTERM do
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert json.loads(out.getvalue())["data"] == {"payload": "p"}
+    assert stored == ["/u/x"]  # it was printed, so it is stored: the next run starts after it
 
 
 def _listen_args(*argv: str) -> argparse.Namespace:

@@ -205,6 +205,18 @@ class _Listener:
         if self.shelf is None or storage is None:
             self.emit(message)
             return
+        # Printing and storing run to the end in a task of their own: Ctrl-C or SIGTERM landing
+        # while the marker is written left a printed event unstored (printed again next run).
+        work = asyncio.ensure_future(self._emit_and_store(storage, message))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])
+            if not work.cancelled():
+                work.exception()  # retrieved: the interruption is what is reported
+            raise
+
+    async def _emit_and_store(self, storage: ReplayMarkerStorage, message: Message) -> None:
         try:
             async with storage(message):
                 self.emit(message)
