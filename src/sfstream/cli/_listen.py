@@ -221,7 +221,9 @@ class _Listener:
             async with storage(message):
                 self.emit(message)
         except ReplayError as exc:
-            self.note(f"no replay id stored: {exc}")
+            # Not news but a failure (the next run prints this event again): also with -q.
+            self.progress.clear()
+            self.console.note(self.console.err_style(f"no replay id stored: {exc}", "yellow"))
 
     async def listen(self, client: Client, auth: AuthenticatorBase) -> int:
         args = self.args
