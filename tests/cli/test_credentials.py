@@ -206,6 +206,26 @@ def test_refused_values_are_usage_errors(tmp_path: Path) -> None:
         build_authenticator(resolve(*jwt, str(garbage)))
 
 
+_TOKEN = ("--access-token", "abcd", "--instance-url", "https://x.example.com")
+
+
+@pytest.mark.parametrize("version", ["abc", "v62.0", "62.0/../x", "62.0?x=1", "", "62."])
+def test_a_malformed_api_version_is_a_usage_error(version: str) -> None:
+    # It went into the URLs as given: "Unsupported API version" (exit 1) from the CometD
+    # endpoint, or a 404 that publish blamed on the platform event's name.
+    with pytest.raises(CliError, match="expected an API version such as") as info:
+        resolve(*_TOKEN, "--api-version", version)
+    assert info.value.code is ExitCode.USAGE
+    assert str(info.value).startswith(f"--api-version {version!r}")
+
+
+def test_a_malformed_api_version_in_the_environment_is_named_as_such() -> None:
+    with pytest.raises(CliError, match=r"SFSTREAM_API_VERSION 'v62\.0'"):
+        resolve(*_TOKEN, env={"SFSTREAM_API_VERSION": "v62.0"})
+    assert resolve(*_TOKEN, env={"SFSTREAM_API_VERSION": "62.0"}).api_version == "62.0"
+    assert resolve(*_TOKEN, "--api-version", "9.10").api_version == "9.10"
+
+
 def test_jwt_without_its_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def missing(*_args: Any, **_kwargs: Any) -> Any:
         raise ImportError(

@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import getpass
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from typing import Any, Final
 
 from sfstream.exceptions import AuthenticationError
 from sfstream.salesforce import (
+    DEFAULT_API_VERSION,
     AccessTokenAuthenticator,
     AuthenticatorBase,
     ClientCredentialsAuthenticator,
@@ -230,6 +232,22 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+_API_VERSION: Final = re.compile(r"[1-9][0-9]*\.[0-9]+")
+
+
+def _check_api_version(flag: str | None, value: str | None) -> None:
+    """A version the endpoints' paths take (``62.0``): anything else was put into the URL
+    as given and met "Unsupported API version", or a 404 blamed on the event's name."""
+    if value is None or _API_VERSION.fullmatch(value):
+        return
+    where = "--api-version" if flag is not None else ENVIRONMENT["api_version"]
+    raise CliError(
+        f"{where} {value!r}: expected an API version such as {DEFAULT_API_VERSION}",
+        ExitCode.USAGE,
+        "give the number only, major and minor (e.g. 62.0)",
+    )
+
+
 def resolve_credentials(
     args: argparse.Namespace,
     environ: Mapping[str, str] | None = None,
@@ -247,6 +265,7 @@ def resolve_credentials(
         name: flag if flag is not None else _from_environment(name, env)
         for name, flag in flags.items()
     }
+    _check_api_version(flags["api_version"], values["api_version"])
     flow = _choose_flow(flags, values, values["auth"])
     if (
         flow == "password"
