@@ -226,6 +226,16 @@ def test_a_malformed_api_version_in_the_environment_is_named_as_such() -> None:
     assert resolve(*_TOKEN, "--api-version", "9.10").api_version == "9.10"
 
 
+@pytest.mark.parametrize("name", ["SFSTREAM_SANDBOX", "SFSTREAM_CLIENT_CREDENTIALS"])
+def test_a_yes_no_variable_takes_only_yes_or_no(name: str) -> None:
+    # Any other value was read as "no": SFSTREAM_SANDBOX=sandbox logged in to production.
+    with pytest.raises(CliError, match=f"{name}='sandbox': expected 1, true") as info:
+        resolve(*_TOKEN, env={name: "sandbox"})
+    assert info.value.code is ExitCode.USAGE
+    for word, meaning in (("On", True), (" 1 ", True), ("off", False), ("FALSE", False)):
+        assert resolve(*_TOKEN, env={name: word}).get(name[9:].lower()) is meaning
+
+
 def test_jwt_without_its_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def missing(*_args: Any, **_kwargs: Any) -> Any:
         raise ImportError(

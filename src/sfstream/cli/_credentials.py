@@ -84,6 +84,7 @@ FLOWS: Final = (
 )
 _BOOLEANS: Final = frozenset({"client_credentials", "sandbox"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 #: The option that selects each flow when present.
 _CHOOSERS: Final = (
     ("sf-org", "sf_org"),
@@ -196,7 +197,14 @@ def _from_environment(name: str, environ: Mapping[str, str]) -> Any:
     if raw is None or raw == "":
         return None
     if name in _BOOLEANS:
-        return raw.strip().lower() in _TRUE
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            # e.g. SFSTREAM_SANDBOX=sandbox read as "no": a login to the wrong org.
+            raise CliError(
+                f"{ENVIRONMENT[name]}={raw!r}: expected 1, true, yes or on (or 0, false, no, off)",
+                ExitCode.USAGE,
+            )
+        return word in _TRUE
     return raw
 
 
