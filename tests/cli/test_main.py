@@ -59,6 +59,16 @@ def test_usage_errors_exit_2(cli: CliRunner) -> None:
     assert cli("demo", "--interval", "fast").code == 2
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["listen", EVENT, "--access-token", "abcd", "--instance-url", "https://x.io"], ["demo"]],
+)
+def test_an_empty_store_path_is_a_usage_error(cli: CliRunner, command: list[str]) -> None:
+    # --store "$UNSET" ran without a store, in silence: the next run did not resume.
+    run = cli(*command, "--store", "")
+    run.assert_one_error_line(2, "argument --store: expected a file path, not an empty string")
+
+
 def test_usage_errors_are_one_line_with_did_you_mean(cli: CliRunner) -> None:
     run = cli("listen", EVENT, "--jsn")
     line = run.assert_one_error_line(2, "unknown option --jsn", "did you mean --json?")

@@ -9,7 +9,7 @@ from typing import Any
 
 from ._errors import CliError, ExitCode
 
-__all__ = ["load_json", "not_utf8", "positive_int", "seconds", "utf8_text"]
+__all__ = ["file_path", "load_json", "not_utf8", "positive_int", "seconds", "utf8_text"]
 
 
 def positive_int(text: str) -> int:
@@ -21,6 +21,14 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a number above 0, not {value}")
     return value
+
+
+def file_path(text: str) -> str:
+    """A path that is not empty (``--store``: ``--store "$UNSET"`` meant no store at all, in
+    silence, and the next run did not resume)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file path, not an empty string")
+    return text
 
 
 def seconds(text: str) -> float:

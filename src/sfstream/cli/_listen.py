@@ -30,7 +30,7 @@ from sfstream.salesforce import (
     parse_marker_date,
 )
 
-from ._args import positive_int, seconds
+from ._args import file_path, positive_int, seconds
 from ._channels import known_channels, suggest_channel
 from ._credentials import (
     add_credential_arguments,
@@ -94,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     replay.add_argument(
         "--store",
+        type=file_path,
         metavar="FILE",
         help="keep the last replay id per channel in FILE (SQLite; a shelve store given here "
         "is migrated) and resume from it",
