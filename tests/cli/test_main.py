@@ -226,6 +226,18 @@ def test_a_failing_login_server_is_not_blamed_on_the_credentials(
     assert "authentication failed" not in line
 
 
+def test_a_login_url_with_a_path_is_not_blamed_on_the_credentials(
+    cli: CliRunner, org: EmulatorThread
+) -> None:
+    # The token request met the org's 404 page; the hint said "check the credentials".
+    creds = password_args(org)
+    login = creds.index("--login-url") + 1
+    creds[login] += "/lightning/page/home"
+    run = cli("listen", EVENT, *creds)
+    run.assert_one_error_line(3, "HTTP 404", "check --login-url", "without a path")
+    assert "check the credentials" not in run.err
+
+
 def test_debug_shows_the_traceback_and_logs(cli: CliRunner, org: EmulatorThread) -> None:
     logger = logging.getLogger("sfstream")
     handlers, level = list(logger.handlers), logger.level
