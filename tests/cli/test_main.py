@@ -31,7 +31,7 @@ from sfstream.exceptions import (
     TransportTimeoutError,
 )
 from sfstream.salesforce import ReplayMarker, SqliteStorage
-from tests.cli.conftest import EVENT, ROOT, CliRunner, password_args
+from tests.cli.conftest import EVENT, ROOT, CliRunner, json_lines, password_args
 
 
 def test_version_and_help(cli: CliRunner) -> None:
@@ -252,6 +252,25 @@ def test_debug_shows_the_traceback_and_logs(cli: CliRunner, org: EmulatorThread)
     assert "DEBUG" in after.err  # --debug after the command works too
     quiet = cli("listen", "/event/Nope__e", *password_args(org))
     assert "DEBUG" not in quiet.err
+
+
+@pytest.mark.parametrize(
+    "command", [["listen", "/event/Nope__e"], ["publish", "/event/Nope__e", "{}"]]
+)
+def test_debug_with_json_keeps_every_stderr_line_json(
+    cli: CliRunner, org: EmulatorThread, command: list[str]
+) -> None:
+    # The --debug records were plain text lines among the JSON ones.
+    run = cli(*command, "--json", "--debug", *password_args(org))
+    assert run.code == 1
+    lines = json_lines(run.err)  # each line parses
+    logs = [line for line in lines if "log" in line]
+    assert logs
+    assert {line["level"] for line in logs} >= {"DEBUG"}
+    assert all(line["logger"].startswith("sfstream.") and line["time"] for line in logs)
+    assert any("Traceback" in line.get("note", "") for line in lines)
+    assert lines[-1]["exitCode"] == 1
+    run.assert_no_secret()
 
 
 def test_unexpected_errors(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,7 +30,7 @@ from sfstream import __version__
 from . import _bayeux, _demo, _listen, _publish, _relay
 from ._credentials import ENVIRONMENT
 from ._errors import CliError, ExitCode, to_cli_error
-from ._output import Console
+from ._output import Console, json_line
 
 __all__ = ["ExitCode", "UsageError", "build_parser", "main", "usage_message"]
 
@@ -238,7 +238,21 @@ class _ScrubbingFormatter(logging.Formatter):
         self.console = console
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.console.scrub(super().format(record))
+        text = super().format(record)
+        if self.console.json:
+            # --json: every stderr line is JSON, the --debug records too.
+            message = record.getMessage()
+            if record.exc_text:  # set by super().format() from exc_info
+                message += "\n" + record.exc_text
+            text = json_line(
+                {
+                    "log": message,
+                    "level": record.levelname,
+                    "logger": record.name,
+                    "time": self.formatTime(record),
+                }
+            )
+        return self.console.scrub(text)
 
 
 @contextmanager
