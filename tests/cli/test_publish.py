@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -180,6 +181,15 @@ def test_publish_errors(cli: CliRunner, org: EmulatorThread) -> None:
     ).assert_one_error_line(4, "cannot reach 127.0.0.1")
 
 
+# aiohttp advises streaming a body above 1 MiB (a ResourceWarning, shown only in tests)
+@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
+def test_a_payload_too_large_says_so(cli: CliRunner, org: EmulatorThread) -> None:
+    # It said "HTTP 413: the reply is not JSON", and nothing of the size.
+    big = json.dumps({"Amount__c": "x" * 1_100_000})
+    run = cli("publish", EVENT, big, *password_args(org))
+    run.assert_one_error_line(1, "HTTP 413: Request Entity Too Large (the reply is not JSON)")
+
+
 def test_a_channel_the_org_does_not_have_gets_the_closest_it_has(
     cli: CliRunner, org: EmulatorThread
 ) -> None:
@@ -295,7 +305,7 @@ async def test_odd_replies(aiohttp_server: Any, session: aiohttp.ClientSession) 
     server = await aiohttp_server(app)
     auth = AccessTokenAuthenticator("token-1234", str(server.make_url("")))
     rest = RestClient(auth, session, "67.0")
-    with pytest.raises(RestError, match="HTTP 503: the reply is not JSON"):
+    with pytest.raises(RestError, match=r"HTTP 503: Service Unavailable \(the reply is not JSON\)"):
         await rest.publish_event("Html__e", {})
     assert (await rest.publish_event("Empty__e", {})).event_uuid is None
     old = await rest.publish_event("Old__e", {})

@@ -126,7 +126,7 @@ class RestClient:
                 timeout=aiohttp.ClientTimeout(total=_TIMEOUT),
                 allow_redirects=False,
             ) as response:
-                status = response.status
+                status, reason = response.status, response.reason
                 too_large = partial(_too_large, url, self.max_body)
                 raw = await read_limited(response, self.max_body, too_large)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -148,7 +148,12 @@ class RestClient:
             return status, json.loads(raw)
         except ValueError:
             pass
-        raise RestError(status, f"HTTP {status}", "the reply is not JSON")
+        # The status line says what went wrong ("Request Entity Too Large"), not the body.
+        raise RestError(
+            status,
+            f"HTTP {status}",
+            f"{reason} (the reply is not JSON)" if reason else "the reply is not JSON",
+        )
 
     async def request(
         self,
