@@ -599,6 +599,46 @@ async def test_an_interruption_during_the_marker_write_still_stores_the_printed_
     assert stored == ["/u/x"]  # it was printed, so it is stored: the next run starts after it
 
 
+async def test_an_interruption_waiting_for_a_busy_store_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sfstream.cli._output import Console
+
+    monkeypatch.setattr(_listen, "SLOW_WRITE", 0.05)
+    stored: list[str] = []
+    writing = asyncio.Event()
+
+    class Storage:
+        def __call__(self, message: Message) -> Any:
+            @contextlib.asynccontextmanager
+            async def store() -> AsyncIterator[None]:
+                yield
+                writing.set()
+                await asyncio.sleep(0.5)  # another process holds the write lock
+                stored.append(message["channel"])
+
+            return store()
+
+    class FakeClient:
+        replay_storage = Storage()
+
+    out, err = io.StringIO(), io.StringIO()
+    args = _listen_args("--store", "orders.db", "-q")
+    listener = _listen._Listener(args, Console(out, err, color="never"), object())  # type: ignore[arg-type]
+    task = asyncio.ensure_future(
+        listener.handle(FakeClient(), {"channel": "/u/x", "data": {"payload": "p"}})  # type: ignore[arg-type]
+    )
+    await writing.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stored == ["/u/x"]
+    # Ctrl-C seemed to do nothing for as long as the lock was held (up to 30 s).
+    assert "interrupted: waiting to store the last printed event's replay id in orders.db" in (
+        err.getvalue()
+    )
+
+
 def _listen_args(*argv: str) -> argparse.Namespace:
     from sfstream.cli import build_parser
 

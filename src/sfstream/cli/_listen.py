@@ -55,6 +55,8 @@ __all__ = [
 
 #: Seconds without an event after which a backlog counts as replayed.
 BACKLOG_IDLE = 1.0
+#: Seconds an interrupted marker write may take before the user is told what is awaited.
+SLOW_WRITE = 0.5
 
 
 def parse_replay(text: str) -> int:
@@ -212,7 +214,14 @@ class _Listener:
         try:
             await asyncio.shield(work)
         except asyncio.CancelledError:
-            await asyncio.wait([work])
+            done, _ = await asyncio.wait([work], timeout=SLOW_WRITE)
+            if not done:
+                # Another process holds the store's write lock: say why Ctrl-C takes a while.
+                self.console.note(
+                    "interrupted: waiting to store the last printed event's replay id in "
+                    f"{self.args.store} (another process is writing it)"
+                )
+                await asyncio.wait([work])
             if not work.cancelled():
                 work.exception()  # retrieved: the interruption is what is reported
             raise
