@@ -236,6 +236,30 @@ def test_a_yes_no_variable_takes_only_yes_or_no(name: str) -> None:
         assert resolve(*_TOKEN, env={name: word}).get(name[9:].lower()) is meaning
 
 
+@pytest.mark.parametrize(
+    ("argv", "start", "hint"),
+    [
+        (
+            ("--consumer-key", "k", "--refresh-token", "r", "--login-url", "acme.example.com"),
+            "--login-url (SFSTREAM_LOGIN_URL) must be an absolute https:// URL",
+            "https://acme.my.salesforce.com",
+        ),
+        (
+            ("--access-token", "abcd", "--instance-url", "acme.example.com"),
+            "--instance-url (SFSTREAM_INSTANCE_URL) must be an absolute https:// URL",
+            "sf org display",
+        ),
+    ],
+)
+def test_a_refused_url_names_its_option(argv: tuple[str, ...], start: str, hint: str) -> None:
+    # The message named the library's parameter (login_url, instance_url), with no hint.
+    with pytest.raises(CliError) as info:
+        build_authenticator(resolve(*argv))
+    assert info.value.code is ExitCode.USAGE
+    assert info.value.message.startswith(start)
+    assert hint in info.value.hint
+
+
 def test_jwt_without_its_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def missing(*_args: Any, **_kwargs: Any) -> Any:
         raise ImportError(

@@ -317,6 +317,22 @@ def sf_org_display(
     return result["accessToken"], result["instanceUrl"]
 
 
+_URL_EXAMPLES: Final = {
+    "login_url": "e.g. https://acme.my.salesforce.com, or http://127.0.0.1:8808 for an emulator",
+    "instance_url": "e.g. https://acme.my.salesforce.com (the org's URL, as sf org display shows)",
+}
+
+
+def _refused_value(message: str) -> CliError:
+    """The usage error for a value an authenticator refused, naming the option the user gave
+    (the library names its parameter: "login_url must be an absolute https:// URL")."""
+    for name, example in _URL_EXAMPLES.items():
+        if message.startswith(name):
+            option = f"{_option(name)} ({ENVIRONMENT[name]})"
+            return CliError(option + message.removeprefix(name), ExitCode.USAGE, example)
+    return CliError(message, ExitCode.USAGE)
+
+
 def build_authenticator(
     credentials: Credentials,
     *,
@@ -368,7 +384,7 @@ def build_authenticator(
             get("consumer_key"), get("consumer_secret"), login_url=str(login_url)
         )
     except ValueError as exc:
-        raise CliError(str(exc), ExitCode.USAGE) from None
+        raise _refused_value(str(exc)) from None
     except ImportError as exc:
         raise CliError(str(exc), ExitCode.ERROR) from None
     except OSError as exc:
