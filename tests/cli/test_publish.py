@@ -190,6 +190,15 @@ def test_a_payload_too_large_says_so(cli: CliRunner, org: EmulatorThread) -> Non
     run.assert_one_error_line(1, "HTTP 413: Request Entity Too Large (the reply is not JSON)")
 
 
+def test_user_id_with_a_platform_event_is_a_usage_error(
+    cli: CliRunner, org: EmulatorThread
+) -> None:
+    # It was ignored: the event meant for one user went to every subscriber.
+    run = cli("publish", EVENT, '{"Amount__c": 1}', "--user-id", "005xx", *password_args(org))
+    run.assert_one_error_line(2, "--user-id is for generic streaming")
+    assert org.call(org.emulator.events, EVENT) == []
+
+
 def test_a_channel_the_org_does_not_have_gets_the_closest_it_has(
     cli: CliRunner, org: EmulatorThread
 ) -> None:

@@ -340,6 +340,15 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             "publish to /event/<Name>__e (platform events) or /u/<name> (generic streaming); "
             "PushTopic and Change Data Capture events come from record changes",
         )
+    if event is not None and args.user_ids:
+        # A platform event goes to every subscriber: ignoring --user-id broadcast what the
+        # user meant for a few.
+        raise CliError(
+            "--user-id is for generic streaming (/u/<name>): a platform event reaches every "
+            "subscriber",
+            ExitCode.USAGE,
+            "leave out --user-id, or publish to a /u/ channel",
+        )
     text = _payload_text(args)
     fields = _event_fields(text) if event is not None else None
     credentials = resolve_credentials(args, ask_password=terminal_password_prompt())
