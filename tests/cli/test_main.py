@@ -51,6 +51,8 @@ def test_usage_errors_exit_2(cli: CliRunner) -> None:
     assert cli("listen", EVENT, "--replay", "yesterday").code == 2
     assert "expected new, all or a replay id" in cli("listen", EVENT, "--replay", "x").err
     assert cli("listen", EVENT, "--replay", "-3").code == 2
+    # 0 is no replay id (they start at 1): Salesforce refused it after the login, exit 1
+    assert "a replay id is -2, -1 or positive, not 0" in cli("listen", EVENT, "--replay", "0").err
     assert cli("listen", EVENT, "--count", "0").code == 2
     assert cli("listen", EVENT, "--count", "many").code == 2
     assert cli("listen", EVENT, "--timeout", "-1").code == 2

@@ -72,7 +72,7 @@ def parse_replay(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected new, all or a replay id, not {text!r}"
         ) from None
-    if value < -2:
+    if value < -2 or value == 0:
         raise argparse.ArgumentTypeError(f"a replay id is -2, -1 or positive, not {value}")
     return value
 
