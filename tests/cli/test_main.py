@@ -470,6 +470,36 @@ def test_emulator_command_serves_listen_and_publish(
     assert "stopped" in out
 
 
+def test_emulator_output_closed_by_its_reader(clean_env: pytest.MonkeyPatch) -> None:
+    """``sfstream emulator | head -1``: the org keeps serving, and stops without a traceback
+    (printing "stopped" raised BrokenPipeError: a traceback and exit status 1)."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sfstream", "emulator", "--port", "0"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as reader:
+            first = reader.readline()  # then the reader goes away, as head -1 does
+        url = first.rsplit(" ", 1)[-1].strip()
+        assert url.startswith("http://127.0.0.1:")
+
+        async def status() -> int:
+            async with aiohttp.ClientSession() as session, session.get(url + "/_emulator") as r:
+                return r.status
+
+        assert asyncio.run(status()) == 200  # still serving
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+
 def test_python_dash_m_sfstream(sfstream: CliRunner) -> None:
     run = sfstream("--version")
     assert (run.code, run.out.strip()) == (0, f"sfstream {__version__}")

@@ -15,6 +15,7 @@ import difflib
 import errno
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -470,16 +471,32 @@ async def run(
             else:
                 print(f"sfstream emulator: cannot listen: {exc}", file=sys.stderr)
             return 2
-        print(banner(org), file=output, flush=True)
         try:
+            _say(banner(org), output)
             await done.wait()
         finally:
             await org.stop()
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-    print("Salesforce emulator stopped.", file=output, flush=True)
+    _say("Salesforce emulator stopped.", output)
     return 0
+
+
+def _say(text: str, output: TextIO) -> None:
+    """Print ``text``; a reader that went away (``| head``) does not stop the org (which
+    keeps serving) nor end it with a BrokenPipeError traceback."""
+    try:
+        print(text, file=output, flush=True)
+    except BrokenPipeError:
+        try:
+            fileno = output.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        # What is still buffered would fail again at exit: send the rest to /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fileno)
+        os.close(devnull)
 
 
 class _OneLineParser(argparse.ArgumentParser):
