@@ -110,6 +110,16 @@ def test_a_payload_that_is_not_utf8_in_the_arguments_is_a_usage_error(
     assert org.call(org.emulator.events, channel) == []
 
 
+def test_a_closed_stdin_is_a_usage_error(
+    cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python sets sys.stdin to None when started with fd 0 closed (<&-): an AttributeError,
+    # "unexpected error".
+    monkeypatch.setattr(sys, "stdin", None)
+    run = cli("publish", EVENT, "-", *password_args(org))
+    run.assert_one_error_line(2, "stdin is closed")
+
+
 def test_a_utf8_payload_with_a_byte_order_mark_on_stdin_is_published(
     cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:

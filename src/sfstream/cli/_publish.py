@@ -293,6 +293,8 @@ def _event_name(channel: str) -> str | None:
 def _payload_text(args: argparse.Namespace) -> str:
     """The payload as text, checked to be UTF-8 (what goes on the wire)."""
     if args.payload == "-":
+        if sys.stdin is None:  # started with stdin closed (<&-)
+            raise CliError("stdin is closed: there is nothing to read", ExitCode.USAGE)
         buffer = getattr(sys.stdin, "buffer", None)
         if buffer is None:  # a stdin replaced by a text stream
             return utf8_text(sys.stdin.read(), "stdin")
