@@ -151,9 +151,26 @@ def test_a_bad_header_is_a_usage_error(cli: CliRunner) -> None:
 
 def test_parse_header() -> None:
     assert _bayeux.parse_header("X-A: b: c") == ("X-A", "b: c")
-    for bad in (":v", "a b:c", "novalue"):
+    assert _bayeux.parse_header("X-A: a\tb") == ("X-A", "a\tb")
+    for bad in (":v", "a b:c", "novalue", "X-A: a\r\nB: c", "X-A: \x00"):
         with pytest.raises(argparse.ArgumentTypeError):
             _bayeux.parse_header(bad)
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_bad_header_is_never_echoed(cli: CliRunner, json_flag: list[str]) -> None:
+    # A header missing its colon was echoed whole: the token with it.
+    header = "Authorization Bearer 00Dxx!AQ4AQSecretToken"
+    run = cli("bayeux", "http://127.0.0.1:9/b", "--subscribe", "/a", "--header", header, *json_flag)
+    assert run.code == 2
+    assert "expected NAME:VALUE" in run.err
+    assert "SecretToken" not in run.all
+
+
+def test_a_header_with_a_line_break_is_a_usage_error(cli: CliRunner) -> None:
+    # aiohttp refused it when sending: "unexpected error: ValueError", exit 1.
+    run = cli("bayeux", "http://127.0.0.1:9/b", "--subscribe", "/a", "--header", "X-A: a\r\nB: c")
+    run.assert_one_error_line(2, "the value of header X-A holds a control character")
 
 
 def test_trace_json_lines_and_round_trip_times() -> None:

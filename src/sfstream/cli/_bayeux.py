@@ -59,7 +59,16 @@ def parse_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     name = name.strip()
     if not sep or not name or any(c.isspace() for c in name):
-        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, not {text!r}")
+        # Never echo the text: it is often 'Authorization Bearer <token>' missing its colon.
+        raise argparse.ArgumentTypeError(
+            "expected NAME:VALUE, e.g. 'Authorization: Bearer ...' (what was given is not "
+            "shown: it may hold a secret)"
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value if c != "\t"):
+        # aiohttp refuses them ("header injection"): it was an "unexpected error".
+        raise argparse.ArgumentTypeError(
+            f"the value of header {name} holds a control character (a line break?)"
+        )
     return name, value.strip()
 
 
