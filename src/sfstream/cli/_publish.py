@@ -36,7 +36,7 @@ from ._credentials import (
     resolve_credentials,
     terminal_password_prompt,
 )
-from ._errors import CliError, ExitCode, to_cli_error
+from ._errors import CliError, ExitCode, _host, to_cli_error
 from ._output import Console, json_line
 
 __all__ = ["PublishResult", "RestClient", "RestError", "add_arguments", "run"]
@@ -130,10 +130,16 @@ class RestClient:
                 too_large = partial(_too_large, url, self.max_body)
                 raw = await read_limited(response, self.max_body, too_large)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            host = URL(url).host or url
-            reason = "timed out" if isinstance(exc, TimeoutError) else describe(exc)
+            # As listen and the login report it: the host with its port, the OS's reason
+            # (it was "ClientConnectorError: Cannot connect to host ... ssl:default [...]").
+            if isinstance(exc, TimeoutError):
+                reason = "timed out"
+            elif isinstance(exc, aiohttp.ClientConnectorError):
+                reason = str(exc.os_error) or type(exc.os_error).__name__
+            else:
+                reason = describe(exc)
             failure = CliError(
-                f"cannot reach {host}: {reason}",
+                f"cannot reach {_host(url)}: {reason}",
                 ExitCode.CONNECTION,
                 "check the instance URL and the network",
             )
