@@ -500,6 +500,37 @@ def test_emulator_output_closed_by_its_reader(clean_env: pytest.MonkeyPatch) -> 
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("content", [b"precious data\n", b"\xff\xfe", b'{"other": 1}\n'])
+def test_emulator_refuses_a_state_file_that_is_not_one(
+    cli: CliRunner, tmp_path: Path, content: bytes
+) -> None:
+    # The emulator skipped the lines it could not read and rewrote the file: the file was lost.
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
+    timer.start()
+    try:
+        run = cli("emulator", "--port", "0", "--state-file", str(path))
+    finally:
+        timer.cancel()
+    assert run.code == 2
+    assert "this file is not an emulator state file" in run.err
+    assert path.read_bytes() == content
+
+
+def test_emulator_state_file_new_or_its_own(cli: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "org.state"
+    for _ in range(2):  # created, then read back
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            run = cli("emulator", "--port", "0", "--state-file", str(path))
+        finally:
+            timer.cancel()
+        assert run.code == 0, run.err
+    assert path.read_bytes().startswith(b'{"k":')
+
+
 def test_python_dash_m_sfstream(sfstream: CliRunner) -> None:
     run = sfstream("--version")
     assert (run.code, run.out.strip()) == (0, f"sfstream {__version__}")

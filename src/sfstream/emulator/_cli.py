@@ -323,9 +323,37 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _check_state_file(path: Path) -> None:
+    """Refuse a file that holds something else than an org: the emulator skips the lines it
+    cannot read and rewrites the file, so a mistyped ``--state-file`` replaced whatever it
+    named with an org.
+
+    Raises:
+        ValueError: ``path`` is a file with content whose first line is no record of a state file.
+    """
+    try:
+        with path.open("rb") as file:
+            first = next((line for line in file if line.strip()), b"")
+    except (FileNotFoundError, IsADirectoryError):
+        return  # a new org; a directory is reported when the file is opened
+    if not first:
+        return
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not (isinstance(record, dict) and isinstance(record.get("k"), str)):
+        raise ValueError(
+            f"--state-file {path}: this file is not an emulator state file (it would be "
+            "overwritten); give a new path, or delete the file to start a new org"
+        )
+
+
 def build_emulator(args: argparse.Namespace) -> Emulator:
     """The emulator that ``args`` (parsed with :func:`add_arguments`) describes."""
     options = _options(args)
+    if options["state_file"] is not None:
+        _check_state_file(Path(options["state_file"]))
     key = options["jwt_public_key"]
     return Emulator(
         host=options["host"],
