@@ -531,6 +531,44 @@ def test_emulator_state_file_new_or_its_own(cli: CliRunner, tmp_path: Path) -> N
     assert path.read_bytes().startswith(b'{"k":')
 
 
+@pytest.mark.parametrize("option", ["--hold-time", "--session-expiry", "--token-lifetime"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_emulator_seconds_are_finite(cli: CliRunner, option: str, value: str) -> None:
+    # nan passed every check (nan < 0 is false) and the org served with it.
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
+    timer.start()
+    try:
+        run = cli("emulator", "--port", "0", option, value)
+    finally:
+        timer.cancel()
+    assert run.code == 2
+    assert f"argument {option}: expected a number of seconds, not '{value}'" in run.err
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ('{"port": "abc"}', "port: invalid literal for int()"),
+        ('{"no_admin": "false"}', "no_admin: expected true or false, not 'false'"),
+        ('{"hold_time": "nan"}', "hold_time: expected a finite number, not 'nan'"),
+    ],
+)
+def test_emulator_config_values_name_their_key(
+    cli: CliRunner, tmp_path: Path, config: str, message: str
+) -> None:
+    # The key was not named, and "false" (a string) meant true.
+    path = tmp_path / "org.json"
+    path.write_text(config)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
+    timer.start()
+    try:
+        run = cli("emulator", "--port", "0", "--config", str(path))
+    finally:
+        timer.cancel()
+    assert run.code == 2
+    assert f"{path}: {message}" in run.err
+
+
 def test_python_dash_m_sfstream(sfstream: CliRunner) -> None:
     run = sfstream("--version")
     assert (run.code, run.out.strip()) == (0, f"sfstream {__version__}")
