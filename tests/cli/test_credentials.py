@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import pty
+import select
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +42,13 @@ from tests.cli.conftest import (
     EVENT,
     PASSWORD,
     REFRESH_TOKEN,
+    ROOT,
     SECURITY_TOKEN,
     USERNAME,
     CliRunner,
     json_lines,
     password_args,
+    password_env,
 )
 
 
@@ -170,6 +177,61 @@ def test_a_missing_password_is_asked_for_on_a_terminal() -> None:
     assert credentials.get("password") == "typed"
     assert asked == ["Password for u: "]
     assert credentials.secrets() == ["s", "typed"]
+
+
+def _on_a_terminal(org: EmulatorThread, answer: bytes | None) -> tuple[int, str]:
+    """``sfstream listen`` on a pseudo-terminal without a password: at the prompt, type
+    ``answer`` and Enter (None: nothing), then press Ctrl-C; (exit status, what it showed)."""
+    env = {**os.environ, **password_env(org)}
+    del env["SFSTREAM_PASSWORD"]
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "sfstream", "listen", EVENT], env)  # noqa: S606
+    shown = b""
+
+    def read_until(text: bytes) -> None:
+        nonlocal shown
+        deadline = time.monotonic() + 20
+        while text not in shown and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    shown += os.read(fd, 4096)
+
+    try:
+        read_until(b"Password for ")
+        if answer is not None:
+            os.write(fd, answer + b"\r")
+            read_until(b"waiting for events")
+        os.write(fd, b"\x03")  # Ctrl-C, as the terminal sends it
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+            if select.select([fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    shown += os.read(fd, 4096)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return -1, shown.decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def test_ctrl_c_at_the_password_prompt_interrupts(org: EmulatorThread) -> None:
+    # The prompt read on while the event loop's SIGINT handler took note: Ctrl-C did nothing
+    # until Enter.
+    code, shown = _on_a_terminal(org, None)
+    assert code == 130, shown
+    assert "Traceback" not in shown
+
+
+def test_the_password_typed_at_the_prompt_logs_in(org: EmulatorThread) -> None:
+    code, shown = _on_a_terminal(org, (PASSWORD + SECURITY_TOKEN).encode())
+    assert "connected to" in shown
+    assert code == 130, shown  # and Ctrl-C then stops listen as before
+    assert PASSWORD not in shown.replace("Password for", "")
 
 
 def test_no_prompt_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

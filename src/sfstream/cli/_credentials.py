@@ -24,6 +24,7 @@ import dataclasses
 import getpass
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -290,10 +291,30 @@ def resolve_credentials(
 
 
 def terminal_password_prompt() -> Callable[[str], str] | None:
-    """``getpass.getpass`` when stdin is a terminal, else None (never block a pipe)."""
+    """A password prompt when stdin is a terminal, else None (never block a pipe)."""
     if sys.stdin is not None and sys.stdin.isatty():
-        return getpass.getpass
+        return _ask_password
     return None
+
+
+def _ask_password(prompt: str) -> str:
+    """``getpass.getpass`` that Ctrl-C interrupts.
+
+    The prompt runs inside the event loop, whose SIGINT handler only takes note of the
+    signal for the loop: the blocked read went on, and Ctrl-C did nothing until Enter.
+    Here SIGINT raises KeyboardInterrupt in the read (the command ends with status 130).
+    """
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # pragma: no cover - not the main thread
+        return getpass.getpass(prompt)
+    try:
+        return getpass.getpass(prompt)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")  # end the prompt's line
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def sf_org_display(
