@@ -322,6 +322,14 @@ def test_a_refused_url_names_its_option(argv: tuple[str, ...], start: str, hint:
     assert hint in info.value.hint
 
 
+def test_an_unknown_flow_in_the_environment_is_a_usage_error() -> None:
+    # It was "unexpected error: KeyError: 'bogus'", exit 1.
+    with pytest.raises(CliError, match="SFSTREAM_AUTH='bogus': not a flow") as info:
+        resolve(env={"SFSTREAM_AUTH": "bogus", "SFSTREAM_USERNAME": "u"})
+    assert info.value.code is ExitCode.USAGE
+    assert info.value.hint.startswith("one of sf-org, access-token, jwt")
+
+
 def test_jwt_without_its_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     def missing(*_args: Any, **_kwargs: Any) -> Any:
         raise ImportError(

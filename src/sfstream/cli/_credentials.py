@@ -211,6 +211,12 @@ def _from_environment(name: str, environ: Mapping[str, str]) -> Any:
 
 def _choose_flow(flags: Mapping[str, Any], values: Mapping[str, Any], explicit: str | None) -> str:
     if explicit is not None:
+        if explicit not in FLOWS:  # SFSTREAM_AUTH (--auth is checked by argparse)
+            raise CliError(
+                f"{ENVIRONMENT['auth']}={explicit!r}: not a flow",
+                ExitCode.USAGE,
+                f"one of {', '.join(FLOWS)}",
+            )
         return explicit
     for source in (flags, values):
         for flow, name in _CHOOSERS:
