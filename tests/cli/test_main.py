@@ -92,6 +92,16 @@ def test_usage_errors_are_one_line_with_did_you_mean(cli: CliRunner) -> None:
     cli("--jsn").assert_one_error_line(2, "unknown option --jsn", "sfstream --help")
 
 
+@pytest.mark.parametrize("command", [["listen", EVENT], ["publish", EVENT, "{}"]])
+def test_the_rest_of_an_unquoted_secret_is_not_echoed(cli: CliRunner, command: list[str]) -> None:
+    # "--password my secretword": "unexpected argument secretword" printed half the password.
+    run = cli(*command, "--password", "my", "secretword", "--username", "u")
+    run.assert_one_error_line(2, "1 unexpected argument(s), not shown", "quote a value")
+    assert "secretword" not in run.all
+    plain = cli(*command, "--username", "u", "extra")
+    plain.assert_one_error_line(2, "unexpected argument extra")
+
+
 def test_a_command_calling_parser_error_reports_one_line(
     cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -97,6 +97,20 @@ def _suggest(word: str, candidates: Sequence[str]) -> str | None:
     return matches[0] if matches else None
 
 
+#: Options whose values are secrets: words left over near them are never echoed.
+_SECRET_OPTIONS: Final = frozenset(
+    {
+        "--password",
+        "--consumer-secret",
+        "--security-token",
+        "--refresh-token",
+        "--jwt-key-password",
+        "--access-token",
+        "--header",
+    }
+)
+
+
 def usage_message(
     error: UsageError, parser: argparse.ArgumentParser, argv: Sequence[str]
 ) -> tuple[str, str]:
@@ -111,6 +125,14 @@ def usage_message(
         unknown = message.removeprefix("unrecognized arguments: ").split()
         options = [word.split("=")[0] for word in unknown if word.startswith("-")]
         if not options:
+            if any(word.split("=")[0] in _SECRET_OPTIONS for word in argv):
+                # Most often the rest of a secret with a space that was not quoted
+                # (--password my secret): it was printed.
+                return (
+                    f"{len(unknown)} unexpected argument(s), not shown in case they are part "
+                    "of a secret",
+                    f"quote a value that holds spaces ({help_hint})",
+                )
             return f"unexpected argument {' '.join(unknown)}", help_hint
         known = _options(target)
         matches = [m for m in (_suggest(option, known) for option in options) if m is not None]
