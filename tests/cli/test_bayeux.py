@@ -127,6 +127,15 @@ def test_no_server_is_a_connection_error(cli: CliRunner) -> None:
         (["http://127.0.0.1:9/b", "--publish", "/a", "{not json"], "not JSON"),
         (["http://127.0.0.1:9/b", "--publish", "/a/*", "1"], "/a/*"),
         (["http://[::1/b", "--subscribe", "/a"], "not a Bayeux URL"),
+        # Python's json reads these and wrote them on the wire as NaN/Infinity (not JSON).
+        (["http://127.0.0.1:9/b", "--publish", "/a", '{"x": NaN}'], "NaN is not a JSON number"),
+        (["http://127.0.0.1:9/b", "--publish", "/a", "[-Infinity]"], "-Infinity is not a JSON"),
+        (["http://127.0.0.1:9/b", "--publish", "/a", "[1e999]"], "1e999 is not a JSON number"),
+        # An undecodable byte of the argument (a lone surrogate) went on the wire as \udce9.
+        (
+            ["http://127.0.0.1:9/b", "--publish", "/a", '"caf\udce9"'],
+            "--publish data is not UTF-8 text: byte 0xe9 at position 4",
+        ),
     ],
 )
 def test_usage_errors(cli: CliRunner, argv: list[str], part: str) -> None:
@@ -142,9 +151,26 @@ def test_a_bad_header_is_a_usage_error(cli: CliRunner) -> None:
 
 def test_parse_header() -> None:
     assert _bayeux.parse_header("X-A: b: c") == ("X-A", "b: c")
-    for bad in (":v", "a b:c", "novalue"):
+    assert _bayeux.parse_header("X-A: a\tb") == ("X-A", "a\tb")
+    for bad in (":v", "a b:c", "novalue", "X-A: a\r\nB: c", "X-A: \x00"):
         with pytest.raises(argparse.ArgumentTypeError):
             _bayeux.parse_header(bad)
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_a_bad_header_is_never_echoed(cli: CliRunner, json_flag: list[str]) -> None:
+    # A header missing its colon was echoed whole: the token with it.
+    header = "Authorization Bearer 00Dxx!AQ4AQSecretToken"
+    run = cli("bayeux", "http://127.0.0.1:9/b", "--subscribe", "/a", "--header", header, *json_flag)
+    assert run.code == 2
+    assert "expected NAME:VALUE" in run.err
+    assert "SecretToken" not in run.all
+
+
+def test_a_header_with_a_line_break_is_a_usage_error(cli: CliRunner) -> None:
+    # aiohttp refused it when sending: "unexpected error: ValueError", exit 1.
+    run = cli("bayeux", "http://127.0.0.1:9/b", "--subscribe", "/a", "--header", "X-A: a\r\nB: c")
+    run.assert_one_error_line(2, "the value of header X-A holds a control character")
 
 
 def test_trace_json_lines_and_round_trip_times() -> None:

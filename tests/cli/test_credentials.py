@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import pty
+import select
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +42,13 @@ from tests.cli.conftest import (
     EVENT,
     PASSWORD,
     REFRESH_TOKEN,
+    ROOT,
     SECURITY_TOKEN,
     USERNAME,
     CliRunner,
     json_lines,
     password_args,
+    password_env,
 )
 
 
@@ -172,6 +179,61 @@ def test_a_missing_password_is_asked_for_on_a_terminal() -> None:
     assert credentials.secrets() == ["s", "typed"]
 
 
+def _on_a_terminal(org: EmulatorThread, answer: bytes | None) -> tuple[int, str]:
+    """``sfstream listen`` on a pseudo-terminal without a password: at the prompt, type
+    ``answer`` and Enter (None: nothing), then press Ctrl-C; (exit status, what it showed)."""
+    env = {**os.environ, **password_env(org)}
+    del env["SFSTREAM_PASSWORD"]
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "sfstream", "listen", EVENT], env)  # noqa: S606
+    shown = b""
+
+    def read_until(text: bytes) -> None:
+        nonlocal shown
+        deadline = time.monotonic() + 20
+        while text not in shown and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    shown += os.read(fd, 4096)
+
+    try:
+        read_until(b"Password for ")
+        if answer is not None:
+            os.write(fd, answer + b"\r")
+            read_until(b"waiting for events")
+        os.write(fd, b"\x03")  # Ctrl-C, as the terminal sends it
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+            if select.select([fd], [], [], 0.1)[0]:
+                with contextlib.suppress(OSError):
+                    shown += os.read(fd, 4096)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        return -1, shown.decode(errors="replace")
+    finally:
+        os.close(fd)
+
+
+def test_ctrl_c_at_the_password_prompt_interrupts(org: EmulatorThread) -> None:
+    # The prompt read on while the event loop's SIGINT handler took note: Ctrl-C did nothing
+    # until Enter.
+    code, shown = _on_a_terminal(org, None)
+    assert code == 130, shown
+    assert "Traceback" not in shown
+
+
+def test_the_password_typed_at_the_prompt_logs_in(org: EmulatorThread) -> None:
+    code, shown = _on_a_terminal(org, (PASSWORD + SECURITY_TOKEN).encode())
+    assert "connected to" in shown
+    assert code == 130, shown  # and Ctrl-C then stops listen as before
+    assert PASSWORD not in shown.replace("Password for", "")
+
+
 def test_no_prompt_without_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     class Pipe:
         def isatty(self) -> bool:
@@ -204,6 +266,68 @@ def test_refused_values_are_usage_errors(tmp_path: Path) -> None:
     garbage.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
     with pytest.raises(CliError, match="could not be loaded"):
         build_authenticator(resolve(*jwt, str(garbage)))
+
+
+_TOKEN = ("--access-token", "abcd", "--instance-url", "https://x.example.com")
+
+
+@pytest.mark.parametrize("version", ["abc", "v62.0", "62.0/../x", "62.0?x=1", "", "62."])
+def test_a_malformed_api_version_is_a_usage_error(version: str) -> None:
+    # It went into the URLs as given: "Unsupported API version" (exit 1) from the CometD
+    # endpoint, or a 404 that publish blamed on the platform event's name.
+    with pytest.raises(CliError, match="expected an API version such as") as info:
+        resolve(*_TOKEN, "--api-version", version)
+    assert info.value.code is ExitCode.USAGE
+    assert str(info.value).startswith(f"--api-version {version!r}")
+
+
+def test_a_malformed_api_version_in_the_environment_is_named_as_such() -> None:
+    with pytest.raises(CliError, match=r"SFSTREAM_API_VERSION 'v62\.0'"):
+        resolve(*_TOKEN, env={"SFSTREAM_API_VERSION": "v62.0"})
+    assert resolve(*_TOKEN, env={"SFSTREAM_API_VERSION": "62.0"}).api_version == "62.0"
+    assert resolve(*_TOKEN, "--api-version", "9.10").api_version == "9.10"
+
+
+@pytest.mark.parametrize("name", ["SFSTREAM_SANDBOX", "SFSTREAM_CLIENT_CREDENTIALS"])
+def test_a_yes_no_variable_takes_only_yes_or_no(name: str) -> None:
+    # Any other value was read as "no": SFSTREAM_SANDBOX=sandbox logged in to production.
+    with pytest.raises(CliError, match=f"{name}='sandbox': expected 1, true") as info:
+        resolve(*_TOKEN, env={name: "sandbox"})
+    assert info.value.code is ExitCode.USAGE
+    for word, meaning in (("On", True), (" 1 ", True), ("off", False), ("FALSE", False)):
+        assert resolve(*_TOKEN, env={name: word}).get(name[9:].lower()) is meaning
+
+
+@pytest.mark.parametrize(
+    ("argv", "start", "hint"),
+    [
+        (
+            ("--consumer-key", "k", "--refresh-token", "r", "--login-url", "acme.example.com"),
+            "--login-url (SFSTREAM_LOGIN_URL) must be an absolute https:// URL",
+            "https://acme.my.salesforce.com",
+        ),
+        (
+            ("--access-token", "abcd", "--instance-url", "acme.example.com"),
+            "--instance-url (SFSTREAM_INSTANCE_URL) must be an absolute https:// URL",
+            "sf org display",
+        ),
+    ],
+)
+def test_a_refused_url_names_its_option(argv: tuple[str, ...], start: str, hint: str) -> None:
+    # The message named the library's parameter (login_url, instance_url), with no hint.
+    with pytest.raises(CliError) as info:
+        build_authenticator(resolve(*argv))
+    assert info.value.code is ExitCode.USAGE
+    assert info.value.message.startswith(start)
+    assert hint in info.value.hint
+
+
+def test_an_unknown_flow_in_the_environment_is_a_usage_error() -> None:
+    # It was "unexpected error: KeyError: 'bogus'", exit 1.
+    with pytest.raises(CliError, match="SFSTREAM_AUTH='bogus': not a flow") as info:
+        resolve(env={"SFSTREAM_AUTH": "bogus", "SFSTREAM_USERNAME": "u"})
+    assert info.value.code is ExitCode.USAGE
+    assert info.value.hint.startswith("one of sf-org, access-token, jwt")
 
 
 def test_jwt_without_its_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

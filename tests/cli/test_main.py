@@ -31,7 +31,7 @@ from sfstream.exceptions import (
     TransportTimeoutError,
 )
 from sfstream.salesforce import ReplayMarker, SqliteStorage
-from tests.cli.conftest import EVENT, ROOT, CliRunner, password_args
+from tests.cli.conftest import EVENT, ROOT, CliRunner, json_lines, password_args
 
 
 def test_version_and_help(cli: CliRunner) -> None:
@@ -51,12 +51,24 @@ def test_usage_errors_exit_2(cli: CliRunner) -> None:
     assert cli("listen", EVENT, "--replay", "yesterday").code == 2
     assert "expected new, all or a replay id" in cli("listen", EVENT, "--replay", "x").err
     assert cli("listen", EVENT, "--replay", "-3").code == 2
+    # 0 is no replay id (they start at 1): Salesforce refused it after the login, exit 1
+    assert "a replay id is -2, -1 or positive, not 0" in cli("listen", EVENT, "--replay", "0").err
     assert cli("listen", EVENT, "--count", "0").code == 2
     assert cli("listen", EVENT, "--count", "many").code == 2
     assert cli("listen", EVENT, "--timeout", "-1").code == 2
     assert cli("listen", EVENT, "--timeout", "soon").code == 2
     assert cli("demo", "--interval", "60").code == 2
     assert cli("demo", "--interval", "fast").code == 2
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["listen", EVENT, "--access-token", "abcd", "--instance-url", "https://x.io"], ["demo"]],
+)
+def test_an_empty_store_path_is_a_usage_error(cli: CliRunner, command: list[str]) -> None:
+    # --store "$UNSET" ran without a store, in silence: the next run did not resume.
+    run = cli(*command, "--store", "")
+    run.assert_one_error_line(2, "argument --store: expected a file path, not an empty string")
 
 
 def test_usage_errors_are_one_line_with_did_you_mean(cli: CliRunner) -> None:
@@ -78,6 +90,16 @@ def test_usage_errors_are_one_line_with_did_you_mean(cli: CliRunner) -> None:
     cli("listen").assert_one_error_line(2, "the following arguments are required: CHANNEL")
     cli("demo", "stray").assert_one_error_line(2, "unexpected argument stray")
     cli("--jsn").assert_one_error_line(2, "unknown option --jsn", "sfstream --help")
+
+
+@pytest.mark.parametrize("command", [["listen", EVENT], ["publish", EVENT, "{}"]])
+def test_the_rest_of_an_unquoted_secret_is_not_echoed(cli: CliRunner, command: list[str]) -> None:
+    # "--password my secretword": "unexpected argument secretword" printed half the password.
+    run = cli(*command, "--password", "my", "secretword", "--username", "u")
+    run.assert_one_error_line(2, "1 unexpected argument(s), not shown", "quote a value")
+    assert "secretword" not in run.all
+    plain = cli(*command, "--username", "u", "extra")
+    plain.assert_one_error_line(2, "unexpected argument extra")
 
 
 def test_a_command_calling_parser_error_reports_one_line(
@@ -108,6 +130,17 @@ def test_missing_credentials_and_bad_channels(cli: CliRunner) -> None:
         "--instance-url",
         "https://x.example.com",
     ).assert_one_error_line(2, "not a channel")
+
+
+@pytest.mark.parametrize("channel", ["/event/Ord er__e", "/", "/event/Caf\u00e9__e", "/event//x"])
+def test_an_invalid_channel_name_is_a_usage_error_before_logging_in(
+    cli: CliRunner, org: EmulatorThread, channel: str
+) -> None:
+    # It was refused by the client after the login, exit 1 (bayeux --subscribe: exit 2).
+    run = cli("listen", channel, *password_args(org))
+    run.assert_one_error_line(2, f"invalid channel name {channel!r}", "/event/Order__e")
+    assert "connected to" not in run.err
+    assert org.call(org.emulator.sessions) == []
 
 
 def test_subscription_errors(cli: CliRunner, org: EmulatorThread, tmp_path: Path) -> None:
@@ -205,6 +238,18 @@ def test_a_failing_login_server_is_not_blamed_on_the_credentials(
     assert "authentication failed" not in line
 
 
+def test_a_login_url_with_a_path_is_not_blamed_on_the_credentials(
+    cli: CliRunner, org: EmulatorThread
+) -> None:
+    # The token request met the org's 404 page; the hint said "check the credentials".
+    creds = password_args(org)
+    login = creds.index("--login-url") + 1
+    creds[login] += "/lightning/page/home"
+    run = cli("listen", EVENT, *creds)
+    run.assert_one_error_line(3, "HTTP 404", "check --login-url", "without a path")
+    assert "check the credentials" not in run.err
+
+
 def test_debug_shows_the_traceback_and_logs(cli: CliRunner, org: EmulatorThread) -> None:
     logger = logging.getLogger("sfstream")
     handlers, level = list(logger.handlers), logger.level
@@ -219,6 +264,25 @@ def test_debug_shows_the_traceback_and_logs(cli: CliRunner, org: EmulatorThread)
     assert "DEBUG" in after.err  # --debug after the command works too
     quiet = cli("listen", "/event/Nope__e", *password_args(org))
     assert "DEBUG" not in quiet.err
+
+
+@pytest.mark.parametrize(
+    "command", [["listen", "/event/Nope__e"], ["publish", "/event/Nope__e", "{}"]]
+)
+def test_debug_with_json_keeps_every_stderr_line_json(
+    cli: CliRunner, org: EmulatorThread, command: list[str]
+) -> None:
+    # The --debug records were plain text lines among the JSON ones.
+    run = cli(*command, "--json", "--debug", *password_args(org))
+    assert run.code == 1
+    lines = json_lines(run.err)  # each line parses
+    logs = [line for line in lines if "log" in line]
+    assert logs
+    assert {line["level"] for line in logs} >= {"DEBUG"}
+    assert all(line["logger"].startswith("sfstream.") and line["time"] for line in logs)
+    assert any("Traceback" in line.get("note", "") for line in lines)
+    assert lines[-1]["exitCode"] == 1
+    run.assert_no_secret()
 
 
 def test_unexpected_errors(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -416,6 +480,105 @@ def test_emulator_command_serves_listen_and_publish(
     assert "stopped" in out
 
 
+def test_emulator_output_closed_by_its_reader(clean_env: pytest.MonkeyPatch) -> None:
+    """``sfstream emulator | head -1``: the org keeps serving, and stops without a traceback
+    (printing "stopped" raised BrokenPipeError: a traceback and exit status 1)."""
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sfstream", "emulator", "--port", "0"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as reader:
+            first = reader.readline()  # then the reader goes away, as head -1 does
+        url = first.rsplit(" ", 1)[-1].strip()
+        assert url.startswith("http://127.0.0.1:")
+
+        async def status() -> int:
+            async with aiohttp.ClientSession() as session, session.get(url + "/_emulator") as r:
+                return r.status
+
+        assert asyncio.run(status()) == 200  # still serving
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("content", [b"precious data\n", b"\xff\xfe", b'{"other": 1}\n'])
+def test_emulator_refuses_a_state_file_that_is_not_one(
+    cli: CliRunner, tmp_path: Path, content: bytes
+) -> None:
+    # The emulator skipped the lines it could not read and rewrote the file: the file was lost.
+    path = tmp_path / "notes.txt"
+    path.write_bytes(content)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
+    timer.start()
+    try:
+        run = cli("emulator", "--port", "0", "--state-file", str(path))
+    finally:
+        timer.cancel()
+    assert run.code == 2
+    assert "this file is not an emulator state file" in run.err
+    assert path.read_bytes() == content
+
+
+def test_emulator_state_file_new_or_its_own(cli: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "org.state"
+    for _ in range(2):  # created, then read back
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            run = cli("emulator", "--port", "0", "--state-file", str(path))
+        finally:
+            timer.cancel()
+        assert run.code == 0, run.err
+    assert path.read_bytes().startswith(b'{"k":')
+
+
+@pytest.mark.parametrize("option", ["--hold-time", "--session-expiry", "--token-lifetime"])
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_emulator_seconds_are_finite(cli: CliRunner, option: str, value: str) -> None:
+    # nan passed every check (nan < 0 is false) and the org served with it.
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
+    timer.start()
+    try:
+        run = cli("emulator", "--port", "0", option, value)
+    finally:
+        timer.cancel()
+    assert run.code == 2
+    assert f"argument {option}: expected a number of seconds, not '{value}'" in run.err
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ('{"port": "abc"}', "port: invalid literal for int()"),
+        ('{"no_admin": "false"}', "no_admin: expected true or false, not 'false'"),
+        ('{"hold_time": "nan"}', "hold_time: expected a finite number, not 'nan'"),
+    ],
+)
+def test_emulator_config_values_name_their_key(
+    cli: CliRunner, tmp_path: Path, config: str, message: str
+) -> None:
+    # The key was not named, and "false" (a string) meant true.
+    path = tmp_path / "org.json"
+    path.write_text(config)
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
+    timer.start()
+    try:
+        run = cli("emulator", "--port", "0", "--config", str(path))
+    finally:
+        timer.cancel()
+    assert run.code == 2
+    assert f"{path}: {message}" in run.err
+
+
 def test_python_dash_m_sfstream(sfstream: CliRunner) -> None:
     run = sfstream("--version")
     assert (run.code, run.out.strip()) == (0, f"sfstream {__version__}")
@@ -456,3 +619,18 @@ def test_silence_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert (tmp_path / "out.txt").read_text() == ""
     monkeypatch.setattr(sys, "stdout", object())
     package._silence_stdout()  # nothing to silence
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "99999"])
+def test_emulator_port_out_of_range_is_a_usage_error(cli: CliRunner, port: str) -> None:
+    run = cli("emulator", "--port", port)  # raised OverflowError from bind()
+    assert run.code == 2
+    assert f"port {port}: a port is 0 to 65535" in run.err
+
+
+def test_emulator_port_out_of_range_in_a_config_file(cli: CliRunner, tmp_path: Path) -> None:
+    config = tmp_path / "org.json"
+    config.write_text('{"port": 70000}')
+    run = cli("emulator", "--config", str(config))
+    assert run.code == 2
+    assert "port 70000: a port is 0 to 65535" in run.err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,6 +87,60 @@ def test_publish_reads_stdin(
     assert org.call(org.emulator.events, EVENT)[0]["payload"]["Amount__c"] == 8
 
 
+@pytest.mark.parametrize("channel", [EVENT, GENERIC])
+def test_a_payload_that_is_not_utf8_on_stdin_is_a_usage_error(
+    cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch, channel: str
+) -> None:
+    # A strict UTF-8 stdin raised UnicodeDecodeError: "unexpected error", exit 1.
+    raw = io.BytesIO(b'{"Amount__c": "caf\xe9"}')
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw, encoding="utf-8"))
+    run = cli("publish", channel, "-", *password_args(org))
+    run.assert_one_error_line(2, "stdin is not UTF-8 text: byte 0xe9 at position 18")
+    assert org.call(org.emulator.events, channel) == []
+
+
+@pytest.mark.parametrize("channel", [EVENT, GENERIC])
+def test_a_payload_that_is_not_utf8_in_the_arguments_is_a_usage_error(
+    cli: CliRunner, org: EmulatorThread, channel: str
+) -> None:
+    # Python hands undecodable argv bytes over as lone surrogates; they were sent on (the
+    # emulator answered HTTP 500, exit 1).
+    run = cli("publish", channel, '{"Amount__c": "caf\udce9"}', *password_args(org))
+    run.assert_one_error_line(2, "JSON is not UTF-8 text: byte 0xe9 at position 18")
+    assert org.call(org.emulator.events, channel) == []
+
+
+def test_a_closed_stdin_is_a_usage_error(
+    cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python sets sys.stdin to None when started with fd 0 closed (<&-): an AttributeError,
+    # "unexpected error".
+    monkeypatch.setattr(sys, "stdin", None)
+    run = cli("publish", EVENT, "-", *password_args(org))
+    run.assert_one_error_line(2, "stdin is closed")
+
+
+def test_a_utf8_payload_with_a_byte_order_mark_on_stdin_is_published(
+    cli: CliRunner, org: EmulatorThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = io.BytesIO('\ufeff{"Amount__c": "café"}'.encode())
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(raw, encoding="utf-8"))
+    run = cli("publish", EVENT, "-", *password_args(org))
+    assert run.code == 0, run.err
+    assert org.call(org.emulator.events, EVENT)[0]["payload"]["Amount__c"] == "café"
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_numbers_json_cannot_carry_are_refused(
+    cli: CliRunner, org: EmulatorThread, number: str
+) -> None:
+    # Python's json reads them (NaN, inf) and writes them back as NaN/Infinity, which is not
+    # JSON: the request body was invalid JSON.
+    run = cli("publish", EVENT, f'{{"Amount__c": {number}}}', *password_args(org))
+    run.assert_one_error_line(2, "the event is not valid JSON", f"{number} is not a JSON number")
+    assert org.call(org.emulator.events, EVENT) == []
+
+
 def test_generic_push(cli: CliRunner, org: EmulatorThread) -> None:
     run = cli("publish", GENERIC, "hello world", *password_args(org))
     assert run.code == 0, run.err
@@ -131,9 +186,29 @@ def test_publish_errors(cli: CliRunner, org: EmulatorThread) -> None:
     run = cli("publish", EVENT, "{}", *creds[:-4], "--password", "wrong")
     run.assert_one_error_line(3, "authentication failed: invalid_grant: authentication failure")
     run.assert_no_secret()
-    cli(
+    line = cli(
         "publish", EVENT, "{}", "--access-token", "x" * 20, "--instance-url", "http://127.0.0.1:9"
-    ).assert_one_error_line(4, "cannot reach 127.0.0.1")
+    ).assert_one_error_line(4, "cannot reach 127.0.0.1:9: [Errno 111] Connect call failed")
+    # as listen and the login say it, not "ClientConnectorError: Cannot connect to host ..."
+    assert "ClientConnectorError" not in line
+
+
+# aiohttp advises streaming a body above 1 MiB (a ResourceWarning, shown only in tests)
+@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
+def test_a_payload_too_large_says_so(cli: CliRunner, org: EmulatorThread) -> None:
+    # It said "HTTP 413: the reply is not JSON", and nothing of the size.
+    big = json.dumps({"Amount__c": "x" * 1_100_000})
+    run = cli("publish", EVENT, big, *password_args(org))
+    run.assert_one_error_line(1, "HTTP 413: Request Entity Too Large (the reply is not JSON)")
+
+
+def test_user_id_with_a_platform_event_is_a_usage_error(
+    cli: CliRunner, org: EmulatorThread
+) -> None:
+    # It was ignored: the event meant for one user went to every subscriber.
+    run = cli("publish", EVENT, '{"Amount__c": 1}', "--user-id", "005xx", *password_args(org))
+    run.assert_one_error_line(2, "--user-id is for generic streaming")
+    assert org.call(org.emulator.events, EVENT) == []
 
 
 def test_a_channel_the_org_does_not_have_gets_the_closest_it_has(
@@ -251,7 +326,7 @@ async def test_odd_replies(aiohttp_server: Any, session: aiohttp.ClientSession) 
     server = await aiohttp_server(app)
     auth = AccessTokenAuthenticator("token-1234", str(server.make_url("")))
     rest = RestClient(auth, session, "67.0")
-    with pytest.raises(RestError, match="HTTP 503: the reply is not JSON"):
+    with pytest.raises(RestError, match=r"HTTP 503: Service Unavailable \(the reply is not JSON\)"):
         await rest.publish_event("Html__e", {})
     assert (await rest.publish_event("Empty__e", {})).event_uuid is None
     old = await rest.publish_event("Old__e", {})

@@ -179,6 +179,25 @@ def test_an_unreadable_shelve_is_not_half_migrated(tmp_path: Path) -> None:
     ]
 
 
+def test_a_shelve_marker_with_a_bad_date_is_not_half_migrated(tmp_path: Path) -> None:
+    # It failed with "replay store: not a replay marker date: 'x' — check the replay store"
+    # and left markers.migrating next to the shelve.
+    store = tmp_path / "markers"
+    dumb_shelve(store, {EVENT: ReplayMarker(OLD_DATE, 1), "/u/bad": ReplayMarker("x", 2)})
+    with pytest.raises(CliError) as raised:
+        asyncio.run(_store.open_store(str(store)))
+    assert raised.value.message.startswith(
+        f"cannot read the shelve store {store}: the marker stored for channel '/u/bad' cannot "
+        "be used (not a replay marker date: 'x')"
+    )
+    assert raised.value.hint.startswith(f"delete {store}.dat, {store}.dir")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "markers.bak",
+        "markers.dat",
+        "markers.dir",
+    ]
+
+
 def test_an_sqlite_store_is_used_as_it_is(tmp_path: Path) -> None:
     store = tmp_path / "markers.sqlite3"
     with SqliteStorage(store) as storage:

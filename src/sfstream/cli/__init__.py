@@ -30,7 +30,7 @@ from sfstream import __version__
 from . import _bayeux, _demo, _listen, _publish, _relay
 from ._credentials import ENVIRONMENT
 from ._errors import CliError, ExitCode, to_cli_error
-from ._output import Console
+from ._output import Console, json_line
 
 __all__ = ["ExitCode", "UsageError", "build_parser", "main", "usage_message"]
 
@@ -97,6 +97,20 @@ def _suggest(word: str, candidates: Sequence[str]) -> str | None:
     return matches[0] if matches else None
 
 
+#: Options whose values are secrets: words left over near them are never echoed.
+_SECRET_OPTIONS: Final = frozenset(
+    {
+        "--password",
+        "--consumer-secret",
+        "--security-token",
+        "--refresh-token",
+        "--jwt-key-password",
+        "--access-token",
+        "--header",
+    }
+)
+
+
 def usage_message(
     error: UsageError, parser: argparse.ArgumentParser, argv: Sequence[str]
 ) -> tuple[str, str]:
@@ -111,6 +125,14 @@ def usage_message(
         unknown = message.removeprefix("unrecognized arguments: ").split()
         options = [word.split("=")[0] for word in unknown if word.startswith("-")]
         if not options:
+            if any(word.split("=")[0] in _SECRET_OPTIONS for word in argv):
+                # Most often the rest of a secret with a space that was not quoted
+                # (--password my secret): it was printed.
+                return (
+                    f"{len(unknown)} unexpected argument(s), not shown in case they are part "
+                    "of a secret",
+                    f"quote a value that holds spaces ({help_hint})",
+                )
             return f"unexpected argument {' '.join(unknown)}", help_hint
         known = _options(target)
         matches = [m for m in (_suggest(option, known) for option in options) if m is not None]
@@ -238,7 +260,21 @@ class _ScrubbingFormatter(logging.Formatter):
         self.console = console
 
     def format(self, record: logging.LogRecord) -> str:
-        return self.console.scrub(super().format(record))
+        text = super().format(record)
+        if self.console.json:
+            # --json: every stderr line is JSON, the --debug records too.
+            message = record.getMessage()
+            if record.exc_text:  # set by super().format() from exc_info
+                message += "\n" + record.exc_text
+            text = json_line(
+                {
+                    "log": message,
+                    "level": record.levelname,
+                    "logger": record.name,
+                    "time": self.formatTime(record),
+                }
+            )
+        return self.console.scrub(text)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from sfstream.bayeux import (
 )
 from sfstream.exceptions import ServerError
 
-from ._args import positive_int, seconds
+from ._args import load_json, positive_int, seconds, utf8_text
 from ._errors import CliError, ExitCode, to_cli_error
 from ._output import Console, Style, json_line, redact
 from ._trace import Direction, TraceExtension
@@ -60,13 +59,22 @@ def parse_header(text: str) -> tuple[str, str]:
     name, sep, value = text.partition(":")
     name = name.strip()
     if not sep or not name or any(c.isspace() for c in name):
-        raise argparse.ArgumentTypeError(f"expected NAME:VALUE, not {text!r}")
+        # Never echo the text: it is often 'Authorization Bearer <token>' missing its colon.
+        raise argparse.ArgumentTypeError(
+            "expected NAME:VALUE, e.g. 'Authorization: Bearer ...' (what was given is not "
+            "shown: it may hold a secret)"
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value if c != "\t"):
+        # aiohttp refuses them ("header injection"): it was an "unexpected error".
+        raise argparse.ArgumentTypeError(
+            f"the value of header {name} holds a control character (a line break?)"
+        )
     return name, value.strip()
 
 
 def _json_value(text: str) -> Any:
     try:
-        return json.loads(text)
+        return load_json(utf8_text(text, "--publish data"))
     except ValueError as exc:
         raise CliError(
             f"--publish data is not JSON: {exc}",

@@ -23,6 +23,8 @@ import argparse
 import dataclasses
 import getpass
 import os
+import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -31,6 +33,7 @@ from typing import Any, Final
 
 from sfstream.exceptions import AuthenticationError
 from sfstream.salesforce import (
+    DEFAULT_API_VERSION,
     AccessTokenAuthenticator,
     AuthenticatorBase,
     ClientCredentialsAuthenticator,
@@ -82,6 +85,7 @@ FLOWS: Final = (
 )
 _BOOLEANS: Final = frozenset({"client_credentials", "sandbox"})
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
 #: The option that selects each flow when present.
 _CHOOSERS: Final = (
     ("sf-org", "sf_org"),
@@ -194,12 +198,25 @@ def _from_environment(name: str, environ: Mapping[str, str]) -> Any:
     if raw is None or raw == "":
         return None
     if name in _BOOLEANS:
-        return raw.strip().lower() in _TRUE
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            # e.g. SFSTREAM_SANDBOX=sandbox read as "no": a login to the wrong org.
+            raise CliError(
+                f"{ENVIRONMENT[name]}={raw!r}: expected 1, true, yes or on (or 0, false, no, off)",
+                ExitCode.USAGE,
+            )
+        return word in _TRUE
     return raw
 
 
 def _choose_flow(flags: Mapping[str, Any], values: Mapping[str, Any], explicit: str | None) -> str:
     if explicit is not None:
+        if explicit not in FLOWS:  # SFSTREAM_AUTH (--auth is checked by argparse)
+            raise CliError(
+                f"{ENVIRONMENT['auth']}={explicit!r}: not a flow",
+                ExitCode.USAGE,
+                f"one of {', '.join(FLOWS)}",
+            )
         return explicit
     for source in (flags, values):
         for flow, name in _CHOOSERS:
@@ -230,6 +247,22 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+_API_VERSION: Final = re.compile(r"[1-9][0-9]*\.[0-9]+")
+
+
+def _check_api_version(flag: str | None, value: str | None) -> None:
+    """A version the endpoints' paths take (``62.0``): anything else was put into the URL
+    as given and met "Unsupported API version", or a 404 blamed on the event's name."""
+    if value is None or _API_VERSION.fullmatch(value):
+        return
+    where = "--api-version" if flag is not None else ENVIRONMENT["api_version"]
+    raise CliError(
+        f"{where} {value!r}: expected an API version such as {DEFAULT_API_VERSION}",
+        ExitCode.USAGE,
+        "give the number only, major and minor (e.g. 62.0)",
+    )
+
+
 def resolve_credentials(
     args: argparse.Namespace,
     environ: Mapping[str, str] | None = None,
@@ -247,6 +280,7 @@ def resolve_credentials(
         name: flag if flag is not None else _from_environment(name, env)
         for name, flag in flags.items()
     }
+    _check_api_version(flags["api_version"], values["api_version"])
     flow = _choose_flow(flags, values, values["auth"])
     if (
         flow == "password"
@@ -263,10 +297,30 @@ def resolve_credentials(
 
 
 def terminal_password_prompt() -> Callable[[str], str] | None:
-    """``getpass.getpass`` when stdin is a terminal, else None (never block a pipe)."""
+    """A password prompt when stdin is a terminal, else None (never block a pipe)."""
     if sys.stdin is not None and sys.stdin.isatty():
-        return getpass.getpass
+        return _ask_password
     return None
+
+
+def _ask_password(prompt: str) -> str:
+    """``getpass.getpass`` that Ctrl-C interrupts.
+
+    The prompt runs inside the event loop, whose SIGINT handler only takes note of the
+    signal for the loop: the blocked read went on, and Ctrl-C did nothing until Enter.
+    Here SIGINT raises KeyboardInterrupt in the read (the command ends with status 130).
+    """
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:  # pragma: no cover - not the main thread
+        return getpass.getpass(prompt)
+    try:
+        return getpass.getpass(prompt)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")  # end the prompt's line
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def sf_org_display(
@@ -288,6 +342,22 @@ def sf_org_display(
     except AuthenticationError as exc:
         raise CliError(str(exc), ExitCode.AUTHENTICATION) from None
     return result["accessToken"], result["instanceUrl"]
+
+
+_URL_EXAMPLES: Final = {
+    "login_url": "e.g. https://acme.my.salesforce.com, or http://127.0.0.1:8808 for an emulator",
+    "instance_url": "e.g. https://acme.my.salesforce.com (the org's URL, as sf org display shows)",
+}
+
+
+def _refused_value(message: str) -> CliError:
+    """The usage error for a value an authenticator refused, naming the option the user gave
+    (the library names its parameter: "login_url must be an absolute https:// URL")."""
+    for name, example in _URL_EXAMPLES.items():
+        if message.startswith(name):
+            option = f"{_option(name)} ({ENVIRONMENT[name]})"
+            return CliError(option + message.removeprefix(name), ExitCode.USAGE, example)
+    return CliError(message, ExitCode.USAGE)
 
 
 def build_authenticator(
@@ -341,7 +411,7 @@ def build_authenticator(
             get("consumer_key"), get("consumer_secret"), login_url=str(login_url)
         )
     except ValueError as exc:
-        raise CliError(str(exc), ExitCode.USAGE) from None
+        raise _refused_value(str(exc)) from None
     except ImportError as exc:
         raise CliError(str(exc), ExitCode.ERROR) from None
     except OSError as exc:

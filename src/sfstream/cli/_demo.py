@@ -34,6 +34,7 @@ from sfstream.salesforce import (
     SqliteStorage,
 )
 
+from ._args import file_path
 from ._errors import ExitCode, to_cli_error
 from ._listen import close_client
 from ._output import Console, describe_event
@@ -79,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--store",
+        type=file_path,
         metavar="PATH",
         help="the replay store (an SQLite file) to use and keep (default: a temporary one)",
     )

@@ -167,6 +167,15 @@ def _authentication(exc: AuthenticationError, login_url: str | None) -> CliError
         )
     message = str(exc)
     text = message[0].lower() + message[1:] if message else "authentication failed"
+    if exc.status is not None and 300 <= exc.status < 500 and "not JSON" in message:
+        # A page that is no token endpoint (a login URL with a path, a proxy's redirect):
+        # the URL is wrong, not the credentials.
+        return CliError(
+            text,
+            ExitCode.AUTHENTICATION,
+            f"no OAuth token endpoint answered at {_host(login_url)}: check --login-url (or "
+            "SFSTREAM_LOGIN_URL): your My Domain or https://login.salesforce.com, without a path",
+        )
     if not text.startswith("authentication failed"):
         text = f"authentication failed: {text}"
     return CliError(text, ExitCode.AUTHENTICATION, "check the credentials")

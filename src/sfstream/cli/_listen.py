@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sfstream.bayeux import Message, Status, StatusKind
+from sfstream.bayeux import Message, Status, StatusKind, validate_subscription
 from sfstream.exceptions import ReplayError, ServerError
 from sfstream.salesforce import (
     DEFAULT_API_VERSION,
@@ -30,7 +30,7 @@ from sfstream.salesforce import (
     parse_marker_date,
 )
 
-from ._args import positive_int, seconds
+from ._args import file_path, positive_int, seconds
 from ._channels import known_channels, suggest_channel
 from ._credentials import (
     add_credential_arguments,
@@ -55,6 +55,8 @@ __all__ = [
 
 #: Seconds without an event after which a backlog counts as replayed.
 BACKLOG_IDLE = 1.0
+#: Seconds an interrupted marker write may take before the user is told what is awaited.
+SLOW_WRITE = 0.5
 
 
 def parse_replay(text: str) -> int:
@@ -70,7 +72,7 @@ def parse_replay(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"expected new, all or a replay id, not {text!r}"
         ) from None
-    if value < -2:
+    if value < -2 or value == 0:
         raise argparse.ArgumentTypeError(f"a replay id is -2, -1 or positive, not {value}")
     return value
 
@@ -94,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     replay.add_argument(
         "--store",
+        type=file_path,
         metavar="FILE",
         help="keep the last replay id per channel in FILE (SQLite; a shelve store given here "
         "is migrated) and resume from it",
@@ -205,11 +208,32 @@ class _Listener:
         if self.shelf is None or storage is None:
             self.emit(message)
             return
+        # Printing and storing run to the end in a task of their own: Ctrl-C or SIGTERM landing
+        # while the marker is written left a printed event unstored (printed again next run).
+        work = asyncio.ensure_future(self._emit_and_store(storage, message))
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            done, _ = await asyncio.wait([work], timeout=SLOW_WRITE)
+            if not done:
+                # Another process holds the store's write lock: say why Ctrl-C takes a while.
+                self.console.note(
+                    "interrupted: waiting to store the last printed event's replay id in "
+                    f"{self.args.store} (another process is writing it)"
+                )
+                await asyncio.wait([work])
+            if not work.cancelled():
+                work.exception()  # retrieved: the interruption is what is reported
+            raise
+
+    async def _emit_and_store(self, storage: ReplayMarkerStorage, message: Message) -> None:
         try:
             async with storage(message):
                 self.emit(message)
         except ReplayError as exc:
-            self.note(f"no replay id stored: {exc}")
+            # Not news but a failure (the next run prints this event again): also with -q.
+            self.progress.clear()
+            self.console.note(self.console.err_style(f"no replay id stored: {exc}", "yellow"))
 
     async def listen(self, client: Client, auth: AuthenticatorBase) -> int:
         args = self.args
@@ -293,6 +317,17 @@ def _check_channels(channels: list[str]) -> None:
                 "channels look like /event/Order__e, /topic/Name, /u/name, "
                 "/data/AccountChangeEvent",
             )
+        try:
+            validate_subscription(channel)
+        except ValueError as exc:
+            # Before logging in: the same name was refused by the client after the login,
+            # exit 1, where bayeux --subscribe refuses it as a usage error.
+            raise CliError(
+                str(exc),
+                ExitCode.USAGE,
+                "channels look like /event/Order__e, /topic/Name, /u/name, "
+                "/data/AccountChangeEvent",
+            ) from None
 
 
 async def run(args: argparse.Namespace, console: Console) -> int:

@@ -28,6 +28,7 @@ from sfstream._http import describe, read_limited, safe_cause
 from sfstream.exceptions import AuthenticationError
 from sfstream.salesforce import DEFAULT_API_VERSION, AuthenticatorBase
 
+from ._args import load_json, not_utf8, utf8_text
 from ._channels import known_channels, suggest_channel
 from ._credentials import (
     add_credential_arguments,
@@ -35,7 +36,7 @@ from ._credentials import (
     resolve_credentials,
     terminal_password_prompt,
 )
-from ._errors import CliError, ExitCode, to_cli_error
+from ._errors import CliError, ExitCode, _host, to_cli_error
 from ._output import Console, json_line
 
 __all__ = ["PublishResult", "RestClient", "RestError", "add_arguments", "run"]
@@ -125,14 +126,20 @@ class RestClient:
                 timeout=aiohttp.ClientTimeout(total=_TIMEOUT),
                 allow_redirects=False,
             ) as response:
-                status = response.status
+                status, reason = response.status, response.reason
                 too_large = partial(_too_large, url, self.max_body)
                 raw = await read_limited(response, self.max_body, too_large)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            host = URL(url).host or url
-            reason = "timed out" if isinstance(exc, TimeoutError) else describe(exc)
+            # As listen and the login report it: the host with its port, the OS's reason
+            # (it was "ClientConnectorError: Cannot connect to host ... ssl:default [...]").
+            if isinstance(exc, TimeoutError):
+                reason = "timed out"
+            elif isinstance(exc, aiohttp.ClientConnectorError):
+                reason = str(exc.os_error) or type(exc.os_error).__name__
+            else:
+                reason = describe(exc)
             failure = CliError(
-                f"cannot reach {host}: {reason}",
+                f"cannot reach {_host(url)}: {reason}",
                 ExitCode.CONNECTION,
                 "check the instance URL and the network",
             )
@@ -147,7 +154,12 @@ class RestClient:
             return status, json.loads(raw)
         except ValueError:
             pass
-        raise RestError(status, f"HTTP {status}", "the reply is not JSON")
+        # The status line says what went wrong ("Request Entity Too Large"), not the body.
+        raise RestError(
+            status,
+            f"HTTP {status}",
+            f"{reason} (the reply is not JSON)" if reason else "the reply is not JSON",
+        )
 
     async def request(
         self,
@@ -285,15 +297,24 @@ def _event_name(channel: str) -> str | None:
 
 
 def _payload_text(args: argparse.Namespace) -> str:
+    """The payload as text, checked to be UTF-8 (what goes on the wire)."""
     if args.payload == "-":
-        return sys.stdin.read()
-    text: str = args.payload
-    return text
+        if sys.stdin is None:  # started with stdin closed (<&-)
+            raise CliError("stdin is closed: there is nothing to read", ExitCode.USAGE)
+        buffer = getattr(sys.stdin, "buffer", None)
+        if buffer is None:  # a stdin replaced by a text stream
+            return utf8_text(sys.stdin.read(), "stdin")
+        raw: bytes = buffer.read()
+        try:
+            return raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise not_utf8("stdin", exc.start, raw[exc.start]) from None
+    return utf8_text(args.payload, "JSON")
 
 
 def _event_fields(text: str) -> dict[str, Any]:
     try:
-        fields = json.loads(text)
+        fields = load_json(text)
     except ValueError as exc:
         raise CliError(
             f"the event is not valid JSON: {exc}",
@@ -326,6 +347,15 @@ async def run(args: argparse.Namespace, console: Console) -> int:
             ExitCode.USAGE,
             "publish to /event/<Name>__e (platform events) or /u/<name> (generic streaming); "
             "PushTopic and Change Data Capture events come from record changes",
+        )
+    if event is not None and args.user_ids:
+        # A platform event goes to every subscriber: ignoring --user-id broadcast what the
+        # user meant for a few.
+        raise CliError(
+            "--user-id is for generic streaming (/u/<name>): a platform event reaches every "
+            "subscriber",
+            ExitCode.USAGE,
+            "leave out --user-id, or publish to a /u/ channel",
         )
     text = _payload_text(args)
     fields = _event_fields(text) if event is not None else None

@@ -142,9 +142,24 @@ async def _migrate(source: Path, kind: str, target: Path, shown: str) -> int:
     store = _open(partial, None, shown)
     try:
         for key, marker in markers.items():
-            await store.set_replay_marker(key, marker)
-    finally:
+            try:
+                await store.set_replay_marker(key, marker)
+            except ReplayError as exc:
+                # A marker whose date does not parse: the same report as a value that is not
+                # a marker (it was "replay store: ... — check the replay store", and the
+                # half-written SQLite file was left next to the shelve).
+                raise CliError(
+                    f"{where}: the marker stored for channel {key!r} cannot be used ({exc})",
+                    ExitCode.ERROR,
+                    f"delete {_shelve_files(source, shown)} to start again (its channels then "
+                    "start from --replay)",
+                ) from None
+    except BaseException:
         store.close()
+        for leftover in (partial, *(Path(f"{partial}{suffix}") for suffix in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+        raise
+    store.close()
     os.replace(partial, target)
     return len(markers)
 

@@ -15,6 +15,8 @@ import difflib
 import errno
 import json
 import logging
+import math
+import os
 import shlex
 import signal
 import sys
@@ -54,7 +56,31 @@ DEFAULT_EVENTS: Final[Mapping[str, tuple[str, ...]]] = {
     "Sfstream_Demo__e": ("Message__c", "N__c"),
 }
 
+
 # option name -> (type converter for config files, default)
+def _finite(value: Any) -> float:
+    """A number of seconds that is a number (``nan`` and ``inf`` were taken as they were)."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"expected a finite number, not {value!r}")
+    return number
+
+
+def _seconds(text: str) -> float:
+    """argparse ``type`` of the options in seconds."""
+    try:
+        return _finite(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+
+
+def _boolean(value: Any) -> bool:
+    """``true``/``false`` of a configuration file (``bool("false")`` is True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, not {value!r}")
+    return value
+
+
 _SCALARS: Final[dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "host": (str, "127.0.0.1"),
     "port": (int, DEFAULT_PORT),
@@ -65,25 +91,26 @@ _SCALARS: Final[dict[str, tuple[Callable[[Any], Any], Any]]] = {
     "password": (str, DEFAULT_PASSWORD),
     "security_token": (str, ""),
     "refresh_token": (str, DEFAULT_REFRESH_TOKEN),
-    "refresh_token_rotation": (bool, False),
-    "no_client_credentials": (bool, False),
+    "refresh_token_rotation": (_boolean, False),
+    "no_client_credentials": (_boolean, False),
     "jwt_public_key": (str, None),
     "api_version": (str, CURRENT_API_VERSION),
-    "hold_time": (float, 110.0),
-    "session_expiry": (float, 40.0),
-    "retention": (float, DAY),
-    "high_volume_retention": (float, 3 * DAY),
+    "hold_time": (_finite, 110.0),
+    "session_expiry": (_finite, 40.0),
+    "retention": (_finite, DAY),
+    "high_volume_retention": (_finite, 3 * DAY),
     "max_batch": (int, 10_000),
     "max_request_size": (int, 32_768),
-    "no_cookie_check": (bool, False),
-    "token_lifetime": (float, None),
-    "no_admin": (bool, False),
+    "no_cookie_check": (_boolean, False),
+    "token_lifetime": (_finite, None),
+    "no_admin": (_boolean, False),
     "state_file": (str, None),
-    "clock_offset": (float, 0.0),
+    "clock_offset": (_finite, 0.0),
     "verbose": (int, 0),
 }
 _LISTS: Final = ("streaming_channels", "cdc_entities")
 _MAPS: Final = ("push_topics", "channels")
+_MAX_PORT: Final = 65535
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,7 +167,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="refuse the client_credentials grant",
     )
     creds.add_argument(
-        "--token-lifetime", type=float, metavar="SECONDS", help="access tokens expire after this"
+        "--token-lifetime", type=_seconds, metavar="SECONDS", help="access tokens expire after this"
     )
 
     org = parser.add_argument_group("org")
@@ -187,20 +214,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     org.add_argument("--api-version", metavar="X.Y", help=f"default {CURRENT_API_VERSION}")
 
     timing = parser.add_argument_group("timings (seconds)")
-    timing.add_argument("--hold-time", type=float, help="long-poll hold (default 110)")
+    timing.add_argument("--hold-time", type=_seconds, help="long-poll hold (default 110)")
     timing.add_argument(
-        "--session-expiry", type=float, help="Bayeux session expiry without reconnect (default 40)"
+        "--session-expiry",
+        type=_seconds,
+        help="Bayeux session expiry without reconnect (default 40)",
     )
     timing.add_argument(
-        "--retention", type=float, help="PushTopic/generic event retention (default 86400)"
+        "--retention", type=_seconds, help="PushTopic/generic event retention (default 86400)"
     )
     timing.add_argument(
         "--high-volume-retention",
-        type=float,
+        type=_seconds,
         help="platform event/CDC retention (default 259200)",
     )
     timing.add_argument(
-        "--clock-offset", type=float, help="start the org's clock this far ahead of real time"
+        "--clock-offset", type=_seconds, help="start the org's clock this far ahead of real time"
     )
 
     limits = parser.add_argument_group("limits")
@@ -284,7 +313,11 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     file_options = _load_config(path) if path is not None else {}
     for name, (convert, _) in _SCALARS.items():
         if name in file_options and file_options[name] is not None:
-            options[name] = convert(file_options[name])
+            try:
+                options[name] = convert(file_options[name])
+            except (TypeError, ValueError) as exc:
+                # It said only "invalid literal for int() with base 10: 'abc'".
+                raise ValueError(f"{path}: {name}: {exc}") from None
     for name in _LISTS:
         value = file_options.get(name)
         options[name] = None if value is None else [str(v) for v in value]
@@ -321,9 +354,37 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _check_state_file(path: Path) -> None:
+    """Refuse a file that holds something else than an org: the emulator skips the lines it
+    cannot read and rewrites the file, so a mistyped ``--state-file`` replaced whatever it
+    named with an org.
+
+    Raises:
+        ValueError: ``path`` is a file with content whose first line is no record of a state file.
+    """
+    try:
+        with path.open("rb") as file:
+            first = next((line for line in file if line.strip()), b"")
+    except (FileNotFoundError, IsADirectoryError):
+        return  # a new org; a directory is reported when the file is opened
+    if not first:
+        return
+    try:
+        record = json.loads(first)
+    except ValueError:
+        record = None
+    if not (isinstance(record, dict) and isinstance(record.get("k"), str)):
+        raise ValueError(
+            f"--state-file {path}: this file is not an emulator state file (it would be "
+            "overwritten); give a new path, or delete the file to start a new org"
+        )
+
+
 def build_emulator(args: argparse.Namespace) -> Emulator:
     """The emulator that ``args`` (parsed with :func:`add_arguments`) describes."""
     options = _options(args)
+    if options["state_file"] is not None:
+        _check_state_file(Path(options["state_file"]))
     key = options["jwt_public_key"]
     return Emulator(
         host=options["host"],
@@ -432,6 +493,14 @@ async def run(
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"sfstream emulator: {exc}", file=sys.stderr)
         return 2
+    if not 0 <= org.config.port <= _MAX_PORT:
+        # --port or the config file's port: bind() would raise OverflowError.
+        print(
+            f"sfstream emulator: port {org.config.port}: a port is 0 to {_MAX_PORT} "
+            "(0 picks a free one)",
+            file=sys.stderr,
+        )
+        return 2
     verbose = getattr(args, "verbose", None) or 0
     if verbose and not logging.getLogger().handlers:
         logging.basicConfig(
@@ -461,16 +530,32 @@ async def run(
             else:
                 print(f"sfstream emulator: cannot listen: {exc}", file=sys.stderr)
             return 2
-        print(banner(org), file=output, flush=True)
         try:
+            _say(banner(org), output)
             await done.wait()
         finally:
             await org.stop()
     finally:
         for signum in installed:
             loop.remove_signal_handler(signum)
-    print("Salesforce emulator stopped.", file=output, flush=True)
+    _say("Salesforce emulator stopped.", output)
     return 0
+
+
+def _say(text: str, output: TextIO) -> None:
+    """Print ``text``; a reader that went away (``| head``) does not stop the org (which
+    keeps serving) nor end it with a BrokenPipeError traceback."""
+    try:
+        print(text, file=output, flush=True)
+    except BrokenPipeError:
+        try:
+            fileno = output.fileno()
+        except (AttributeError, OSError, ValueError):
+            return
+        # What is still buffered would fail again at exit: send the rest to /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fileno)
+        os.close(devnull)
 
 
 class _OneLineParser(argparse.ArgumentParser):
