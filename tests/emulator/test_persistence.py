@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from sfstream.emulator import Emulator, ManualClock, OrgState, StateFile
+from sfstream.exceptions import InvalidArgumentError
 
 from .conftest import Bayeux, events_of, password_token
 
@@ -126,6 +127,19 @@ def test_unreadable_lines_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureF
         assert StateFile(path).load(state) == 0
     assert len(caplog.records) == 3
     assert StateFile(tmp_path / "missing.jsonl").load(state) == 0
+
+
+@pytest.mark.parametrize("content", ["x\n", "# my notes\n{}\n", '["k", "meta"]\n'])
+def test_a_file_that_is_not_a_state_file_is_refused_and_left_as_it_is(
+    tmp_path: Path, content: str
+) -> None:
+    # (the emulator skipped every line and then rewrote the file with the org: the notes
+    # were gone, from Python as from the command line)
+    path = tmp_path / "notes.txt"
+    path.write_text(content)
+    with pytest.raises(InvalidArgumentError, match="not an emulator state file"):
+        Emulator(state_file=path)
+    assert path.read_text() == content
 
 
 def test_state_file_repr_and_idle_close(tmp_path: Path) -> None:

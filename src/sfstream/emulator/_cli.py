@@ -36,6 +36,8 @@ from sfstream.emulator._config import (
 )
 from sfstream.emulator._emulator import DEFAULT_CDC_ENTITIES, Emulator
 from sfstream.emulator._log import DAY
+from sfstream.emulator._persist import StateFile
+from sfstream.exceptions import InvalidArgumentError
 
 __all__ = [
     "DEFAULT_EVENTS",
@@ -355,29 +357,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check_state_file(path: Path) -> None:
-    """Refuse a file that holds something else than an org: the emulator skips the lines it
-    cannot read and rewrites the file, so a mistyped ``--state-file`` replaced whatever it
-    named with an org.
+    """Refuse a file that holds something else than an org (see :meth:`StateFile.check`).
 
     Raises:
-        ValueError: ``path`` is a file with content whose first line is no record of a state file.
+        ValueError: ``path`` is a file whose first line is no record of a state file.
     """
     try:
-        with path.open("rb") as file:
-            first = next((line for line in file if line.strip()), b"")
-    except (FileNotFoundError, IsADirectoryError):
-        return  # a new org; a directory is reported when the file is opened
-    if not first:
-        return
-    try:
-        record = json.loads(first)
-    except ValueError:
-        record = None
-    if not (isinstance(record, dict) and isinstance(record.get("k"), str)):
-        raise ValueError(
-            f"--state-file {path}: this file is not an emulator state file (it would be "
-            "overwritten); give a new path, or delete the file to start a new org"
-        )
+        StateFile(path).check()
+    except InvalidArgumentError as exc:
+        raise ValueError(f"--state-file {exc}") from None
 
 
 def build_emulator(args: argparse.Namespace) -> Emulator:

@@ -22,6 +22,7 @@ from typing import IO, Any
 from sfstream.emulator._json import dumps, loads
 from sfstream.emulator._log import ChannelLog, StoredEvent
 from sfstream.emulator._state import OrgState
+from sfstream.exceptions import InvalidArgumentError
 
 __all__ = ["StateFile"]
 
@@ -50,9 +51,15 @@ class StateFile:
         return f"StateFile({str(self.path)!r})"
 
     def load(self, state: OrgState) -> int:
-        """Apply the file to ``state``; returns the number of lines used (0: no file)."""
+        """Apply the file to ``state``; returns the number of lines used (0: no file).
+
+        Raises:
+            InvalidArgumentError: the file holds something else than an org (its first line
+                is no record of a state file): it would be overwritten.
+        """
         if not self.path.exists():
             return 0
+        self.check()
         used = 0
         with self.path.open("rb") as handle:
             for number, line in enumerate(handle, 1):
@@ -65,6 +72,32 @@ class StateFile:
                     continue
                 used += 1
         return used
+
+    def check(self) -> None:
+        """Refuse a file that holds something else than an org: the emulator skips the lines
+        it cannot read and rewrites the file, so a mistyped path would replace whatever it
+        names with an org.
+
+        Raises:
+            InvalidArgumentError: the first line that is not blank is no record of a state
+                file.
+        """
+        try:
+            with self.path.open("rb") as file:
+                first = next((line for line in file if line.strip()), b"")
+        except (FileNotFoundError, IsADirectoryError):
+            return  # a new org; a directory is reported when the file is written
+        if not first:
+            return
+        try:
+            record = loads(first)
+        except ValueError:
+            record = None
+        if not (isinstance(record, dict) and isinstance(record.get("k"), str)):
+            raise InvalidArgumentError(
+                f"{self.path}: this file is not an emulator state file (it would be "
+                "overwritten); give a new path, or delete the file to start a new org"
+            )
 
     @staticmethod
     def _apply(state: OrgState, item: dict[str, Any]) -> None:
