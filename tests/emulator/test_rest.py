@@ -152,6 +152,22 @@ async def test_json_parser_errors(rest: Rest, raw: bytes) -> None:
     assert set(body[0]) == {"message", "errorCode"}
 
 
+@pytest.mark.parametrize(
+    "raw", [b'{"A__c": "\\udcff"}', b'{"A__c": "x\\uD800"}', b'{"A__c": "\xed\xb3\xbf"}']
+)
+async def test_a_lone_surrogate_is_a_json_parser_error_and_stores_nothing(
+    rest: Rest, org: Emulator, raw: bytes
+) -> None:
+    # (it was stored, then the reply failed with HTTP 500, as would every reply carrying it)
+    status, body = await rest.call("POST", "/sobjects/Order__e/", raw=raw)
+    assert (status, body[0]["errorCode"]) == (400, "JSON_PARSER_ERROR")
+    assert org.events("/event/Order__e") == []
+    # a pair of surrogates is one character, and fine
+    status, _ = await rest.call("POST", "/sobjects/Order__e/", raw=b'{"A__c": "\\ud83d\\ude00"}')
+    assert status == 201
+    assert [e["payload"]["A__c"] for e in org.events("/event/Order__e")] == ["\U0001f600"]
+
+
 async def test_unknown_objects_and_paths(rest: Rest) -> None:
     assert await rest.call("POST", "/sobjects/Nope__e/", {}) == (404, NOT_FOUND)
     assert await rest.call("POST", "/sobjects/Widget/", {}) == (404, NOT_FOUND)

@@ -208,6 +208,14 @@ def test_versions() -> None:
         {"retention": 0},
         {"max_batch": 0},
         {"api_version": "x"},
+        # NaN passed every check (it compares false with everything); an infinite hold time
+        # failed later, in every connect reply's advice
+        {"hold_time": float("nan")},
+        {"hold_time": float("inf")},
+        {"session_expiry": float("nan")},
+        {"retention": float("nan")},
+        {"token_lifetime": -1},
+        {"token_lifetime": float("nan")},
     ],
 )
 def test_config_validation(changes: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -87,10 +88,13 @@ class EmulatorConfig:
     admin: bool = True
 
     def __post_init__(self) -> None:
-        if self.hold_time < 0 or self.session_expiry <= 0:
-            raise ValueError("hold_time must be >= 0 and session_expiry > 0")
-        if self.retention <= 0 or self.high_volume_retention <= 0:
+        # (written so that NaN fails every check: it compares false with everything)
+        if not (0 <= self.hold_time < math.inf and 0 < self.session_expiry < math.inf):
+            raise ValueError("hold_time must be >= 0 and session_expiry > 0, in seconds")
+        if not (self.retention > 0 and self.high_volume_retention > 0):
             raise ValueError("retention periods must be positive")
+        if self.token_lifetime is not None and not self.token_lifetime > 0:
+            raise ValueError("token_lifetime must be positive (None: until revoked)")
         if self.max_batch < 1 or self.max_request_size < 1:
             raise ValueError("max_batch and max_request_size must be positive")
         if parse_version(self.api_version) is None:

@@ -8,8 +8,9 @@ those bytes, so the speed of ``dumps`` matters only at publish time. Request bod
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 __all__ = ["dumps", "loads"]
 
@@ -39,9 +40,23 @@ def dumps(value: Any) -> bytes:
     return _std_dumps(value)
 
 
+#: Where a lone UTF-16 surrogate may hide in a body: a \uD800-\uDFFF escape, or its bytes
+#: (``json.loads`` decodes bytes with "surrogatepass")
+_SURROGATE_HINT: Final = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
+
+
 def loads(body: str | bytes) -> Any:
-    """Parse JSON; raises ValueError when the body is not JSON."""
+    """Parse JSON; raises ValueError when the body is not JSON, or holds a string that is not
+    valid Unicode (a lone surrogate, which could never be written out again: a stored event
+    holding one would fail every reply that carries it)."""
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    if _SURROGATE_HINT.search(raw):
+        try:
+            _std_dumps(value)
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone UTF-16 surrogate (not valid Unicode)") from None
+    return value
