@@ -565,7 +565,11 @@ async def test_an_event_without_a_marker_is_still_printed(quiet: list[str]) -> N
     assert "no replay id stored: no replay id in the message" in err.getvalue()
 
 
-async def test_an_interruption_during_the_marker_write_still_stores_the_printed_event() -> None:
+async def _interrupt_during_the_marker_write(
+    write_time: float, *argv: str
+) -> tuple[io.StringIO, io.StringIO, list[str]]:
+    """Handle one message with a store whose write takes ``write_time`` s, and cancel the
+    handling (what SIGINT/SIGTERM do) once the write began: stdout, stderr, channels stored."""
     from sfstream.cli._output import Console
 
     stored: list[str] = []
@@ -577,7 +581,7 @@ async def test_an_interruption_during_the_marker_write_still_stores_the_printed_
             async def store() -> AsyncIterator[None]:
                 yield
                 writing.set()
-                await asyncio.sleep(0.2)  # a write the interruption lands in
+                await asyncio.sleep(write_time)  # the write the interruption lands in
                 stored.append(message["channel"])
 
             return store()
@@ -586,45 +590,7 @@ async def test_an_interruption_during_the_marker_write_still_stores_the_printed_
         replay_storage = Storage()
 
     out, err = io.StringIO(), io.StringIO()
-    args = _listen_args("--store", "s", "--json")
-    listener = _listen._Listener(args, Console(out, err, color="never"), object())  # type: ignore[arg-type]
-    task = asyncio.ensure_future(
-        listener.handle(FakeClient(), {"channel": "/u/x", "data": {"payload": "p"}})  # type: ignore[arg-type]
-    )
-    await writing.wait()
-    task.cancel()  # what SIGINT/SIGTERM do
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert json.loads(out.getvalue())["data"] == {"payload": "p"}
-    assert stored == ["/u/x"]  # it was printed, so it is stored: the next run starts after it
-
-
-async def test_an_interruption_waiting_for_a_busy_store_says_so(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from sfstream.cli._output import Console
-
-    monkeypatch.setattr(_listen, "SLOW_WRITE", 0.05)
-    stored: list[str] = []
-    writing = asyncio.Event()
-
-    class Storage:
-        def __call__(self, message: Message) -> Any:
-            @contextlib.asynccontextmanager
-            async def store() -> AsyncIterator[None]:
-                yield
-                writing.set()
-                await asyncio.sleep(0.5)  # another process holds the write lock
-                stored.append(message["channel"])
-
-            return store()
-
-    class FakeClient:
-        replay_storage = Storage()
-
-    out, err = io.StringIO(), io.StringIO()
-    args = _listen_args("--store", "orders.db", "-q")
-    listener = _listen._Listener(args, Console(out, err, color="never"), object())  # type: ignore[arg-type]
+    listener = _listen._Listener(_listen_args(*argv), Console(out, err, color="never"), object())  # type: ignore[arg-type]
     task = asyncio.ensure_future(
         listener.handle(FakeClient(), {"channel": "/u/x", "data": {"payload": "p"}})  # type: ignore[arg-type]
     )
@@ -632,6 +598,21 @@ async def test_an_interruption_waiting_for_a_busy_store_says_so(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    return out, err, stored
+
+
+async def test_an_interruption_during_the_marker_write_still_stores_the_printed_event() -> None:
+    out, _err, stored = await _interrupt_during_the_marker_write(0.2, "--store", "s", "--json")
+    assert json.loads(out.getvalue())["data"] == {"payload": "p"}
+    assert stored == ["/u/x"]  # it was printed, so it is stored: the next run starts after it
+
+
+async def test_an_interruption_waiting_for_a_busy_store_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_listen, "SLOW_WRITE", 0.05)
+    # another process holds the write lock for 0.5 s
+    _out, err, stored = await _interrupt_during_the_marker_write(0.5, "--store", "orders.db", "-q")
     assert stored == ["/u/x"]
     # Ctrl-C seemed to do nothing for as long as the lock was held (up to 30 s).
     assert "interrupted: waiting to store the last printed event's replay id in orders.db" in (
