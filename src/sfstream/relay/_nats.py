@@ -271,10 +271,17 @@ class _Ended(enum.Enum):
     """Raised, or was cancelled: nothing after it may be written in this term."""
 
 
+#: Where the next message of a chain goes (internal): the stream's last message id and sequence
+#: as the chain plans them, and that message's subject when this writer sent it in this chain
+#: ("" for a chain's start, read from the stream: whoever wrote that message, and when, is
+#: not known).
+_Anchor = tuple[str, int, str]
+
+
 class _Flight:
-    """One write among those in flight (internal). ``sent``: the message id and the planned
-    stream sequence of the last message it handed to the connection as a chain, which the next
-    write's chain expects (None: it sent no chain; the next write waits for its end).
+    """One write among those in flight (internal). ``sent``: the :data:`_Anchor` of the last
+    message it handed to the connection as a chain, which the next write's chain expects
+    (None: it sent no chain; the next write waits for its end).
     ``done``: how it ended. ``diverted``: its chain was not stored whole (or may not be): it
     goes on another way (a new chain, one message at a time), and from then on nothing may be
     sent chained on it.
@@ -293,11 +300,11 @@ class _Flight:
     __slots__ = ("diverted", "done", "sent")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.sent: asyncio.Future[tuple[str, int] | None] = loop.create_future()
+        self.sent: asyncio.Future[_Anchor | None] = loop.create_future()
         self.done: asyncio.Future[_Ended] = loop.create_future()
         self.diverted = False
 
-    def mark_sent(self, last: tuple[str, int] | None) -> None:
+    def mark_sent(self, last: _Anchor | None) -> None:
         if not self.sent.done():
             self.sent.set_result(last)
 
@@ -551,7 +558,7 @@ class NatsSink(Sink):
         self._cursors: dict[str, _Cursor] = {}
         #: (message id, stream sequence) of the last message of this writer's last pipelined
         #: batch, when that batch was stored whole: the next batch's first message expects it
-        self._chain: tuple[str, int] | None = None
+        self._chain: _Anchor | None = None
         #: the lease read for the next batch, started when the last one was stored:
         #: (lease, monotonic time it was sent, its answer)
         self._next_check: tuple[Lease, float, asyncio.Future[_LeaseEntry | None]] | None = None
@@ -830,8 +837,8 @@ class NatsSink(Sink):
             raise SinkError(f"cannot read {subject} in {stream!r}: {error.description}") from None
         return message
 
-    async def _stream_end(self) -> tuple[str, int]:
-        """The stream's last sequence, where a new chain starts (and no message id)."""
+    async def _stream_end(self) -> _Anchor:
+        """The stream's last sequence, where a new chain starts (no message id, no subject)."""
         js = self._jetstream()
         try:
             info = await self._retrying(
@@ -839,7 +846,7 @@ class NatsSink(Sink):
             )
         except nats.js.errors.APIError as error:
             raise SinkError(f"cannot read stream {self._stream!r}: {error.description}") from None
-        return "", int(info.state.last_seq or 0)
+        return "", int(info.state.last_seq or 0), ""
 
     # -- lease ----------------------------------------------------------------------------------
 
@@ -1197,7 +1204,7 @@ class NatsSink(Sink):
         events: Sequence[RelayEvent],
         subjects: set[str],
         check: tuple[float, asyncio.Future[_LeaseEntry | None]] | None,
-        chain: tuple[str, int] | None,
+        chain: _Anchor | None,
         flight: _Flight,
         floor: dict[str, int],
         before: _Flight | None = None,
@@ -1219,13 +1226,18 @@ class NatsSink(Sink):
         ``floor`` says a write of this term sent already are left out: JetStream checks nothing
         on a duplicate, nor does it move the last message id for one.
 
-        A message that follows one of its own subject in the batch carries neither the subject
-        expectation nor ``Nats-Expected-Stream`` (each costs JetStream a lookup per message):
-        stored, it was stored right after the message of the id it expects, at the sequence it
-        expects, and that id names its subject (``<subject>:<replay id>``), so its subject's
-        last message was the one the subject expectation would name, in the stream where that
-        one landed, which is this stream (a message of these ids lands nowhere else: the first
-        of a chain, and each one after another subject's, expects the stream).
+        A message that follows one of its own subject in the chain (in this batch, or the
+        last of the batch this one is chained on) carries neither the subject expectation nor
+        ``Nats-Expected-Stream``: stored, it was stored right after the message of the id it
+        expects, at the sequence it expects, and that id names its subject
+        (``<subject>:<replay id>``), so its subject's last message was the one the subject
+        expectation would name, in the stream where that one landed, which is this stream (a
+        message of these ids lands nowhere else: the first of a chain, and each one after
+        another subject's, expects the stream). Each expectation costs JetStream a lookup per
+        message, and the subject's costs more: nats-server 2.9 loads the subject's last message
+        for it, and a stream whose messages are read keeps its whole write buffer in memory and
+        grows it as it writes (about 2.5 µs of the server's CPU per message, measured with one
+        such message per batch of 1000 against none).
 
         Only the last message asks for an acknowledgement: stored (not a duplicate) at the
         planned sequence, it says that the event before it was the stream's last message just
@@ -1298,9 +1310,9 @@ class NatsSink(Sink):
         uuid_line = f"\r\n{EVENT_UUID_HEADER}: "
         described: dict[tuple[str, str], tuple[str, str, str, str, str]] = {}
         first = dict(subject_last)
-        previous = chain[0]  # the id of the message before the next one ("": none)
-        previous_subject = ""  # its subject, if it is in this batch
-        at = chain[1]  # the stream's last sequence, as this chain plans it
+        # The id of the message before the next one ("": none), its subject if this writer sent
+        # it in this chain, and the stream's last sequence, as this chain plans them.
+        previous, at, previous_subject = chain
         chunk = _CHUNK
         limit = nc.max_payload
         ack: asyncio.Future[tuple[int, bool]] | None = None
@@ -1435,7 +1447,7 @@ class NatsSink(Sink):
                 cursor = cursors.get(subject)
                 if cursor is not None:
                     cursor.sequence = subject_last[subject]
-            flight.mark_sent((previous or "", at))
+            flight.mark_sent((previous or "", at, previous_subject))
         except (nats.errors.Error, OSError) as exc:
             flight.diverted = True
             logger.debug("pipelined write of %d events not sent whole (%r)", planned, exc)
@@ -1493,7 +1505,7 @@ class NatsSink(Sink):
             cursor.replay_id = last_id[subject]
             # (its sequence was set to the planned one when the batch was sent; a batch sent
             # since may have moved it further)
-        self._chain = (previous or "", sequence) if latest else None
+        self._chain = (previous or "", sequence, previous_subject) if latest else None
         return _Outcome.STORED
 
     def _skipped(self, count: int, total: int) -> None:
