@@ -1013,3 +1013,61 @@ async def test_a_batch_waits_for_a_pending_error() -> None:
     client._errors.append(ServerError("resubscription refused"))
     assert client._take_waiting(10) == []
     assert len(client._queue) == 5
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"connection_timeout": "10"}, TypeError, "connection_timeout must be a number or None"),
+        ({"connection_timeout": True}, TypeError, "connection_timeout must be a number or None"),
+        ({"connection_timeout": [1]}, TypeError, "connection_timeout must be a number or None"),
+        ({"connection_timeout": float("nan")}, InvalidArgumentError, "connection_timeout"),
+        ({"max_pending_count": "5"}, TypeError, "max_pending_count must be a number"),
+        ({"max_pending_count": None}, TypeError, "max_pending_count must be a number"),
+        ({"max_pending_count": False}, TypeError, "max_pending_count must be a number"),
+        ({"max_pending_count": float("nan")}, InvalidArgumentError, "max_pending_count"),
+        ({"max_pending_count": float("inf")}, InvalidArgumentError, "max_pending_count"),
+        ({"max_pending_count": float("-inf")}, InvalidArgumentError, "max_pending_count"),
+    ],
+)
+def test_bad_limits_fail_at_construction(
+    options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    # before: accepted, and failed much later inside the connect loop or receive()
+    # ("'<=' not supported between instances of 'str' and 'int'"), or, for NaN and infinity,
+    # silently meant no limit at all
+    with pytest.raises(error, match=match):
+        BayeuxClient(URL, transport=MockTransport(lambda r: []), **options)
+
+
+@pytest.mark.parametrize(
+    ("connection_timeout", "expected"),
+    [(None, None), (0, None), (-1.5, None), (2, 2), (float("inf"), float("inf"))],
+)
+def test_accepted_connection_timeouts(
+    connection_timeout: float | None, expected: float | None
+) -> None:
+    client = BayeuxClient(
+        URL, transport=MockTransport(lambda r: []), connection_timeout=connection_timeout
+    )
+    assert client.connection_timeout == expected
+
+
+async def test_a_fractional_max_pending_count_is_rounded_up(server: FakeBayeuxServer) -> None:
+    # before: 2.5 was kept as is, and a batch taken while polling was paused failed with
+    # "'float' object cannot be interpreted as an integer"
+    async with make_client(server, max_pending_count=2.5) as client:
+        assert client.max_pending_count == 3
+        await client.subscribe("/n")
+        for n in range(6):
+            server.publish("/n", n)
+        for _ in range(200):  # one reply carries them all
+            if client.pending_count == 6:
+                break
+            await asyncio.sleep(0.01)
+        assert client.pending_count == 6  # polling is paused: 6 >= 3
+        async with asyncio.timeout(2):
+            seen: list[int] = []
+            while len(seen) < 6:
+                seen += [m["data"] for m in await client.receive_many(10)]
+        assert seen == list(range(6))

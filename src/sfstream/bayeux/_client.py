@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import ssl as ssl_module
 from collections import deque
@@ -112,6 +113,42 @@ def _transient(error: AuthenticationError) -> bool:
     return isinstance(cause, aiohttp.ClientError | TimeoutError | OSError)
 
 
+def check_limits(connection_timeout: object, max_pending_count: object) -> None:
+    """``connection_timeout`` and ``max_pending_count`` checked where they are given (the
+    connect loop uses them much later, deep inside), for this client and the Salesforce one.
+
+    Raises:
+        TypeError: not a number (``connection_timeout`` may also be None; a bool is no number).
+        InvalidArgumentError: NaN, or an infinite ``max_pending_count`` (``<= 0`` means no
+            limit).
+    """
+    if connection_timeout is not None and (
+        not isinstance(connection_timeout, int | float) or isinstance(connection_timeout, bool)
+    ):
+        raise TypeError(
+            f"connection_timeout must be a number or None, not {type(connection_timeout).__name__}"
+        )
+    if isinstance(connection_timeout, float) and math.isnan(connection_timeout):
+        raise InvalidArgumentError("connection_timeout must be a number of seconds, not NaN")
+    if not isinstance(max_pending_count, int | float) or isinstance(max_pending_count, bool):
+        raise TypeError(
+            f"max_pending_count must be a number, not {type(max_pending_count).__name__}"
+        )
+    if isinstance(max_pending_count, float) and not math.isfinite(max_pending_count):
+        raise InvalidArgumentError(
+            f"max_pending_count must be a finite number (<= 0 means no limit), "
+            f"not {max_pending_count}"
+        )
+
+
+def check_count(name: str, value: object) -> None:
+    """A count given to a public method: an int (not a bool) of at least 1."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise InvalidArgumentError(f"{name} must be at least 1, not {value}")
+
+
 class _Lifecycle(Enum):
     UNOPENED = "unopened"
     OPEN = "open"
@@ -143,7 +180,7 @@ class BayeuxClient:
         url: the Bayeux endpoint.
         connection_timeout: seconds without a working connection after which ``receive()``
             raises :class:`~sfstream.exceptions.TransportTimeoutError` (the client keeps
-            trying in the background). ``None`` waits forever.
+            trying in the background). ``None`` (or ``<= 0``) waits forever.
         max_pending_count: how many received messages may wait for ``receive()`` before the
             client stops polling the server until the consumer catches up. ``<= 0``: no limit.
         json_dumps: serialiser for requests (e.g. ``orjson.dumps``).
@@ -168,6 +205,12 @@ class BayeuxClient:
             reply (a refused WebSocket upgrade, a socket that drops at once), the client falls
             back to the next one, as CometD's clients do, and reports
             :attr:`~sfstream.bayeux.StatusKind.FALLBACK`. Not with ``transport``.
+
+    Raises:
+        TypeError: ``connection_timeout`` or ``max_pending_count`` is not a number (a bool is
+            not one).
+        InvalidArgumentError: ``connection_timeout`` is NaN, ``max_pending_count`` is NaN or
+            infinite, or ``connection_types`` is not a list of known names.
     """
 
     def __init__(
@@ -209,8 +252,11 @@ class BayeuxClient:
                     f"{', '.join(CONNECTION_TYPES)}, not {list(types)}"
                 )
         self._connection_types = types
+        check_limits(connection_timeout, max_pending_count)
         if connection_timeout is not None and connection_timeout <= 0:
             connection_timeout = None
+        # a whole number: the queue's length is compared with it, and batches are cut by it
+        max_pending_count = math.ceil(max_pending_count)
         # The transports get the URL as given; what is shown (repr, logs, task names) carries
         # no user and password.
         self._url = url

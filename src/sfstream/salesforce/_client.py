@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import warnings
 from collections import deque
 from collections.abc import Iterable
@@ -45,6 +44,7 @@ from sfstream.bayeux import (
     validate_subscription,
 )
 from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE
+from sfstream.bayeux._client import check_limits
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES
 from sfstream.exceptions import (
     AuthenticationError,
@@ -102,22 +102,6 @@ def _replay_option(value: object) -> ReplayOption:
         raise InvalidArgumentError(
             f"replay_fallback must be a ReplayOption or None, not {value}"
         ) from None
-
-
-def _check_limits(connection_timeout: object, max_pending_count: object) -> None:
-    """The limits checked at the call site (the driver uses them much later, deep inside)."""
-    if connection_timeout is not None and (
-        not isinstance(connection_timeout, int | float) or isinstance(connection_timeout, bool)
-    ):
-        raise TypeError(
-            f"connection_timeout must be a number or None, not {type(connection_timeout).__name__}"
-        )
-    if isinstance(connection_timeout, float) and math.isnan(connection_timeout):
-        raise InvalidArgumentError("connection_timeout must be a number of seconds, not NaN")
-    if not isinstance(max_pending_count, int | float) or isinstance(max_pending_count, bool):
-        raise TypeError(
-            f"max_pending_count must be a number, not {type(max_pending_count).__name__}"
-        )
 
 
 def _storage_policy(value: object) -> ReplayMarkerStoragePolicy:
@@ -207,7 +191,7 @@ class Client:
             raise TypeError(
                 f"authenticator must be an AuthenticatorBase, not {type(authenticator).__name__}"
             )
-        _check_limits(connection_timeout, max_pending_count)
+        check_limits(connection_timeout, max_pending_count)
         for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
             if not callable(function):
                 raise TypeError(f"{name} must be callable, not {type(function).__name__}")
