@@ -1071,3 +1071,33 @@ async def test_a_fractional_max_pending_count_is_rounded_up(server: FakeBayeuxSe
             while len(seen) < 6:
                 seen += [m["data"] for m in await client.receive_many(10)]
         assert seen == list(range(6))
+
+
+@pytest.mark.parametrize(
+    ("max_count", "error", "match"),
+    [
+        ("3", TypeError, "max_count must be an int, not str"),
+        (3.0, TypeError, "max_count must be an int, not float"),
+        (True, TypeError, "max_count must be an int, not bool"),
+        (None, TypeError, "max_count must be an int, not NoneType"),
+        (0, InvalidArgumentError, "max_count must be at least 1, not 0"),
+        (-2, InvalidArgumentError, "max_count must be at least 1, not -2"),
+    ],
+)
+async def test_receive_many_refuses_a_count_that_is_not_one(
+    server: FakeBayeuxServer, max_count: Any, error: type[Exception], match: str
+) -> None:
+    async with make_client(server) as client:
+        await client.subscribe("/a")
+        server.publish("/a", 1)
+        for _ in range(200):
+            if client.pending_count:
+                break
+            await asyncio.sleep(0.01)
+        assert client.pending_count == 1
+        # before: "3" raised a bare TypeError ("'<' not supported between instances of 'str'
+        # and 'int'") from inside, and True was taken as 1
+        with pytest.raises(error, match=match):
+            await client.receive_many(max_count)
+        assert client.pending_count == 1  # nothing was taken
+        assert [m["data"] for m in await client.receive_many(1)] == [1]

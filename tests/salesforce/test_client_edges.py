@@ -150,6 +150,40 @@ async def test_receive_many_cancelled_mid_batch_loses_nothing(
     assert got == [1, 2, 3]
 
 
+@pytest.mark.parametrize("storage", [False, True], ids=["no-markers", "automatic-markers"])
+@pytest.mark.parametrize(
+    ("max_count", "error", "match"),
+    [
+        ("3", TypeError, "max_count must be an int, not str"),
+        (2.0, TypeError, "max_count must be an int, not float"),
+        (True, TypeError, "max_count must be an int, not bool"),
+        (0, InvalidArgumentError, "max_count must be at least 1, not 0"),
+    ],
+)
+async def test_receive_many_refuses_a_bad_count_at_the_call(
+    sfstream_emulator: Emulator,
+    sfstream_client_factory: ClientFactory,
+    storage: bool,
+    max_count: Any,
+    error: type[Exception],
+    match: str,
+) -> None:
+    client = sfstream_client_factory(**({"replay": GatedStorage()} if storage else {}))
+    # before: "3" gave "'<' not supported between instances of 'str' and 'int'" from inside,
+    # and True was taken as a count of 1
+    with pytest.raises(error, match=match):
+        await client.receive_many(max_count)  # checked before the client is even open
+    await client.open()
+    await client.subscribe(CHANNEL)
+    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
+    await wait_until(lambda: client.pending_count >= 1, WAIT, "a pending message")
+    with pytest.raises(error, match=match):
+        await client.receive_many(max_count)
+    assert client.pending_count == 1  # nothing taken
+    async with asyncio.timeout(WAIT):
+        assert [amount(message) for message in await client.receive_many(1)] == [1]
+
+
 def connect_loops() -> list[asyncio.Task[Any]]:
     return [task for task in asyncio.all_tasks() if "bayeux" in task.get_name()]
 

@@ -1032,10 +1032,12 @@ class BayeuxClient:
 
         At most ``max_count`` messages, in order, at least one. A batch ends early when it is
         the connect loop's turn to run or an error is pending (the next call raises it), so
-        batches are often shorter than ``max_count``. Raises what :meth:`receive` raises.
+        batches are often shorter than ``max_count``. Raises what :meth:`receive` raises,
+        :class:`TypeError` for a ``max_count`` that is not an int (a bool is not one) and
+        :class:`~sfstream.exceptions.InvalidArgumentError` for ``max_count < 1``.
         """
-        if max_count < 1:
-            raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
+        if type(max_count) is not int or max_count < 1:
+            check_count("max_count", max_count)  # raises (unless an int subclass >= 1)
         messages = [await self.receive()]
         if max_count > 1:
             messages += self._take_waiting(max_count - 1)

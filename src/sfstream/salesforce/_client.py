@@ -44,7 +44,7 @@ from sfstream.bayeux import (
     validate_subscription,
 )
 from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE
-from sfstream.bayeux._client import check_limits
+from sfstream.bayeux._client import check_count, check_limits
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES
 from sfstream.exceptions import (
     AuthenticationError,
@@ -612,11 +612,12 @@ class Client:
         At most ``max_count`` events, at least one; each is handled as :meth:`receive`
         handles it (with the AUTOMATIC policy its marker is stored before the batch is
         returned). A batch ends early when the client lets its connect loop run or an error
-        is pending (the next call raises it). Raises what :meth:`receive` raises, and
+        is pending (the next call raises it). Raises what :meth:`receive` raises,
+        :class:`TypeError` for a ``max_count`` that is not an int (a bool is not one) and
         :class:`~sfstream.exceptions.InvalidArgumentError` for ``max_count < 1``.
         """
-        if max_count < 1:
-            raise InvalidArgumentError(f"max_count must be at least 1, not {max_count}")
+        if type(max_count) is not int or max_count < 1:
+            check_count("max_count", max_count)  # raises (unless an int subclass >= 1)
         if self._bayeux is not None and self._automatic is None and not self._backlog:
             # no marker to store (#13): the driver's batch as it is
             return await self._bayeux.receive_many(max_count)
