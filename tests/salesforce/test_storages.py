@@ -479,6 +479,106 @@ async def test_sqlite_waits_for_another_writer_off_the_event_loop(tmp_path: Path
         assert await storage.get_replay_id(EVENT) == 1
 
 
+def stored_row(path: Path) -> tuple[str, int] | None:
+    """The marker of EVENT in the file at ``path``, read by a connection of its own."""
+    connection = sqlite3.connect(path)
+    try:
+        row = connection.execute(
+            "SELECT date, replay_id FROM sfstream_replay_markers WHERE subscription = ?",
+            (EVENT,),
+        ).fetchone()
+    finally:
+        connection.close()
+    return None if row is None else (row[0], row[1])
+
+
+async def held_write(path: Path, storage: SqliteStorage) -> tuple[sqlite3.Connection, Any]:
+    """A write of replay id 7 for EVENT, waiting on the storage's worker thread for the write
+    lock that another connection (returned) holds."""
+    blocker = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")  # another process writing
+    writing = asyncio.create_task(
+        storage.set_replay_marker(EVENT, ReplayMarker("2026-01-01T00:00:00Z", 7))
+    )
+    await asyncio.sleep(0.05)  # the lock is taken: the write went to the worker thread
+    assert not writing.done()
+    return blocker, writing
+
+
+async def test_sqlite_aclose_waits_for_a_held_write_while_the_loop_runs(tmp_path: Path) -> None:
+    path = tmp_path / "markers.sqlite3"
+    storage = SqliteStorage(path, timeout=30)
+    blocker, writing = await held_write(path, storage)
+    try:
+        closing = asyncio.create_task(storage.aclose())
+        again = asyncio.create_task(storage.aclose())  # closing twice is harmless
+        ticks = 0
+        for _ in range(10):  # other tasks run while close waits
+            await asyncio.sleep(0.01)
+            ticks += 1
+        assert ticks == 10
+        assert not closing.done()
+        assert not again.done()
+        assert not writing.done()
+        assert storage.closed
+        with pytest.raises(ReplayError, match="is closed"):
+            await storage.get_replay_marker(EVENT)
+        with pytest.raises(ReplayError, match="is closed"):
+            await storage.set_replay_marker(EVENT, ReplayMarker("2026-01-01T00:00:00Z", 8))
+        blocker.execute("COMMIT")  # the other process is done: the held write goes on
+        async with asyncio.timeout(10):
+            await closing
+        assert writing.done()  # ended when aclose() returned
+        await writing  # ... and landed
+        async with asyncio.timeout(10):
+            await again
+    finally:
+        blocker.close()
+    assert stored_row(path) == ("2026-01-01T00:00:00Z", 7)
+    await storage.aclose()
+    storage.close()
+
+
+async def test_sqlite_close_in_a_coroutine_does_not_block_the_loop(tmp_path: Path) -> None:
+    # before: close() waited on the event loop for the worker thread, so the loop could not
+    # run what would release the lock; the held write failed with "database is locked" once
+    # the store's timeout ran out (and the loop stood still until then)
+    path = tmp_path / "markers.sqlite3"
+    storage = SqliteStorage(path, timeout=5)
+    blocker, writing = await held_write(path, storage)
+    try:
+        release = asyncio.get_running_loop().call_later(0.2, blocker.execute, "COMMIT")
+        storage.close()
+        assert storage.closed
+        with pytest.raises(ReplayError, match="is closed"):
+            await storage.get_replay_marker(EVENT)
+        async with asyncio.timeout(10):
+            await writing  # landed after close() returned: the loop released the lock
+            await storage.aclose()  # waits for the worker thread to close the file
+        release.cancel()
+    finally:
+        blocker.close()
+    assert stored_row(path) == ("2026-01-01T00:00:00Z", 7)
+
+
+async def test_sqlite_aclose_reports_a_held_write_that_fails_to_its_caller(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "markers.sqlite3"
+    storage = SqliteStorage(path, timeout=0.3)
+    blocker, writing = await held_write(path, storage)
+    try:
+        async with asyncio.timeout(10):
+            await storage.aclose()  # the lock is never released: the write times out
+        assert writing.done()
+        with pytest.raises(ReplayError, match="database is locked"):
+            await writing
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert stored_row(path) is None
+
+
 def file_size(path: str) -> int:
     return os.path.getsize(path)
 

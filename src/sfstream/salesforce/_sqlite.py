@@ -32,7 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Literal, Self, TypeVar
+from typing import Any, Final, Literal, Self, TypeVar
 
 from sfstream.exceptions import InvalidArgumentError, ReplayError
 from sfstream.salesforce._replay import ReplayMarker, ReplayMarkerStorage, parse_marker_date
@@ -115,8 +115,8 @@ class SqliteStorage(ReplayMarkerStorage):
             async with Client(auth, replay=replay) as client:
                 ...
 
-    Close it when done (:meth:`close`, or use it as a context manager, sync or async); the file
-    stays, and the next run resumes from it.
+    Close it when done (``await`` :meth:`aclose`, or :meth:`close` outside an event loop, or use
+    it as a context manager, sync or async); the file stays, and the next run resumes from it.
 
     Args:
         path: the database file; created if missing (its directory must exist). SQLite keeps
@@ -166,6 +166,10 @@ class SqliteStorage(ReplayMarkerStorage):
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="sfstream-sqlite"
         )
+        #: the calls handed to the worker thread that have not ended yet
+        self._outstanding: set[concurrent.futures.Future[Any]] = set()
+        #: the worker thread's last job, closing its connection, when close() left it there
+        self._closing: concurrent.futures.Future[None] | None = None
 
     @property
     def path(self) -> Path:
@@ -197,12 +201,13 @@ class SqliteStorage(ReplayMarkerStorage):
                     raise
                 # locked by another writer (or a checkpoint): wait for it off the event loop
         try:
-            future = asyncio.get_running_loop().run_in_executor(
-                self._executor, function, self._connection
-            )
+            job = self._executor.submit(function, self._connection)
         except RuntimeError:  # closed by another thread in the meantime
             raise ReplayError(f"the replay store {self._path} is closed") from None
-        return await future
+        outstanding = self._outstanding
+        outstanding.add(job)
+        job.add_done_callback(outstanding.discard)
+        return await asyncio.wrap_future(job)
 
     async def get_replay_marker(self, subscription: str) -> ReplayMarker | None:
         """The marker stored for ``subscription``, or None.
@@ -290,20 +295,45 @@ class SqliteStorage(ReplayMarkerStorage):
             raise ReplayError(f"cannot read the replay markers from {self._path}: {exc}") from exc
 
     def close(self) -> None:
-        """Wait for a write in progress, then close the database. Idempotent."""
+        """Close the database. Idempotent; the storage raises ReplayError once closed.
+
+        A read or write in progress on the worker thread (waiting for another process's
+        lock) ends first: it lands, or raises to its caller. Outside an event loop,
+        ``close()`` waits for it. Called in a coroutine it never blocks the event loop (which
+        may be what must run for the lock to be released): it returns at once and the worker
+        thread closes its connection after that call; ``await`` :meth:`aclose` to wait for it.
+        """
         if self._closed:
             return
         self._closed = True
-        self._executor.shutdown(wait=True)
         if self._inline is not None:
+            # used only synchronously, by the thread that calls _run(): never busy now
             self._inline.close()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            on_loop = False
+        else:
+            on_loop = True
+        if on_loop and self._outstanding:
+            # the worker thread's last job: after every call handed to it, in order
+            self._closing = self._executor.submit(self._connection.close)
+            self._executor.shutdown(wait=False)
+            return
+        self._executor.shutdown(wait=True)  # idle (or outside a loop): no wait on the loop
         self._connection.close()
 
     async def aclose(self) -> None:
-        """:meth:`close` without blocking the event loop."""
-        if self._closed:
-            return
-        await asyncio.to_thread(self.close)
+        """Close the database without blocking the event loop; idempotent.
+
+        Returns once every read or write that was in progress has ended (landed, or raised to
+        its caller) and the file is closed, also when :meth:`close` was called first.
+        """
+        self.close()
+        closing = self._closing
+        if closing is not None and not closing.done():
+            # shielded: a cancelled aclose() must not cancel the connection's close
+            await asyncio.shield(asyncio.wrap_future(closing))
 
     def __enter__(self) -> Self:
         return self
