@@ -149,6 +149,55 @@ def check_count(name: str, value: object) -> None:
         raise InvalidArgumentError(f"{name} must be at least 1, not {value}")
 
 
+class Opening:
+    """The task running an ``open()``, which ``close()`` stops by cancelling it, as
+    :func:`asyncio.timeout` does: a ``close()`` during the handshake (or the token request)
+    then ends the opening instead of being overtaken by it. A cancellation from anyone else
+    stays one. Shared by this client and the Salesforce one.
+
+    In ``open()``: create it first, pass what it raises to :meth:`closed_instead` in an
+    ``except``, call :meth:`end` in the ``finally``. In ``close()``: :meth:`stop`, then wait
+    for :attr:`ended`.
+    """
+
+    def __init__(self) -> None:
+        self.task = asyncio.current_task()
+        self._cancelling = self.task.cancelling() if self.task is not None else 0
+        #: set when ``open()`` has ended
+        self.ended = asyncio.Event()
+        #: True while a cancellation made by stop() has not been taken back
+        self._cancelled = False
+
+    def stop(self) -> bool:
+        """Cancel the opening task (once); False, and nothing done, when called by that task
+        itself (there is no opening to wait for then)."""
+        task = self.task
+        if task is None or task is asyncio.current_task():
+            return False
+        if not self._cancelled:
+            self._cancelled = True
+            task.cancel()
+        return True
+
+    def closed_instead(self, exc: BaseException) -> ClientInvalidOperation | None:
+        """The error ``open()`` raises instead of ``exc`` when ``exc`` is the cancellation
+        :meth:`stop` made (and no other cancellation is pending), else None."""
+        if not isinstance(exc, asyncio.CancelledError) or not self._cancelled:
+            return None
+        self._cancelled = False
+        if self.task is not None and self.task.uncancel() <= self._cancelling:
+            return ClientInvalidOperation("the client was closed while it was opening")
+        return None
+
+    def end(self) -> None:
+        """``open()`` has ended: take back a cancellation of stop()'s that was absorbed on the
+        way, and wake the ``close()`` waiting for :attr:`ended`."""
+        if self._cancelled and self.task is not None:
+            self._cancelled = False
+            self.task.uncancel()
+        self.ended.set()
+
+
 class _Lifecycle(Enum):
     UNOPENED = "unopened"
     OPEN = "open"
@@ -296,11 +345,8 @@ class BayeuxClient:
         self._errors: deque[SfstreamError] = deque()
         self._fatal: SfstreamError | None = None
         self._task: asyncio.Task[None] | None = None
-        # While open() runs: its task, set when open() has ended, and whether close() cancelled
-        # that task to stop the opening (see close())
-        self._opener: asyncio.Task[Any] | None = None
-        self._open_ended: asyncio.Event | None = None
-        self._close_cancelled = False
+        # While open() runs: its task, which close() cancels to stop the opening
+        self._opening: Opening | None = None
         # Created in open(), inside the running loop.
         self._activity: asyncio.Event | None = None
         self._capacity: asyncio.Event | None = None
@@ -413,13 +459,10 @@ class BayeuxClient:
         if self._transport is None:
             self._transport = self._new_transport(self._connection_types[0])
         self._start_push_reader()
-        # close() cancels the task running open() to stop it, as asyncio.timeout() does: a
-        # close() during the handshake then ends the opening (and the session the server may
-        # have made) instead of racing it. A cancellation from anyone else stays one.
-        current = asyncio.current_task()
-        cancelling = current.cancelling() if current is not None else 0
-        ended = asyncio.Event()
-        self._opener, self._open_ended = current, ended
+        # close() cancels the task running open() to stop it (see Opening): a close() during
+        # the handshake then ends the opening (and the session the server may have made)
+        # instead of racing it.
+        opening = self._opening = Opening()
         try:
             action: Action = Handshake()
             while not self._engine.established:
@@ -430,19 +473,13 @@ class BayeuxClient:
             # Cancelled (or failed) after the handshake: end the session on the server too,
             # best-effort and within _DISCONNECT_TIMEOUT, as close() does.
             await self._shutdown(disconnect=self._engine.has_session, report=False)
-            if isinstance(exc, asyncio.CancelledError) and self._close_cancelled:
-                self._close_cancelled = False
-                if current is not None and current.uncancel() <= cancelling:
-                    raise ClientInvalidOperation(
-                        "the client was closed while it was opening"
-                    ) from None
+            error = opening.closed_instead(exc)
+            if error is not None:
+                raise error from None
             raise
         finally:
-            if self._close_cancelled and current is not None:  # absorbed on the way
-                self._close_cancelled = False
-                current.uncancel()
-            self._opener = self._open_ended = None
-            ended.set()
+            self._opening = None
+            opening.end()
         logger.info("connected to %s (clientId %s)", self.url, self._engine.client_id)
         self.report_status(StatusKind.CONNECTED, f"clientId {self._engine.client_id}")
         self._task = asyncio.create_task(self._run(action), name=f"bayeux connect loop {self.url}")
@@ -460,13 +497,10 @@ class BayeuxClient:
         if self._lifecycle is _Lifecycle.UNOPENED:
             self._lifecycle = _Lifecycle.CLOSED
             return
-        opener, ended = self._opener, self._open_ended
-        if opener is not None and ended is not None and opener is not asyncio.current_task():
-            # open() is running: stop it (it ends its own session) and wait for it to end
-            if not self._close_cancelled:
-                self._close_cancelled = True
-                opener.cancel()
-            await ended.wait()
+        opening = self._opening
+        if opening is not None and opening.stop():
+            # open() is running: it stops (it ends its own session); wait for it to end
+            await opening.ended.wait()
             if self.closed:  # (open() ended its own session)
                 return
         await self._shutdown(disconnect=True)

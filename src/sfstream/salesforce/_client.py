@@ -44,7 +44,7 @@ from sfstream.bayeux import (
     validate_subscription,
 )
 from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE
-from sfstream.bayeux._client import check_count, check_limits
+from sfstream.bayeux._client import Opening, check_count, check_limits
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES
 from sfstream.exceptions import (
     AuthenticationError,
@@ -215,11 +215,8 @@ class Client:
         self._extensions = list(extensions)
         self._bayeux: BayeuxClient | None = None
         self._closed_before_open = False
-        # While open() runs: its task, set when it has ended, and whether close() cancelled
-        # it (see close())
-        self._opener: asyncio.Task[Any] | None = None
-        self._open_ended: asyncio.Event | None = None
-        self._close_cancelled = False
+        # While open() runs: its task, which close() cancels to stop the opening
+        self._opening: Opening | None = None
         # What the next receive() hands out before the driver's queue, in order: the failure
         # of a storage that could not store a marker (raised), and messages taken from the
         # driver but never handed out because the call was cancelled while their marker was
@@ -330,36 +327,26 @@ class Client:
             TransportError: a network or HTTP error on the CometD endpoint.
             ServerError: the handshake or the first connect was refused.
         """
-        if self._bayeux is not None or self._closed_before_open or self._opener is not None:
+        if self._bayeux is not None or self._closed_before_open or self._opening is not None:
             raise ClientInvalidOperation(
                 "the client is closed"
                 if self._closed_before_open or (self._bayeux is not None and self.closed)
                 else "the client is already open"
             )
-        # close() cancels the task running open() to stop it, as asyncio.timeout() does:
-        # a close() during the token request or the handshake then ends the opening
-        # instead of being overtaken by it. A cancellation from anyone else stays one.
-        current = asyncio.current_task()
-        assert current is not None
-        cancelling = current.cancelling()
-        self._opener = current
-        ended = self._open_ended = asyncio.Event()
+        # close() cancels the task running open() to stop it (see Opening): a close() during
+        # the token request or the handshake then ends the opening instead of being
+        # overtaken by it.
+        opening = self._opening = Opening()
         try:
             await self._open()
-        except asyncio.CancelledError:
-            if self._close_cancelled:
-                self._close_cancelled = False
-                if current.uncancel() <= cancelling:
-                    raise ClientInvalidOperation(
-                        "the client was closed while it was opening"
-                    ) from None
+        except asyncio.CancelledError as exc:
+            error = opening.closed_instead(exc)
+            if error is not None:
+                raise error from None
             raise
         finally:
-            if self._close_cancelled:  # the cancellation was absorbed on the way
-                self._close_cancelled = False
-                current.uncancel()
-            self._opener = self._open_ended = None
-            ended.set()
+            self._opening = None
+            opening.end()
 
     async def _open(self) -> None:
         if self._session is not None and self.auth.session is None:
@@ -403,13 +390,11 @@ class Client:
         Called while :meth:`open` runs, it stops the opening (which then raises
         :class:`~sfstream.exceptions.ClientInvalidOperation`) and leaves no session behind.
         """
-        opener, ended = self._opener, self._open_ended
-        if opener is not None and ended is not None:
+        opening = self._opening
+        if opening is not None:
             self._closed_before_open = True
-            if opener is not asyncio.current_task() and not self._close_cancelled:
-                self._close_cancelled = True
-                opener.cancel()
-            await ended.wait()
+            if opening.stop():  # (called by the opening task itself: nothing to wait for)
+                await opening.ended.wait()
         if self._bayeux is None:
             self._closed_before_open = True
             return
