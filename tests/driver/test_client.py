@@ -1101,3 +1101,26 @@ async def test_receive_many_refuses_a_count_that_is_not_one(
             await client.receive_many(max_count)
         assert client.pending_count == 1  # nothing was taken
         assert [m["data"] for m in await client.receive_many(1)] == [1]
+
+
+async def test_close_called_by_the_opening_task_itself_ends_the_opening(
+    server: FakeBayeuxServer,
+) -> None:
+    """close() from inside open() (here: the transport answering the handshake) cannot wait
+    for the opening to end: it closes the client, and open() says it was closed."""
+    client: BayeuxClient
+
+    async def handler(request: Request) -> list[Message]:
+        if first(request)["channel"] == "/meta/handshake":
+            await client.close()
+        return await server(request)
+
+    client = BayeuxClient(URL, transport=MockTransport(handler))
+    async with asyncio.timeout(5):
+        with pytest.raises(ClientInvalidOperation, match="closed while it was opening"):
+            await client.open()
+    assert client.closed
+    current = asyncio.current_task()
+    assert current is not None
+    assert current.cancelling() == 0  # no cancellation left behind
+    await client.close()  # idempotent

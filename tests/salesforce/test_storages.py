@@ -565,7 +565,7 @@ async def test_sqlite_aclose_reports_a_held_write_that_fails_to_its_caller(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "markers.sqlite3"
-    storage = SqliteStorage(path, timeout=0.3)
+    storage = SqliteStorage(path, timeout=1.0)
     blocker, writing = await held_write(path, storage)
     try:
         async with asyncio.timeout(10):
