@@ -11,9 +11,14 @@ whose end never reached the server, a chain started again from the stream's end,
 had nothing to write), and check that the stream holds every event once, in replay-id order
 per subject, with nothing stored after a gap.
 
-Each test names the regression it catches; they were checked against those changes made on
-purpose (the chained message without ``Nats-Expected-Last-Msg-Id``, a chain start taken for a
-continuation, an anchor that loses its subject).
+They were run against the rule broken on purpose. Without ``Nats-Expected-Last-Msg-Id`` on a
+chained message, the first three (foreign message, lost batch, ex-leader) lose an event; with a
+chain start taken for a continuation, Orders 3 lands after Orders 50 and the ex-leader is not
+fenced out; with the chain kept across a term, no chain starts from the stream's end. The
+others pin what the rule must keep doing (the anchor keeps its subject through a write with
+nothing to write; a batch chained on a copy goes on one by one and counts the duplicate): the
+old rule, or a chained message that expects only its sequence or only the last message id,
+fails their header checks, though their stream content stays right.
 """
 
 from __future__ import annotations
@@ -85,7 +90,7 @@ async def test_a_message_without_id_where_a_batch_in_flight_was_planned(
     await sink.write(lease, [event(1)])
     seq = await publish(nats_server.url, OTHER, {"Sfstream-Replay-Id": "1"})
     assert seq == 2  # where this writer's chain plans Orders 2
-    slow_answers(sink, 0.3)  # W1's refusal comes after W2 went out chained on it
+    slow_answers(sink, 0.5)  # W1's refusal comes after W2 went out chained on it
     recorder = Recorder(sink)
     first = asyncio.ensure_future(sink.write(lease, [event(2)]))
     await asyncio.sleep(0)  # begun first, as the relay begins its writes
@@ -113,7 +118,6 @@ async def test_a_batch_chained_on_one_that_never_reached_the_server(
     Orders 1 and W1's one-by-one path skips Orders 2 and 3 for good."""
     lease = await sink.acquire("orders", "relay-a", 10)
     assert lease is not None
-    sink._request_timeout = 0.5  # W1's answer never comes: not waited for long
     await sink.write(lease, [event(1)])
     recorder = Recorder(sink)
     held: list[bytes] = []
@@ -318,7 +322,7 @@ async def test_a_duplicate_at_the_end_of_a_batch_in_flight(
         await send(command, priority)
 
     recorder.nc._send_command = copy_first
-    slow_answers(sink, 0.2)
+    slow_answers(sink, 0.5)  # W1's answer comes after W2 went out chained on it
     first = asyncio.ensure_future(sink.write(lease, [event(2)]))
     await asyncio.sleep(0)
     second = asyncio.ensure_future(sink.write(lease, [event(3)]))
