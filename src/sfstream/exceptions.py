@@ -224,6 +224,18 @@ class ServerError(SfstreamError):
         self.error_message: str | None = field.message if field else None
         self.failure_reason: str | None = failure_reason(response)
 
+    @property
+    def cause_code(self) -> int | None:
+        """The code of the refusal's cause: Salesforce's ``failureReason`` first, then
+        ``error`` (``401::Authentication invalid`` with the ``failureReason``
+        ``503::Server is too busy…`` is a 503, worth retrying later, not a credentials
+        problem); None when neither carries one."""
+        if self.failure_reason is not None:
+            code = parse_error_field(self.failure_reason).code
+            if code is not None:
+                return code
+        return self.error_code
+
     def __str__(self) -> str:
         parts = [self.message]
         if self.error is not None:

@@ -355,6 +355,23 @@ def test_to_cli_error() -> None:
         },
     )
     check(denied, ExitCode.AUTHENTICATION, "Salesforce refused the session")
+    # Salesforce's failureReason first: a 503 behind a 401 error is a busy server (it was
+    # reported as refused credentials, "check the credentials")
+    busy = ServerError(
+        "subscribe to /event/Order__e refused",
+        {
+            "error": "401::Authentication invalid",
+            "subscription": "/event/Order__e",
+            "ext": {"sfdc": {"failureReason": "503::Server is too busy.  Please try later."}},
+        },
+    )
+    check(busy, ExitCode.CONNECTION, "/event/Order__e: Salesforce is too busy", "few minutes")
+    assert "credentials" not in str(to_cli_error(busy))
+    check(
+        ServerError("connect refused", {"error": "401::Authentication invalid"}),
+        ExitCode.AUTHENTICATION,
+        "Salesforce refused the session",
+    )
     check(
         ServerError("publish refused", {"error": "403::Publish is not allowed"}),
         ExitCode.ERROR,

@@ -150,6 +150,26 @@ def test_server_error_with_error_and_failure_reason() -> None:
     assert error.args == ("connect refused", response)
 
 
+@pytest.mark.parametrize(
+    ("error", "reason", "code"),
+    [
+        ("401::Authentication invalid", "503::Server is too busy.", 503),  # the reason first
+        ("403::Handshake denied", "401::Authentication invalid", 401),
+        ("403::Unknown client", None, 403),
+        ("403::Handshake denied", "not a code", 403),  # a reason without one: the error's
+        ("not allowed", None, None),
+        (None, None, None),
+    ],
+)
+def test_server_error_cause_code(error: str | None, reason: str | None, code: int | None) -> None:
+    response: dict[str, Any] = {"channel": "/meta/subscribe", "successful": False}
+    if error is not None:
+        response["error"] = error
+    if reason is not None:
+        response["ext"] = {"sfdc": {"failureReason": reason}}
+    assert ServerError("refused", response).cause_code == code
+
+
 def test_server_error_with_free_text_error() -> None:
     error = ServerError("publish refused", {"channel": "/x", "error": "not allowed"})
     assert (error.error_code, error.error_args, error.error_message) == (None, [], "not allowed")

@@ -42,7 +42,7 @@ class ExitCode(enum.IntEnum):
     #: could be obtained (e.g. ``sf`` is missing).
     AUTHENTICATION = 3
     #: A host could not be reached or failed (the login server answered an HTTP 5xx or no
-    #: token), or the connection was lost for too long.
+    #: token; Salesforce refused as too busy), or the connection was lost for too long.
     CONNECTION = 4
     #: ``listen --count N --timeout S``: fewer than N events arrived within S seconds.
     TIMEOUT = 5
@@ -192,12 +192,18 @@ def _server(
     channel = subscription if isinstance(subscription, str) else None
     text = exc.error_message or exc.error or exc.message
     where = f"{channel}: " if channel else ""
-    reason = exc.failure_reason or ""
-    if "401" in reason or (exc.error_code == 401):
+    cause = exc.cause_code  # failureReason first: a 503 hides behind a 401 error
+    if cause == 401:
         return CliError(
             f"authentication failed: Salesforce refused the session ({exc})",
             ExitCode.AUTHENTICATION,
             "check the credentials",
+        )
+    if cause is not None and cause >= 500:
+        return CliError(
+            f"{where}Salesforce is too busy: {exc}",
+            ExitCode.CONNECTION,
+            "try again in a few minutes (Salesforce asks for a small delay)",
         )
     if is_replay_error(exc):
         hint = "use --replay all or --replay new (or --fallback all)"

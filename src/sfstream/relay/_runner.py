@@ -767,8 +767,11 @@ class Relay:
                     raise exc.__cause__ from None
                 raise
             except ServerError as exc:
-                if self._subscribed_once:
-                    raise  # a later term: retried (a channel may come back, a standby try)
+                cause = exc.cause_code
+                if self._subscribed_once or (cause is not None and cause >= 500):
+                    # A later term, or Salesforce too busy for now (a 503 behind a 401):
+                    # retried (a channel may come back, a standby try).
+                    raise
                 # A channel refused from the start (it does not exist, the user may not see
                 # it) ends the relay, as it ends `listen`, instead of retrying it for ever.
                 raise _RefusedAtStart from exc
