@@ -1028,14 +1028,28 @@ async def test_a_batch_waits_for_a_pending_error() -> None:
         ({"max_pending_count": float("nan")}, InvalidArgumentError, "max_pending_count"),
         ({"max_pending_count": float("inf")}, InvalidArgumentError, "max_pending_count"),
         ({"max_pending_count": float("-inf")}, InvalidArgumentError, "max_pending_count"),
+        ({"request_timeout": "30"}, TypeError, "request_timeout must be a number of seconds"),
+        ({"request_timeout": True}, TypeError, "request_timeout must be a number of seconds"),
+        ({"request_timeout": 0}, InvalidArgumentError, "request_timeout must be a positive"),
+        ({"request_timeout": -1.0}, InvalidArgumentError, "request_timeout must be a positive"),
+        ({"request_timeout": float("nan")}, InvalidArgumentError, "request_timeout"),
+        ({"request_timeout": float("inf")}, InvalidArgumentError, "request_timeout"),
+        ({"handshake_after": "3"}, TypeError, "handshake_after must be an int"),
+        ({"handshake_after": 2.5}, TypeError, "handshake_after must be an int"),
+        ({"handshake_after": 0}, InvalidArgumentError, "handshake_after must be at least 1"),
+        ({"max_response_size": 1e6}, TypeError, "max_response_size must be an int"),
+        ({"max_response_size": True}, TypeError, "max_response_size must be an int"),
+        ({"max_response_size": 0}, InvalidArgumentError, "max_response_size must be at least 1"),
+        ({"max_messages": None}, TypeError, "max_messages must be an int"),
+        ({"max_messages": -5}, InvalidArgumentError, "max_messages must be at least 1"),
     ],
 )
 def test_bad_limits_fail_at_construction(
     options: dict[str, Any], error: type[Exception], match: str
 ) -> None:
-    # before: accepted, and failed much later inside the connect loop or receive()
-    # ("'<=' not supported between instances of 'str' and 'int'"), or, for NaN and infinity,
-    # silently meant no limit at all
+    # before: accepted, and failed much later inside the connect loop, the transport or
+    # receive() ("'<=' not supported between instances of 'str' and 'int'"), or, for NaN and
+    # infinity, silently meant no limit at all (a reply limit of 0 refused every reply)
     with pytest.raises(error, match=match):
         BayeuxClient(URL, transport=MockTransport(lambda r: []), **options)
 

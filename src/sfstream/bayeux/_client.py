@@ -149,6 +149,22 @@ def check_count(name: str, value: object) -> None:
         raise InvalidArgumentError(f"{name} must be at least 1, not {value}")
 
 
+def check_reply_limits(max_response_size: object, max_messages: object) -> None:
+    """The limits on a reply, checked where they are given (the transport reads them at
+    each reply, deep inside): each an int (not a bool) of at least 1."""
+    check_count("max_response_size", max_response_size)
+    check_count("max_messages", max_messages)
+
+
+def _check_request_timeout(value: object) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"request_timeout must be a number of seconds, not {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(
+            f"request_timeout must be a positive, finite number of seconds, not {value}"
+        )
+
+
 class Opening:
     """The task running an ``open()``, which ``close()`` stops by cancelling it, as
     :func:`asyncio.timeout` does: a ``close()`` during the handshake (or the token request)
@@ -256,10 +272,13 @@ class BayeuxClient:
             :attr:`~sfstream.bayeux.StatusKind.FALLBACK`. Not with ``transport``.
 
     Raises:
-        TypeError: ``connection_timeout`` or ``max_pending_count`` is not a number (a bool is
-            not one).
+        TypeError: ``connection_timeout``, ``max_pending_count`` or ``request_timeout`` is not
+            a number, or ``handshake_after``, ``max_response_size`` or ``max_messages`` not an
+            int (a bool is neither).
         InvalidArgumentError: ``connection_timeout`` is NaN, ``max_pending_count`` is NaN or
-            infinite, or ``connection_types`` is not a list of known names.
+            infinite, ``request_timeout`` is not positive and finite, ``handshake_after``,
+            ``max_response_size`` or ``max_messages`` is below 1, or ``connection_types`` is
+            not a list of known names.
     """
 
     def __init__(
@@ -302,6 +321,9 @@ class BayeuxClient:
                 )
         self._connection_types = types
         check_limits(connection_timeout, max_pending_count)
+        check_reply_limits(max_response_size, max_messages)
+        check_count("handshake_after", handshake_after)
+        _check_request_timeout(request_timeout)
         if connection_timeout is not None and connection_timeout <= 0:
             connection_timeout = None
         # a whole number: the queue's length is compared with it, and batches are cut by it

@@ -44,7 +44,7 @@ from sfstream.bayeux import (
     validate_subscription,
 )
 from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE
-from sfstream.bayeux._client import Opening, check_count, check_limits
+from sfstream.bayeux._client import Opening, check_count, check_limits, check_reply_limits
 from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES
 from sfstream.exceptions import (
     AuthenticationError,
@@ -192,6 +192,7 @@ class Client:
                 f"authenticator must be an AuthenticatorBase, not {type(authenticator).__name__}"
             )
         check_limits(connection_timeout, max_pending_count)
+        check_reply_limits(max_response_size, max_messages)
         for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
             if not callable(function):
                 raise TypeError(f"{name} must be callable, not {type(function).__name__}")
