@@ -31,7 +31,7 @@ from sfstream.exceptions import (
     TransportTimeoutError,
 )
 from sfstream.salesforce import ReplayMarker, SqliteStorage
-from tests.cli.conftest import EVENT, ROOT, CliRunner, json_lines, password_args
+from tests.cli.conftest import EVENT, ROOT, CliRunner, Run, json_lines, password_args
 
 
 def test_version_and_help(cli: CliRunner) -> None:
@@ -432,13 +432,19 @@ def test_broken_pipe_is_quiet(cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -
 # -- sfstream emulator ----------------------------------------------------------------------------
 
 
-def test_emulator_command_in_process(cli: CliRunner) -> None:
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+def run_emulator(cli: CliRunner, *argv: str, serve_for: float = 2.0) -> Run:
+    """``sfstream emulator --port 0 ...`` in this process, interrupted (SIGINT) after
+    ``serve_for`` seconds if it serves."""
+    timer = threading.Timer(serve_for, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
-        run = cli("emulator", "--port", "0", "--event", "A__e")
+        return cli("emulator", "--port", "0", *argv)
     finally:
         timer.cancel()
+
+
+def test_emulator_command_in_process(cli: CliRunner) -> None:
+    run = run_emulator(cli, "--event", "A__e", serve_for=1.0)
     assert run.code == 0, run.err
     assert "Salesforce emulator listening on http://127.0.0.1:" in run.out
     assert "/event/A__e" in run.out
@@ -534,12 +540,7 @@ def test_emulator_refuses_a_state_file_that_is_not_one(
     # The emulator skipped the lines it could not read and rewrote the file: the file was lost.
     path = tmp_path / "notes.txt"
     path.write_bytes(content)
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
-    timer.start()
-    try:
-        run = cli("emulator", "--port", "0", "--state-file", str(path))
-    finally:
-        timer.cancel()
+    run = run_emulator(cli, "--state-file", str(path))
     assert run.code == 2
     assert "this file is not an emulator state file" in run.err
     assert path.read_bytes() == content
@@ -548,12 +549,7 @@ def test_emulator_refuses_a_state_file_that_is_not_one(
 def test_emulator_state_file_new_or_its_own(cli: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "org.state"
     for _ in range(2):  # created, then read back
-        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        try:
-            run = cli("emulator", "--port", "0", "--state-file", str(path))
-        finally:
-            timer.cancel()
+        run = run_emulator(cli, "--state-file", str(path), serve_for=1.0)
         assert run.code == 0, run.err
     assert path.read_bytes().startswith(b'{"k":')
 
@@ -562,12 +558,7 @@ def test_emulator_state_file_new_or_its_own(cli: CliRunner, tmp_path: Path) -> N
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_emulator_seconds_are_finite(cli: CliRunner, option: str, value: str) -> None:
     # nan passed every check (nan < 0 is false) and the org served with it.
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
-    timer.start()
-    try:
-        run = cli("emulator", "--port", "0", option, value)
-    finally:
-        timer.cancel()
+    run = run_emulator(cli, option, value)
     assert run.code == 2
     assert f"argument {option}: expected a number of seconds, not '{value}'" in run.err
 
@@ -586,12 +577,7 @@ def test_emulator_config_values_name_their_key(
     # The key was not named, and "false" (a string) meant true.
     path = tmp_path / "org.json"
     path.write_text(config)
-    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))  # if it serves
-    timer.start()
-    try:
-        run = cli("emulator", "--port", "0", "--config", str(path))
-    finally:
-        timer.cancel()
+    run = run_emulator(cli, "--config", str(path))
     assert run.code == 2
     assert f"{path}: {message}" in run.err
 

@@ -64,23 +64,37 @@ def amount(message: Mapping[str, Any]) -> Any:
     return message["data"]["payload"]["Amount__c"]
 
 
+async def gated_client(
+    emulator: Emulator, factory: ClientFactory, *amounts: int
+) -> tuple[GatedStorage, Client]:
+    """An open client storing its markers in a :class:`GatedStorage`, subscribed, with one
+    event of each of ``amounts`` waiting in it."""
+    storage = GatedStorage()
+    client = factory(replay=storage)
+    await client.open()
+    await client.subscribe(CHANNEL)
+    for value in amounts:
+        await emulator.publish(CHANNEL, {"Amount__c": value})
+    await wait_until(lambda: client.pending_count >= len(amounts), WAIT, "the pending events")
+    return storage, client
+
+
+async def cancel_while_storing(storage: GatedStorage, call: Any) -> None:
+    """Run ``call`` (a coroutine) until its marker write waits at the gate, then cancel it."""
+    task = asyncio.ensure_future(call)
+    async with asyncio.timeout(WAIT):
+        await storage.writing.wait()  # a message is taken; its marker is being stored
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
 async def test_receive_cancelled_while_its_marker_is_stored_loses_nothing(
     sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
 ) -> None:
-    storage = GatedStorage()
-    client = sfstream_client_factory(replay=storage)
-    await client.open()
-    await client.subscribe(CHANNEL)
-    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
-    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 2})
-
+    storage, client = await gated_client(sfstream_emulator, sfstream_client_factory, 1, 2)
     storage.gate.clear()
-    receiving = asyncio.create_task(client.receive())
-    async with asyncio.timeout(WAIT):
-        await storage.writing.wait()  # the message is taken; its marker is being stored
-    receiving.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await receiving
+    await cancel_while_storing(storage, client.receive())
     assert client.pending_count >= 1  # the interrupted message still waits
     assert client.has_pending_messages
 
@@ -95,21 +109,9 @@ async def test_receive_cancelled_while_its_marker_is_stored_loses_nothing(
 async def test_async_for_cancelled_while_its_marker_is_stored_loses_nothing(
     sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
 ) -> None:
-    storage = GatedStorage()
-    client = sfstream_client_factory(replay=storage)
-    await client.open()
-    await client.subscribe(CHANNEL)
-    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 1})
-    await sfstream_emulator.publish(CHANNEL, {"Amount__c": 2})
-    await wait_until(lambda: client.pending_count >= 2, WAIT, "2 pending messages")
-
+    storage, client = await gated_client(sfstream_emulator, sfstream_client_factory, 1, 2)
     storage.gate.clear()
-    iterating = asyncio.create_task(anext(aiter(client)))
-    async with asyncio.timeout(WAIT):
-        await storage.writing.wait()
-    iterating.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await iterating
+    await cancel_while_storing(storage, anext(aiter(client)))
 
     storage.gate.set()
     got = []
@@ -124,22 +126,10 @@ async def test_async_for_cancelled_while_its_marker_is_stored_loses_nothing(
 async def test_receive_many_cancelled_mid_batch_loses_nothing(
     sfstream_emulator: Emulator, sfstream_client_factory: ClientFactory
 ) -> None:
-    storage = GatedStorage()
-    client = sfstream_client_factory(replay=storage)
-    await client.open()
-    await client.subscribe(CHANNEL)
-    for value in (1, 2, 3):
-        await sfstream_emulator.publish(CHANNEL, {"Amount__c": value})
-    await wait_until(lambda: client.pending_count >= 3, WAIT, "3 pending messages")
-
+    storage, client = await gated_client(sfstream_emulator, sfstream_client_factory, 1, 2, 3)
     storage.block_at = 2  # the first marker is stored, the second one waits
     storage.gate.clear()
-    batching = asyncio.create_task(client.receive_many(10))
-    async with asyncio.timeout(WAIT):
-        await storage.writing.wait()
-    batching.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await batching
+    await cancel_while_storing(storage, client.receive_many(10))
     assert client.pending_count == 3
 
     storage.gate.set()

@@ -95,11 +95,7 @@ _NETWORK_TRANSPORTS: Final = (LongPollingTransport, WebSocketTransport)
 def _auth_refused(error: SfstreamError) -> bool:
     """A subscribe refused for its credentials (``401::Authentication invalid``), read from
     Salesforce's ``failureReason`` first (a 503 can hide behind a 401 ``error``)."""
-    if not isinstance(error, ServerError):
-        return False
-    if error.failure_reason is not None:
-        return error.failure_reason.startswith("401:")
-    return error.error_code == 401
+    return isinstance(error, ServerError) and error.cause_code == 401
 
 
 def _transient(error: AuthenticationError) -> bool:
@@ -171,9 +167,9 @@ class Opening:
     then ends the opening instead of being overtaken by it. A cancellation from anyone else
     stays one. Shared by this client and the Salesforce one.
 
-    In ``open()``: create it first, pass what it raises to :meth:`closed_instead` in an
-    ``except``, call :meth:`end` in the ``finally``. In ``close()``: :meth:`stop`, then wait
-    for :attr:`ended`.
+    In ``open()``: create it first and run the opening in ``with opening:``, which turns the
+    cancellation :meth:`stop` made into :class:`~sfstream.exceptions.ClientInvalidOperation`
+    and sets :attr:`ended`. In ``close()``: :meth:`stop`, then wait for :attr:`ended`.
     """
 
     def __init__(self) -> None:
@@ -195,23 +191,26 @@ class Opening:
             task.cancel()
         return True
 
-    def closed_instead(self, exc: BaseException) -> ClientInvalidOperation | None:
-        """The error ``open()`` raises instead of ``exc`` when ``exc`` is the cancellation
-        :meth:`stop` made (and no other cancellation is pending), else None."""
-        if not isinstance(exc, asyncio.CancelledError) or not self._cancelled:
-            return None
-        self._cancelled = False
-        if self.task is not None and self.task.uncancel() <= self._cancelling:
-            return ClientInvalidOperation("the client was closed while it was opening")
-        return None
+    def __enter__(self) -> Self:
+        return self
 
-    def end(self) -> None:
-        """``open()`` has ended: take back a cancellation of stop()'s that was absorbed on the
-        way, and wake the ``close()`` waiting for :attr:`ended`."""
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``open()`` has ended: take back the cancellation :meth:`stop` made (raising
+        ClientInvalidOperation instead when it is what ended the opening, and no other
+        cancellation is pending), and wake the ``close()`` waiting for :attr:`ended`."""
+        closed = False
         if self._cancelled and self.task is not None:
             self._cancelled = False
-            self.task.uncancel()
+            # absorbed on the way, or what ended the opening
+            closed = self.task.uncancel() <= self._cancelling
         self.ended.set()
+        if closed and isinstance(exc, asyncio.CancelledError):
+            raise ClientInvalidOperation("the client was closed while it was opening") from None
 
 
 class _Lifecycle(Enum):
@@ -486,22 +485,20 @@ class BayeuxClient:
         # instead of racing it.
         opening = self._opening = Opening()
         try:
-            action: Action = Handshake()
-            while not self._engine.established:
-                action = await self._step(action)
-                if isinstance(action, Stop):
-                    raise action.error
-        except BaseException as exc:
-            # Cancelled (or failed) after the handshake: end the session on the server too,
-            # best-effort and within _DISCONNECT_TIMEOUT, as close() does.
-            await self._shutdown(disconnect=self._engine.has_session, report=False)
-            error = opening.closed_instead(exc)
-            if error is not None:
-                raise error from None
-            raise
+            with opening:
+                action: Action = Handshake()
+                try:
+                    while not self._engine.established:
+                        action = await self._step(action)
+                        if isinstance(action, Stop):
+                            raise action.error
+                except BaseException:
+                    # Cancelled (or failed) after the handshake: end the session on the
+                    # server too, best-effort and within _DISCONNECT_TIMEOUT, as close() does.
+                    await self._shutdown(disconnect=self._engine.has_session, report=False)
+                    raise
         finally:
             self._opening = None
-            opening.end()
         logger.info("connected to %s (clientId %s)", self.url, self._engine.client_id)
         self.report_status(StatusKind.CONNECTED, f"clientId {self._engine.client_id}")
         self._task = asyncio.create_task(self._run(action), name=f"bayeux connect loop {self.url}")

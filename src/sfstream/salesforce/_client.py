@@ -339,15 +339,10 @@ class Client:
         # overtaken by it.
         opening = self._opening = Opening()
         try:
-            await self._open()
-        except asyncio.CancelledError as exc:
-            error = opening.closed_instead(exc)
-            if error is not None:
-                raise error from None
-            raise
+            with opening:
+                await self._open()
         finally:
             self._opening = None
-            opening.end()
 
     async def _open(self) -> None:
         if self._session is not None and self.auth.session is None:
