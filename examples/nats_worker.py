@@ -6,12 +6,12 @@ acknowledge within ``--ack-wait`` seconds (the worker died) goes to another one.
 
 Each message is the Bayeux message as Salesforce sent it (JSON), on the subject
 ``sfstream.<org>.<channel segments>`` (``sfstream.default.event.Order__e``: ``<org>`` is the
-relay's name for the org, ``default`` without ``--config``), with the headers
-``Sfstream-Replay-Id``, ``Sfstream-Channel``, ``Sfstream-Org`` and ``Sfstream-Date``. Delivery is
-at least once: a redelivered event carries the same replay id, so a handler that must not run
-twice checks it. Here each worker remembers the (channel, replay id) pairs it handled lately; an
-application makes the handler idempotent (a unique key on channel and replay id in its database),
-which also covers an event redelivered to another worker.
+relay's name for the org, ``default`` without ``--config``; ``subject_channel`` gives both
+back), with the headers ``Sfstream-Replay-Id`` and ``Sfstream-Date``. Delivery is at least once:
+a redelivered event carries the same replay id, so a handler that must not run twice checks it.
+Here each worker remembers the (channel, replay id) pairs it handled lately; an application makes
+the handler idempotent (a unique key on channel and replay id in its database), which also covers
+an event redelivered to another worker.
 
 Try it with a relay writing into a local ``nats-server -js``::
 
@@ -33,6 +33,8 @@ from typing import Any
 import nats
 from nats.js.api import AckPolicy, ConsumerConfig
 
+from sfstream.relay import subject_channel
+
 
 async def handle(channel: str, replay_id: int, message: dict[str, Any]) -> None:
     """Your processing. Here: print the event's payload."""
@@ -40,7 +42,13 @@ async def handle(channel: str, replay_id: int, message: dict[str, Any]) -> None:
 
 
 async def work(
-    server: str, stream: str, subject: str, durable: str, ack_wait: float, count: int | None
+    server: str,
+    stream: str,
+    subject: str,
+    prefix: str,
+    durable: str,
+    ack_wait: float,
+    count: int | None,
 ) -> None:
     nc = await nats.connect(server.split(","))
     try:
@@ -59,9 +67,8 @@ async def work(
             except nats.errors.TimeoutError:
                 continue  # nothing new: ask again
             for msg in batch:
-                headers = msg.headers or {}
-                channel = headers.get("Sfstream-Channel", msg.subject)
-                replay_id = int(headers["Sfstream-Replay-Id"])
+                _, channel = subject_channel(msg.subject, prefix)  # and the org, if you need it
+                replay_id = int((msg.headers or {})["Sfstream-Replay-Id"])
                 if (channel, replay_id) not in handled:
                     await handle(channel, replay_id, json.loads(msg.data))
                     handled[channel, replay_id] = None
@@ -80,13 +87,22 @@ def main() -> None:
     parser.add_argument(
         "--subject", default="sfstream.>", help="which events, e.g. sfstream.*.event.Order__e"
     )
+    parser.add_argument("--prefix", default="sfstream", help="the relay's subject prefix")
     parser.add_argument("--durable", default="sfstream-workers", help="shared consumer name")
     parser.add_argument("--ack-wait", type=float, default=30.0, help="seconds before redelivery")
     parser.add_argument("--count", type=int, default=None, help="stop after this many events")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            work(args.server, args.stream, args.subject, args.durable, args.ack_wait, args.count)
+            work(
+                args.server,
+                args.stream,
+                args.subject,
+                args.prefix,
+                args.durable,
+                args.ack_wait,
+                args.count,
+            )
         )
 
 

@@ -92,8 +92,6 @@ DEFAULT_PIPELINE_DEPTH = 4
 
 #: Message headers the sink writes on each event (and reads back for the position).
 REPLAY_ID_HEADER = "Sfstream-Replay-Id"
-ORG_HEADER = "Sfstream-Org"
-CHANNEL_HEADER = "Sfstream-Channel"
 DATE_HEADER = "Sfstream-Date"
 EVENT_UUID_HEADER = "Sfstream-Event-Uuid"
 MSG_ID_HEADER = "Nats-Msg-Id"
@@ -1334,8 +1332,6 @@ class NatsSink(Sink):
                         f"HPUB {subject} ",
                         f"{common}{subject}:",
                         f"{after}{subject}:",
-                        f"\r\n{ORG_HEADER}: {_header_value(org).strip()}"
-                        f"\r\n{CHANNEL_HEADER}: {_header_value(channel).strip()}"
                         f"\r\n{DATE_HEADER}: ",
                     )
                 subject, command, head, head_after, middle = fixed
@@ -1620,8 +1616,6 @@ class NatsSink(Sink):
         headers = {
             MSG_ID_HEADER: f"{subject}:{event.replay_id}",
             REPLAY_ID_HEADER: str(event.replay_id),
-            ORG_HEADER: _header_value(event.org),
-            CHANNEL_HEADER: _header_value(event.channel),
             DATE_HEADER: _header_value(event.date),
         }
         if event.event_uuid:
