@@ -263,7 +263,7 @@ async def test_headers_carry_the_event_description(sink: NatsSink, nats_server: 
         message = await nc.jetstream().get_last_msg("SFSTREAM", subject)
         assert message.headers is not None
         # Where it came from is the subject's to say (no header repeats it on every message).
-        assert subject_channel(message.subject) == (ORG, "/topic/Acc?Type=Partner")
+        assert subject_channel(message.subject or "") == (ORG, "/topic/Acc?Type=Partner")
         assert "Sfstream-Channel" not in message.headers
         assert "Sfstream-Org" not in message.headers
         assert message.headers["Sfstream-Replay-Id"] == "7"
@@ -647,7 +647,7 @@ async def test_non_ascii_header_values_are_percent_encoded(
         assert message.headers is not None
         assert message.headers["Sfstream-Date"] == "ma%C3%B1ana"
         assert message.headers["Sfstream-Event-Uuid"] == "%C3%BC-1"
-        assert subject_channel(message.subject) == (ORG, "/event/Café__e")  # exact
+        assert subject_channel(message.subject or "") == (ORG, "/event/Café__e")  # exact
     finally:
         await nc.close()
 
