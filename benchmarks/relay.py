@@ -249,6 +249,8 @@ def table(data: dict[str, Any]) -> Table:
             shares = [rate / plain[i] for i, rate in rates.items() if plain.get(i)]
             middle = median(shares)
             share = "-" if middle is None else f"{middle * 100:.0f} %"
+            if len(shares) > 1:  # the spread shows the machine's noise
+                share += f" ({min(shares) * 100:.0f} to {max(shares) * 100:.0f})"
         t.add(label, fmt(median(list(rates.values())), 0), fmt(median(cpus)), share)
     for label, error in data["errors"].items():
         t.notes.append(f"{label}: {error}")
@@ -265,7 +267,8 @@ def table(data: dict[str, Any]) -> Table:
         "with the last event written; they include writing every event with its position "
         "(Redis: one script per batch, up to 8 in flight; JetStream: one message per event, a "
         "batch published at once and acknowledged together, up to 4 in flight). Share: the "
-        "median over the rounds of each round's relay rate over the same round's drain rate."
+        "median over the rounds of each round's relay rate over the same round's drain rate (in "
+        "brackets: the lowest and the highest round)."
     )
     return t
 
