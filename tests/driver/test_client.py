@@ -1042,6 +1042,8 @@ async def test_a_batch_waits_for_a_pending_error() -> None:
         ({"max_response_size": 0}, InvalidArgumentError, "max_response_size must be at least 1"),
         ({"max_messages": None}, TypeError, "max_messages must be an int"),
         ({"max_messages": -5}, InvalidArgumentError, "max_messages must be at least 1"),
+        ({"json_loads": None}, TypeError, "json_loads must be callable, not NoneType"),
+        ({"json_dumps": "orjson"}, TypeError, "json_dumps must be callable, not str"),
     ],
 )
 def test_bad_limits_fail_at_construction(

@@ -39,7 +39,7 @@ from sfstream.bayeux._aiohttp import (
     without_credentials,
 )
 from sfstream.bayeux._backoff import Backoff, ExponentialBackoff
-from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads
+from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, JSONDumps, JSONLoads, check_json
 from sfstream.bayeux._engine import LONG_POLLING, WEBSOCKET, BayeuxEngine
 from sfstream.bayeux._events import (
     Deliveries,
@@ -321,6 +321,7 @@ class BayeuxClient:
         self._connection_types = types
         check_limits(connection_timeout, max_pending_count)
         check_reply_limits(max_response_size, max_messages)
+        check_json(json_dumps, json_loads)
         check_count("handshake_after", handshake_after)
         _check_request_timeout(request_timeout)
         if connection_timeout is not None and connection_timeout <= 0:

@@ -26,6 +26,7 @@ __all__ = [
     "RUN_MIN",
     "JSONDumps",
     "JSONLoads",
+    "check_json",
     "decode",
     "encode",
 ]
@@ -34,6 +35,16 @@ __all__ = [
 JSONDumps = Callable[[Any], str | bytes]
 #: A JSON parser taking the reply body.
 JSONLoads = Callable[[str | bytes], Any]
+
+
+def check_json(json_dumps: object, json_loads: object) -> None:
+    """Raise :class:`TypeError` where a client or an authenticator is built with a JSON
+    serialiser or parser that cannot be called (``json_loads=None`` failed much later, at the
+    first reply, as a reply that is not JSON)."""
+    for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
+        if not callable(function):
+            raise TypeError(f"{name} must be callable, not {type(function).__name__}")
+
 
 #: How many messages one reply may carry before it is refused.
 DEFAULT_MAX_MESSAGES: Final = 100_000

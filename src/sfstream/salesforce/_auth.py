@@ -49,6 +49,7 @@ import aiohttp
 from yarl import URL
 
 from sfstream._http import describe, read_limited, safe_cause
+from sfstream.bayeux._codec import check_json
 from sfstream.exceptions import (
     AuthenticationError,
     AuthenticationTransportError,
@@ -441,10 +442,7 @@ class AuthenticatorBase:
                 f"Can't instantiate {cls.__name__}: an authenticator implements "
                 f"token_request() or overrides _authenticate()"
             )
-        for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
-            if not callable(function):
-                # json_loads=None used to fail at login as "a body that is not JSON"
-                raise TypeError(f"{name} must be callable, not {type(function).__name__}")
+        check_json(json_dumps, json_loads)  # (json_loads=None failed at login, as "not JSON")
         self.sandbox = sandbox
         self.json_dumps = json_dumps
         self.json_loads = json_loads

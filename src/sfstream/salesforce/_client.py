@@ -45,7 +45,7 @@ from sfstream.bayeux import (
 )
 from sfstream.bayeux._aiohttp import DEFAULT_MAX_RESPONSE_SIZE
 from sfstream.bayeux._client import Opening, check_count, check_limits, check_reply_limits
-from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES
+from sfstream.bayeux._codec import DEFAULT_MAX_MESSAGES, check_json
 from sfstream.exceptions import (
     AuthenticationError,
     ClientError,
@@ -193,9 +193,7 @@ class Client:
             )
         check_limits(connection_timeout, max_pending_count)
         check_reply_limits(max_response_size, max_messages)
-        for name, function in (("json_dumps", json_dumps), ("json_loads", json_loads)):
-            if not callable(function):
-                raise TypeError(f"{name} must be callable, not {type(function).__name__}")
+        check_json(json_dumps, json_loads)
         #: The authenticator that supplies the access token.
         self.auth = authenticator
         # The storage that stores each event's marker before it is handed out, if any: kept
