@@ -204,6 +204,20 @@ def failure_reason(response: Mapping[str, Any] | None) -> str | None:
     return reason if isinstance(reason, str) else None
 
 
+def reply_cause_code(response: Mapping[str, Any] | None) -> int | None:
+    """The code of a refusal's cause: the code of Salesforce's ``failureReason`` first, then
+    that of ``error`` (``401::Authentication invalid`` with the ``failureReason``
+    ``503::Server is too busy…`` is a 503); None when neither carries one. The one reading of
+    a refusal's cause, for :attr:`ServerError.cause_code` and the reconnect decisions."""
+    reason = failure_reason(response)
+    if reason is not None:
+        code = parse_error_field(reason).code
+        if code is not None:
+            return code
+    error = response.get("error") if response is not None else None
+    return parse_error_field(error).code if isinstance(error, str) else None
+
+
 class ServerError(SfstreamError):
     """The server rejected a request (``successful: false``).
 
@@ -230,11 +244,7 @@ class ServerError(SfstreamError):
         ``error`` (``401::Authentication invalid`` with the ``failureReason``
         ``503::Server is too busy…`` is a 503, worth retrying later, not a credentials
         problem); None when neither carries one."""
-        if self.failure_reason is not None:
-            code = parse_error_field(self.failure_reason).code
-            if code is not None:
-                return code
-        return self.error_code
+        return reply_cause_code(self.response)
 
     def __str__(self) -> str:
         parts = [self.message]

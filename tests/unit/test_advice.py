@@ -359,6 +359,14 @@ TABLE: list[tuple[str, Outcome, Advice, dict[str, Any], Action]] = [
         {},
         Reauthenticate(),
     ),
+    # a failureReason without a code says nothing of the cause: the error's code counts
+    (
+        "auth-connect-401-none-reason-without-code",
+        Outcome(CN, reply=refused(CN, AUTH_INVALID, "something went wrong")),
+        NONE,
+        {},
+        Reauthenticate(),
+    ),
     (
         "auth-handshake-failure-reason",
         Outcome(HS, reply=refused(HS, "403::Handshake denied", "401::Authentication invalid")),

@@ -1565,6 +1565,19 @@ def test_a_transient_refusal_of_a_resubscription_keeps_the_channel() -> None:
     assert isinstance(engine.next_action(), Handshake)
 
 
+def test_a_503_without_failure_reason_code_keeps_the_channel_too() -> None:
+    # a failureReason that carries no code says nothing of the cause: the error's code counts
+    engine = make()
+    connected(engine)
+    engine.subscribe("/a")
+    [request] = engine.resubscribe()
+    busy = subscribe_refused(only(request), "503::Server is too busy")
+    busy["ext"] = {"sfdc": {"failureReason": "try again later"}}
+    events = engine.receive(wire([busy]))
+    assert [type(e) for e in events] == [SessionLost]
+    assert engine.subscriptions == {"/a"}
+
+
 def test_a_permanent_refusal_of_a_resubscription_drops_the_channel() -> None:
     engine = make()
     connected(engine)

@@ -52,7 +52,7 @@ from sfstream.exceptions import (
     ServerError,
     SfstreamError,
     failure_reason,
-    parse_error_field,
+    reply_cause_code,
 )
 
 __all__ = [
@@ -193,10 +193,9 @@ def _is_auth_refusal(reply: Message) -> bool:
     ``403::Handshake denied`` with a 401 ``failureReason`` with or without advice. Faye's
     ``401:<clientId>:Unknown client`` comes with ``reconnect: handshake``: not an auth problem.
     """
-    reason = failure_reason(reply) or reply.get("error") or ""
     advice = reply.get("advice")
     reconnect = advice.get("reconnect") if isinstance(advice, dict) else None
-    return reconnect in (None, "none") and parse_error_field(reason).code == 401
+    return reconnect in (None, "none") and reply_cause_code(reply) == 401
 
 
 def decide(

@@ -59,8 +59,7 @@ from sfstream.exceptions import (
     ProtocolError,
     ServerError,
     SfstreamError,
-    failure_reason,
-    parse_error_field,
+    reply_cause_code,
 )
 
 __all__ = ["LONG_POLLING", "WEBSOCKET", "BayeuxEngine"]
@@ -77,8 +76,7 @@ _SUBSCRIBE, _UNSUBSCRIBE, _PUBLISH = "subscribe", "unsubscribe", "publish"
 
 def _is_transient(reply: Message) -> bool:
     """True when a refusal's cause (``failureReason`` first) is a 5xx: worth retrying."""
-    reason = failure_reason(reply) or reply.get("error") or ""
-    code = parse_error_field(reason).code
+    code = reply_cause_code(reply)
     return code is not None and code >= 500
 
 
