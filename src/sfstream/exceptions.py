@@ -204,7 +204,7 @@ def failure_reason(response: Mapping[str, Any] | None) -> str | None:
     return reason if isinstance(reason, str) else None
 
 
-def reply_cause_code(response: Mapping[str, Any] | None) -> int | None:
+def _reply_cause_code(response: Mapping[str, Any] | None) -> int | None:
     """The code of a refusal's cause: the code of Salesforce's ``failureReason`` first, then
     that of ``error`` (``401::Authentication invalid`` with the ``failureReason``
     ``503::Server is too busy…`` is a 503); None when neither carries one. The one reading of
@@ -244,7 +244,7 @@ class ServerError(SfstreamError):
         ``error`` (``401::Authentication invalid`` with the ``failureReason``
         ``503::Server is too busy…`` is a 503, worth retrying later, not a credentials
         problem); None when neither carries one."""
-        return reply_cause_code(self.response)
+        return _reply_cause_code(self.response)
 
     def __str__(self) -> str:
         parts = [self.message]

@@ -51,8 +51,8 @@ from sfstream.exceptions import (
     HTTPStatusError,
     ServerError,
     SfstreamError,
+    _reply_cause_code,
     failure_reason,
-    reply_cause_code,
 )
 
 __all__ = [
@@ -195,7 +195,7 @@ def _is_auth_refusal(reply: Message) -> bool:
     """
     advice = reply.get("advice")
     reconnect = advice.get("reconnect") if isinstance(advice, dict) else None
-    return reconnect in (None, "none") and reply_cause_code(reply) == 401
+    return reconnect in (None, "none") and _reply_cause_code(reply) == 401
 
 
 def decide(

@@ -59,7 +59,7 @@ from sfstream.exceptions import (
     ProtocolError,
     ServerError,
     SfstreamError,
-    reply_cause_code,
+    _reply_cause_code,
 )
 
 __all__ = ["LONG_POLLING", "WEBSOCKET", "BayeuxEngine"]
@@ -76,7 +76,7 @@ _SUBSCRIBE, _UNSUBSCRIBE, _PUBLISH = "subscribe", "unsubscribe", "publish"
 
 def _is_transient(reply: Message) -> bool:
     """True when a refusal's cause (``failureReason`` first) is a 5xx: worth retrying."""
-    code = reply_cause_code(reply)
+    code = _reply_cause_code(reply)
     return code is not None and code >= 500
 
 
